@@ -1,0 +1,110 @@
+//! The error types of the runtime.
+//!
+//! [`Error`] is what the loop and the runner answer when a call cannot be
+//! done or a run ends without an output (interrupt, cancellation). Task
+//! outcomes have their own types in [`task`](crate::task): [`JoinError`] for
+//! awaiting a task, [`Cancelled`] for a caught cancellation.
+//!
+//! [`JoinError`]: crate::JoinError
+//! [`Cancelled`]: crate::Cancelled
+
+use std::fmt;
+use std::io;
+
+/// Why a call on the event loop or the runner failed.
+///
+/// Every message says what happened and what to do about it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The run was interrupted by Ctrl-C (SIGINT): Python's
+    /// `KeyboardInterrupt`. The main task was cancelled and let the
+    /// cancellation escape.
+    KeyboardInterrupt,
+    /// The main task was cancelled (by a task calling `cancel()` on it, or by
+    /// Ctrl-C while it was also cancelled by something else): Python's
+    /// `CancelledError`.
+    Cancelled,
+    /// `run` was called on a thread where an event loop is already running.
+    /// The awaitable was dropped without being polled.
+    NestedRun {
+        /// The function that was called, e.g. `"runner_core::run()"`.
+        caller: &'static str,
+    },
+    /// The runner was closed; it cannot run anything or hand out its loop.
+    RunnerClosed,
+    /// The event loop was closed; nothing can be scheduled on it.
+    LoopClosed,
+    /// The event loop is already running (`run_forever`/`run_until_complete`
+    /// called from inside it, or `close` called while it runs).
+    LoopRunning,
+    /// `stop()` ended `run_until_complete` before its future completed.
+    Stopped,
+    /// A call that needs a running event loop was made outside of one.
+    NoRunningLoop,
+    /// The operating system refused a resource the loop needs (for example,
+    /// creating the poller when the process is out of file descriptors).
+    Io(io::Error),
+}
+
+impl Error {
+    /// Whether this is the Ctrl-C interruption (`KeyboardInterrupt`).
+    pub fn is_keyboard_interrupt(&self) -> bool {
+        matches!(self, Error::KeyboardInterrupt)
+    }
+
+    /// Whether this is the cancellation of the main task (`CancelledError`).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::KeyboardInterrupt => f.write_str("KeyboardInterrupt: the run was interrupted by Ctrl-C (SIGINT)"),
+            Error::Cancelled => f.write_str(
+                "the main task was cancelled: something called cancel() on it and the cancellation was not caught \
+                 (catch it with runner_core::cancellable(..) if the task should go on)",
+            ),
+            Error::NestedRun { caller } => write!(
+                f,
+                "{caller} cannot be called from a running event loop; inside async code, `.await` the future \
+                 or spawn it with runner_core::spawn(..) instead"
+            ),
+            Error::RunnerClosed => f.write_str(
+                "Runner is closed: it cannot run futures or give out its loop after close(); create a new Runner",
+            ),
+            Error::LoopClosed => f.write_str(
+                "Event loop is closed: nothing can be scheduled on it after close(); create a new loop or Runner",
+            ),
+            Error::LoopRunning => f.write_str(
+                "This event loop is already running: await the future from inside the loop instead of running \
+                 the loop again, and close the loop only after it stopped",
+            ),
+            Error::Stopped => f.write_str(
+                "Event loop stopped before the future completed: stop() was called during run_until_complete; \
+                 run the loop again to finish the future",
+            ),
+            Error::NoRunningLoop => f.write_str(
+                "no running event loop: call this from code running inside runner_core::run(..) or Runner::run(..)",
+            ),
+            Error::Io(e) => write!(f, "the event loop could not get an operating-system resource: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}

@@ -1,0 +1,1224 @@
+//! The event loop: a ready queue, timers, a reactor, and the tasks on them.
+//!
+//! An [`EventLoop`] belongs to the thread that created it (it is `!Send`);
+//! everything on the same-thread path is `Cell`/`RefCell`, with no lock and
+//! no atomic read-modify-write. The part other threads may touch is
+//! [`Shared`] (behind an `Arc`): a lock-free queue of wake-ups and callbacks
+//! (`crossbeam-channel`) and a `Weak` to the poller so they can interrupt
+//! its wait. A [`LoopHandle`] wraps it for user code.
+//!
+//! # One iteration
+//!
+//! 1. Decide how long the reactor may block: not at all when something is
+//!    ready or a stop is pending, else until the next timer, else forever.
+//! 2. Block in the reactor (skipped when the timeout is zero, except every
+//!    [`REACTOR_INTERVAL`] iterations so I/O is never starved by busy tasks),
+//!    then take what other threads sent.
+//! 3. Move every expired timer to the ready queue.
+//! 4. Run the ready items that were queued when the batch started; what they
+//!    schedule runs in the next iteration, as in asyncio.
+//!
+//! To block, the loop raises `Shared::sleeping` and checks the remote queue
+//! once more; a sender pushes first and then looks at `sleeping`. Both use
+//! `SeqCst`, so either the loop sees the message or the sender sees the loop
+//! asleep and notifies the poller: a wake-up is never lost, and a busy loop
+//! costs senders no system call.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::io;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+use polling::Poller;
+
+use crate::context::{self, ContextHolder, Map};
+use crate::executor::{self, Blocking, Executor, DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT};
+use crate::reactor::Reactor;
+use crate::task::{self, JoinHandle, RawTask, RunResult, TaskInfo};
+use crate::time::{TimerEntry, TimerHandle, Timers};
+use crate::{Context, Error};
+
+/// How many iterations may skip the reactor while tasks keep the loop busy.
+pub(crate) const REACTOR_INTERVAL: u32 = 61;
+
+/// The environment variable that turns debug mode on by default (set and
+/// non-empty), like Python's `PYTHONASYNCIODEBUG`.
+pub const DEBUG_ENV: &str = "RUNNER_DEBUG";
+
+/// The default [`EventLoop::slow_callback_duration`].
+pub const DEFAULT_SLOW_CALLBACK_DURATION: Duration = Duration::from_millis(100);
+
+static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn env_debug() -> bool {
+    std::env::var_os(DEBUG_ENV).is_some_and(|v| !v.is_empty())
+}
+
+/// What other threads send to the loop.
+pub(crate) enum Remote {
+    /// Schedule the task in this slot.
+    Wake(usize),
+    /// Run this callback on the loop thread.
+    Call(Box<dyn FnOnce() + Send>),
+}
+
+/// The thread-safe part of a loop.
+pub(crate) struct Shared {
+    pub(crate) loop_id: u64,
+    tx: Sender<Remote>,
+    rx: Receiver<Remote>,
+    poller: std::sync::Weak<Poller>,
+    sleeping: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl Shared {
+    fn send(&self, msg: Remote) -> Result<(), Error> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::LoopClosed);
+        }
+        // The receiver lives in `self`, so the channel cannot be disconnected.
+        let _ = self.tx.send(msg);
+        if self.sleeping.load(Ordering::SeqCst) {
+            if let Some(poller) = self.poller.upgrade() {
+                let _ = poller.notify();
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn send_wake(&self, key: usize) {
+        let _ = self.send(Remote::Wake(key));
+    }
+}
+
+/// An item of the ready queue.
+enum Ready {
+    Task(usize),
+    Callback(Rc<CallbackCell>),
+}
+
+/// A callback scheduled on the loop, with the context it runs in.
+pub(crate) struct CallbackCell {
+    context_id: u64,
+    f: RefCell<Option<Box<dyn FnOnce()>>>,
+    cancelled: Cell<bool>,
+    ctx: RefCell<Map>,
+}
+
+impl CallbackCell {
+    fn new(f: Box<dyn FnOnce()>) -> Rc<CallbackCell> {
+        Rc::new(CallbackCell {
+            context_id: context::new_context_id(),
+            f: RefCell::new(Some(f)),
+            cancelled: Cell::new(false),
+            ctx: RefCell::new(context::current_map()),
+        })
+    }
+
+    pub(crate) fn cancel(&self) {
+        self.cancelled.set(true);
+        self.f.borrow_mut().take();
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.get()
+    }
+}
+
+impl ContextHolder for CallbackCell {
+    fn map_cell(&self) -> &RefCell<Map> {
+        &self.ctx
+    }
+
+    fn context_id(&self) -> u64 {
+        self.context_id
+    }
+}
+
+/// A callback scheduled with [`EventLoop::call_soon`]; [`cancel`](Self::cancel)
+/// unschedules it (asyncio's `Handle`).
+pub struct CallbackHandle {
+    cell: Rc<CallbackCell>,
+}
+
+impl CallbackHandle {
+    /// Unschedules the callback if it has not run yet.
+    pub fn cancel(&self) {
+        self.cell.cancel();
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cell.is_cancelled()
+    }
+}
+
+impl fmt::Debug for CallbackHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallbackHandle")
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// The slot table of live tasks: their index is what wakers carry.
+#[derive(Default)]
+struct Slab {
+    entries: Vec<Option<Rc<dyn RawTask>>>,
+    free: Vec<usize>,
+    len: usize,
+}
+
+impl Slab {
+    fn vacant_key(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.entries.len())
+    }
+
+    fn insert(&mut self, task: Rc<dyn RawTask>) -> usize {
+        self.len += 1;
+        match self.free.pop() {
+            Some(key) => {
+                self.entries[key] = Some(task);
+                key
+            }
+            None => {
+                self.entries.push(Some(task));
+                self.entries.len() - 1
+            }
+        }
+    }
+
+    fn get(&self, key: usize) -> Option<&Rc<dyn RawTask>> {
+        self.entries.get(key).and_then(|e| e.as_ref())
+    }
+
+    fn remove(&mut self, key: usize) -> Option<Rc<dyn RawTask>> {
+        let task = self.entries.get_mut(key)?.take()?;
+        self.free.push(key);
+        self.len -= 1;
+        Some(task)
+    }
+
+    fn drain(&mut self) -> Vec<Rc<dyn RawTask>> {
+        self.free.clear();
+        self.len = 0;
+        std::mem::take(&mut self.entries).into_iter().flatten().collect()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Rc<dyn RawTask>> {
+        self.entries.iter().flatten()
+    }
+}
+
+/// The loop's life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Idle,
+    Running,
+    Closed,
+}
+
+type ExceptionHandler = Rc<dyn Fn(&EventLoop, &ExceptionContext)>;
+
+/// Everything a report to the exception handler says (asyncio's
+/// exception-handler `context` dict).
+#[derive(Debug, Clone)]
+pub struct ExceptionContext {
+    /// What happened.
+    pub message: String,
+    /// The panic message, when a panic is being reported.
+    pub panic: Option<String>,
+    /// The task concerned, if any.
+    pub task: Option<TaskInfo>,
+}
+
+impl ExceptionContext {
+    /// A report with just a message.
+    pub fn new(message: impl Into<String>) -> ExceptionContext {
+        ExceptionContext {
+            message: message.into(),
+            panic: None,
+            task: None,
+        }
+    }
+}
+
+impl fmt::Display for ExceptionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(task) = &self.task {
+            write!(f, "\n  {task}")?;
+        }
+        if let Some(panic) = &self.panic {
+            write!(f, "\n  panic: {panic}")?;
+        }
+        Ok(())
+    }
+}
+
+pub(crate) struct LoopCore {
+    id: u64,
+    pub(crate) shared: Arc<Shared>,
+    reactor: RefCell<Option<Reactor>>,
+    ready: RefCell<VecDeque<Ready>>,
+    tasks: RefCell<Slab>,
+    pub(crate) timers: RefCell<Timers>,
+    state: Cell<State>,
+    stopping: Cell<bool>,
+    tick: Cell<u32>,
+    debug: Cell<bool>,
+    slow_callback_duration: Cell<Duration>,
+    exception_handler: RefCell<Option<ExceptionHandler>>,
+    /// Set while close step 1 drives the cancelled tasks: their panics are
+    /// reported as shutdown errors.
+    shutting_down: Cell<bool>,
+    executor: RefCell<Option<Arc<Executor>>>,
+    executor_shut_down: Cell<bool>,
+    max_blocking_threads: usize,
+    executor_shutdown_timeout: Duration,
+    asyncgens: RefCell<Vec<Weak<dyn AsyncGenFinalizer>>>,
+    asyncgens_shut_down: Cell<bool>,
+}
+
+/// An async generator that was started and not finished: what
+/// [`EventLoop::shutdown_asyncgens`] closes. The generator type registers
+/// itself with [`LoopCore::track_asyncgen`] when first polled.
+pub(crate) trait AsyncGenFinalizer {
+    /// Whether the generator already finished (nothing to close).
+    fn is_finished(&self) -> bool;
+    /// Closes the generator, running its cleanup (async cleanup included).
+    fn aclose(self: Rc<Self>) -> std::pin::Pin<Box<dyn Future<Output = ()>>>;
+}
+
+thread_local! {
+    /// The loop running on this thread.
+    static RUNNING: RefCell<Option<Rc<LoopCore>>> = const { RefCell::new(None) };
+    /// The loop set with `set_event_loop`.
+    static THREAD_LOOP: RefCell<Option<EventLoop>> = const { RefCell::new(None) };
+}
+
+/// Schedules task `key` of loop `loop_id` if that loop is running on this
+/// thread; `false` means the caller must go through the remote queue.
+pub(crate) fn schedule_local(loop_id: u64, key: usize) -> bool {
+    RUNNING
+        .try_with(|r| match &*r.borrow() {
+            Some(core) if core.id == loop_id => {
+                core.schedule(key);
+                true
+            }
+            _ => false,
+        })
+        .unwrap_or(false)
+}
+
+impl LoopCore {
+    fn schedule(&self, key: usize) {
+        let tasks = self.tasks.borrow();
+        if let Some(task) = tasks.get(key) {
+            if !task.core().scheduled.replace(true) {
+                self.ready.borrow_mut().push_back(Ready::Task(key));
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.state.get() == State::Closed
+    }
+
+    /// What a panic nobody retrieved is reported as.
+    pub(crate) fn unretrieved_panic_message(&self) -> &'static str {
+        if self.shutting_down.get() {
+            crate::runner::SHUTDOWN_ERROR_MESSAGE
+        } else {
+            "a task panicked and its JoinHandle was dropped without awaiting it"
+        }
+    }
+
+    /// Registers a started async generator for `shutdown_asyncgens`.
+    /// `false` when that shutdown already ran (the generator will not be
+    /// finalized by the loop).
+    #[allow(dead_code)] // the async-generator type (issue 5) is its caller
+    pub(crate) fn track_asyncgen(&self, generator: Weak<dyn AsyncGenFinalizer>) -> bool {
+        if self.asyncgens_shut_down.get() || self.is_closed() {
+            return false;
+        }
+        let mut gens = self.asyncgens.borrow_mut();
+        gens.retain(|g| g.strong_count() > 0);
+        gens.push(generator);
+        true
+    }
+
+    /// Sends a report to the exception handler (or the default one).
+    pub(crate) fn report(self: &Rc<Self>, ctx: ExceptionContext) {
+        let handler = self.exception_handler.borrow().clone();
+        let lp = EventLoop { core: self.clone() };
+        match handler {
+            None => lp.default_exception_handler(&ctx),
+            Some(handler) => {
+                if let Err(payload) = catch_unwind(AssertUnwindSafe(|| handler(&lp, &ctx))) {
+                    lp.default_exception_handler(&ExceptionContext {
+                        message: "the exception handler panicked while handling a report".into(),
+                        panic: Some(task::panic_message(payload.as_ref())),
+                        task: None,
+                    });
+                    lp.default_exception_handler(&ctx);
+                }
+            }
+        }
+    }
+
+    fn drain_remote(&self) {
+        while let Ok(msg) = self.shared.rx.try_recv() {
+            match msg {
+                Remote::Wake(key) => {
+                    let tasks = self.tasks.borrow();
+                    if let Some(task) = tasks.get(key) {
+                        task.core().header.remote_queued.store(false, Ordering::Release);
+                        if !task.core().scheduled.replace(true) {
+                            self.ready.borrow_mut().push_back(Ready::Task(key));
+                        }
+                    }
+                }
+                Remote::Call(f) => {
+                    let cell = CallbackCell::new(f);
+                    self.ready.borrow_mut().push_back(Ready::Callback(cell));
+                }
+            }
+        }
+    }
+
+    fn fire_timers(&self, now: Instant) {
+        loop {
+            let entry = self.timers.borrow_mut().pop_expired(now);
+            match entry {
+                None => break,
+                Some(TimerEntry::Waker(w)) => w.wake(),
+                Some(TimerEntry::Callback(cell)) => {
+                    if !cell.is_cancelled() {
+                        self.ready.borrow_mut().push_back(Ready::Callback(cell));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Blocks in the reactor for at most `timeout` (see the module docs for
+    /// the `sleeping` handshake).
+    fn wait(self: &Rc<Self>, mut timeout: Option<Duration>) {
+        let mut slot = self.reactor.borrow_mut();
+        let Some(reactor) = slot.as_mut() else {
+            return;
+        };
+        let blocking = timeout != Some(Duration::ZERO);
+        if blocking {
+            self.shared.sleeping.store(true, Ordering::SeqCst);
+            if !self.shared.rx.is_empty() {
+                timeout = Some(Duration::ZERO);
+            }
+        }
+        let result = reactor.wait(timeout);
+        if blocking {
+            self.shared.sleeping.store(false, Ordering::SeqCst);
+        }
+        if let Err(e) = result {
+            // The poller itself failed (not a timeout, not EINTR): report and
+            // go on; the next iteration tries again.
+            drop(slot);
+            self.report(ExceptionContext::new(format!("the reactor's poll failed: {e}")));
+        }
+    }
+
+    fn run_once(self: &Rc<Self>) {
+        let idle = self.ready.borrow().is_empty() && !self.stopping.get();
+        let timeout = if idle {
+            self.timers
+                .borrow()
+                .next_deadline()
+                .map(|when| when.saturating_duration_since(Instant::now()))
+        } else {
+            Some(Duration::ZERO)
+        };
+        let tick = self.tick.get().wrapping_add(1);
+        self.tick.set(tick);
+        if timeout != Some(Duration::ZERO) || tick % REACTOR_INTERVAL == 0 {
+            self.wait(timeout);
+        }
+        self.drain_remote();
+        if self.timers.borrow().next_deadline().is_some() {
+            self.fire_timers(Instant::now());
+        }
+
+        let batch = self.ready.borrow().len();
+        let debug = self.debug.get();
+        for _ in 0..batch {
+            let Some(item) = self.ready.borrow_mut().pop_front() else {
+                break;
+            };
+            let started = debug.then(Instant::now);
+            match item {
+                Ready::Task(key) => {
+                    let task = self.tasks.borrow().get(key).cloned();
+                    if let Some(task) = task {
+                        if let RunResult::Finished = task::run(&task) {
+                            self.finish_task(key, &task);
+                        }
+                        if let Some(started) = started {
+                            self.check_slow(started, Some(&*task));
+                        }
+                    }
+                }
+                Ready::Callback(cell) => {
+                    self.run_callback(&cell);
+                    if let Some(started) = started {
+                        self.check_slow(started, None);
+                    }
+                }
+            }
+        }
+    }
+
+    fn run_callback(self: &Rc<Self>, cell: &Rc<CallbackCell>) {
+        let f = cell.f.borrow_mut().take();
+        let Some(f) = f else { return };
+        let holder: Rc<dyn ContextHolder> = cell.clone();
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| context::enter(holder, f))) {
+            self.report(ExceptionContext {
+                message: "a callback scheduled on the loop panicked".into(),
+                panic: Some(task::panic_message(payload.as_ref())),
+                task: None,
+            });
+        }
+    }
+
+    fn check_slow(self: &Rc<Self>, started: Instant, task: Option<&dyn RawTask>) {
+        let took = started.elapsed();
+        if took >= self.slow_callback_duration.get() {
+            let what = match task {
+                Some(_) => "a task's poll",
+                None => "a callback",
+            };
+            self.report(ExceptionContext {
+                message: format!(
+                    "{what} blocked the event loop for {took:?} (slow_callback_duration is {:?}); \
+                     move blocking work to a thread or yield more often",
+                    self.slow_callback_duration.get()
+                ),
+                panic: None,
+                task: task.map(|t| t.core().info()),
+            });
+        }
+    }
+
+    fn finish_task(self: &Rc<Self>, key: usize, task: &Rc<dyn RawTask>) {
+        {
+            let mut tasks = self.tasks.borrow_mut();
+            if tasks.get(key).is_some_and(|t| Rc::ptr_eq(t, task)) {
+                tasks.remove(key);
+            }
+        }
+        task::wake_joiner(task.core());
+        task::report_if_unretrieved(&**task);
+    }
+
+    /// Drops everything the loop holds; the close of [`EventLoop::close`]
+    /// without its checks.
+    fn release(&self) {
+        self.state.set(State::Closed);
+        self.shared.closed.store(true, Ordering::Release);
+        let ready = std::mem::take(&mut *self.ready.borrow_mut());
+        drop(ready);
+        let tasks = self.tasks.borrow_mut().drain();
+        for task in &tasks {
+            if !task.core().is_done() {
+                task.drop_future();
+            }
+            task::wake_joiner(task.core());
+        }
+        drop(tasks);
+        let timers = self.timers.borrow_mut().clear();
+        drop(timers);
+        self.asyncgens.borrow_mut().clear();
+        while self.shared.rx.try_recv().is_ok() {}
+        // As asyncio's close: stop the executor without waiting for it.
+        if let Some(executor) = self.executor.borrow_mut().take() {
+            executor.begin_shutdown();
+            executor.join_exited();
+        }
+        self.reactor.borrow_mut().take();
+    }
+}
+
+impl Drop for LoopCore {
+    fn drop(&mut self) {
+        if self.state.get() != State::Closed {
+            self.release();
+        }
+    }
+}
+
+/// Options for a new [`EventLoop`]; what a `loop_factory` uses to configure
+/// the loop.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{EventLoop, Runner};
+///
+/// let runner = Runner::builder()
+///     .loop_factory(|| {
+///         EventLoop::builder()
+///             .slow_callback_duration(Duration::from_millis(20))
+///             .build()
+///     })
+///     .build();
+/// let lp = runner.get_loop().unwrap();
+/// assert_eq!(lp.slow_callback_duration(), Duration::from_millis(20));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct LoopBuilder {
+    debug: Option<bool>,
+    slow_callback_duration: Option<Duration>,
+    max_blocking_threads: Option<usize>,
+    executor_shutdown_timeout: Option<Duration>,
+}
+
+impl LoopBuilder {
+    /// Debug mode on or off; by default it follows [`RUNNER_DEBUG`](DEBUG_ENV).
+    pub fn debug(mut self, on: bool) -> Self {
+        self.debug = Some(on);
+        self
+    }
+
+    /// How long one poll or callback may block before debug mode warns.
+    pub fn slow_callback_duration(mut self, d: Duration) -> Self {
+        self.slow_callback_duration = Some(d);
+        self
+    }
+
+    /// The most threads the default executor starts (default
+    /// `min(32, cores + 4)`; at least 1).
+    pub fn max_blocking_threads(mut self, n: usize) -> Self {
+        self.max_blocking_threads = Some(n.max(1));
+        self
+    }
+
+    /// How long closing waits for the default executor's threads (default 5
+    /// minutes) before it warns and leaves them detached.
+    pub fn executor_shutdown_timeout(mut self, d: Duration) -> Self {
+        self.executor_shutdown_timeout = Some(d);
+        self
+    }
+
+    /// Creates the loop. Fails only when the OS refuses the poller (for
+    /// example, out of file descriptors).
+    pub fn build(self) -> io::Result<EventLoop> {
+        let reactor = Reactor::new()?;
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let id = NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed);
+        let shared = Arc::new(Shared {
+            loop_id: id,
+            tx,
+            rx,
+            poller: Arc::downgrade(reactor.poller()),
+            sleeping: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        });
+        Ok(EventLoop {
+            core: Rc::new(LoopCore {
+                id,
+                shared,
+                reactor: RefCell::new(Some(reactor)),
+                ready: RefCell::new(VecDeque::new()),
+                tasks: RefCell::new(Slab::default()),
+                timers: RefCell::new(Timers::default()),
+                state: Cell::new(State::Idle),
+                stopping: Cell::new(false),
+                tick: Cell::new(0),
+                debug: Cell::new(self.debug.unwrap_or_else(env_debug)),
+                slow_callback_duration: Cell::new(
+                    self.slow_callback_duration.unwrap_or(DEFAULT_SLOW_CALLBACK_DURATION),
+                ),
+                exception_handler: RefCell::new(None),
+                shutting_down: Cell::new(false),
+                executor: RefCell::new(None),
+                executor_shut_down: Cell::new(false),
+                max_blocking_threads: self.max_blocking_threads.unwrap_or_else(executor::default_max_threads),
+                executor_shutdown_timeout: self
+                    .executor_shutdown_timeout
+                    .unwrap_or(DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT),
+                asyncgens: RefCell::new(Vec::new()),
+                asyncgens_shut_down: Cell::new(false),
+            }),
+        })
+    }
+}
+
+/// A single-threaded event loop (asyncio's `AbstractEventLoop`).
+///
+/// Cloning gives another handle to the same loop. The loop is `!Send`: it
+/// runs on the thread that created it; other threads reach it through a
+/// [`LoopHandle`]. Most programs never touch it directly and use
+/// [`run`](crate::run) or [`Runner`](crate::Runner).
+///
+/// ```
+/// use runner_core::EventLoop;
+///
+/// let lp = EventLoop::new().unwrap();
+/// let task = lp.spawn(async { 1 + 1 });
+/// assert_eq!(lp.run_until_complete(task).unwrap().unwrap(), 2);
+/// lp.close().unwrap();
+/// assert!(lp.is_closed());
+/// ```
+#[derive(Clone)]
+pub struct EventLoop {
+    core: Rc<LoopCore>,
+}
+
+/// Restores the thread's running-loop slot when a run ends, also by panic.
+struct RunningGuard<'a> {
+    core: &'a LoopCore,
+    prev: Option<Rc<LoopCore>>,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        let _ = RUNNING.try_with(|r| *r.borrow_mut() = prev);
+        if self.core.state.get() == State::Running {
+            self.core.state.set(State::Idle);
+        }
+        self.core.stopping.set(false);
+    }
+}
+
+impl EventLoop {
+    /// A new loop with default settings (debug mode from
+    /// [`RUNNER_DEBUG`](DEBUG_ENV)): asyncio's `new_event_loop()`.
+    pub fn new() -> io::Result<EventLoop> {
+        LoopBuilder::default().build()
+    }
+
+    /// Options for a new loop.
+    pub fn builder() -> LoopBuilder {
+        LoopBuilder::default()
+    }
+
+    pub(crate) fn core(&self) -> &Rc<LoopCore> {
+        &self.core
+    }
+
+    /// The loop running on this thread, if any.
+    pub(crate) fn running() -> Option<EventLoop> {
+        RUNNING.with(|r| r.borrow().clone().map(|core| EventLoop { core }))
+    }
+
+    /// Whether two handles refer to the same loop.
+    pub fn ptr_eq(&self, other: &EventLoop) -> bool {
+        Rc::ptr_eq(&self.core, &other.core)
+    }
+
+    /// The loop's clock: a monotonic `Instant`.
+    pub fn time(&self) -> Instant {
+        Instant::now()
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if self.core.is_closed() {
+            Err(Error::LoopClosed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Schedules `f` to run in the next iteration, in a copy of the current
+    /// context (asyncio's `call_soon`).
+    pub fn call_soon(&self, f: impl FnOnce() + 'static) -> Result<CallbackHandle, Error> {
+        self.check_open()?;
+        let cell = CallbackCell::new(Box::new(f));
+        self.core.ready.borrow_mut().push_back(Ready::Callback(cell.clone()));
+        Ok(CallbackHandle { cell })
+    }
+
+    /// Schedules `f` to run after `delay` (asyncio's `call_later`).
+    pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> Result<TimerHandle, Error> {
+        let when = self.time().checked_add(delay).ok_or(Error::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "call_later delay is too large to be represented on the loop's clock; use a shorter delay",
+        )))?;
+        self.call_at(when, f)
+    }
+
+    /// Schedules `f` to run when the loop's clock reaches `when` (asyncio's
+    /// `call_at`). Callbacks due at the same instant run in the order they
+    /// were scheduled.
+    pub fn call_at(&self, when: Instant, f: impl FnOnce() + 'static) -> Result<TimerHandle, Error> {
+        self.check_open()?;
+        let cell = CallbackCell::new(Box::new(f));
+        let key = self
+            .core
+            .timers
+            .borrow_mut()
+            .insert(when, TimerEntry::Callback(cell.clone()));
+        Ok(TimerHandle {
+            key,
+            cell,
+            event_loop: Rc::downgrade(&self.core),
+        })
+    }
+
+    /// Schedules `f` from any thread; it runs on the loop thread in the next
+    /// iteration, waking the loop if it is blocked (asyncio's
+    /// `call_soon_threadsafe`). To call it from another thread, use
+    /// [`handle`](Self::handle).
+    pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> Result<(), Error> {
+        self.core.shared.send(Remote::Call(Box::new(f)))
+    }
+
+    /// A `Send + Sync` handle for other threads.
+    pub fn handle(&self) -> LoopHandle {
+        LoopHandle {
+            shared: self.core.shared.clone(),
+        }
+    }
+
+    /// Spawns `fut` as a task on this loop, in a copy of the current context
+    /// (asyncio's `create_task`). It starts running when the loop runs.
+    ///
+    /// On a closed loop the task is cancelled at once: `fut` is dropped
+    /// without being polled and awaiting the handle gives a cancelled
+    /// [`JoinError`](crate::JoinError).
+    #[track_caller]
+    pub fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: IntoFuture,
+        F::IntoFuture: 'static,
+        F::Output: 'static,
+    {
+        self.spawn_inner(fut.into_future(), None, Location::caller())
+    }
+
+    /// Like [`spawn`](Self::spawn), but the task runs in `ctx` itself (not a
+    /// copy): what it sets stays in `ctx`.
+    #[track_caller]
+    pub fn spawn_in_context<F>(&self, fut: F, ctx: &Context) -> JoinHandle<F::Output>
+    where
+        F: IntoFuture,
+        F::IntoFuture: 'static,
+        F::Output: 'static,
+    {
+        self.spawn_inner(fut.into_future(), Some(ctx.clone()), Location::caller())
+    }
+
+    fn spawn_inner<F>(&self, fut: F, ctx: Option<Context>, at: &'static Location<'static>) -> JoinHandle<F::Output>
+    where
+        F: Future + 'static,
+        F::Output: 'static,
+    {
+        let core = &self.core;
+        let mut tasks = core.tasks.borrow_mut();
+        let key = tasks.vacant_key();
+        let (raw, handle) = task::new_task(fut, key, &core.shared, Rc::downgrade(core), ctx, at);
+        if core.is_closed() {
+            drop(tasks);
+            raw.drop_future();
+            return handle;
+        }
+        tasks.insert(raw.clone());
+        drop(tasks);
+        raw.core().scheduled.set(true);
+        core.ready.borrow_mut().push_back(Ready::Task(key));
+        handle
+    }
+
+    /// How many tasks are alive on the loop (spawned and not finished).
+    pub fn task_count(&self) -> usize {
+        self.core.tasks.borrow().len
+    }
+
+    /// Cancels every task still alive on the loop and returns how many it
+    /// asked.
+    pub(crate) fn cancel_all_tasks(&self) -> Vec<Rc<dyn RawTask>> {
+        let tasks: Vec<_> = self.core.tasks.borrow().iter().cloned().collect();
+        for task in &tasks {
+            task.core().cancel();
+        }
+        tasks
+    }
+
+    fn enter(&self) -> Result<RunningGuard<'_>, Error> {
+        match self.core.state.get() {
+            State::Closed => return Err(Error::LoopClosed),
+            State::Running => return Err(Error::LoopRunning),
+            State::Idle => {}
+        }
+        let prev = RUNNING.with(|r| r.borrow_mut().replace(self.core.clone()));
+        if prev.is_some() {
+            RUNNING.with(|r| *r.borrow_mut() = prev);
+            return Err(Error::NestedRun {
+                caller: "EventLoop::run_until_complete() / run_forever()",
+            });
+        }
+        self.core.state.set(State::Running);
+        Ok(RunningGuard { core: &self.core, prev })
+    }
+
+    /// Runs iterations until `done()` or `stop()`; `true` when `done()`.
+    pub(crate) fn run_until(&self, done: impl Fn() -> bool) -> Result<bool, Error> {
+        let _guard = self.enter()?;
+        loop {
+            if done() {
+                return Ok(true);
+            }
+            self.core.run_once();
+            if self.core.stopping.get() {
+                return Ok(done());
+            }
+        }
+    }
+
+    /// Runs `fut` as a task until it completes and returns its output
+    /// (asyncio's `run_until_complete`). A panic of the task is resumed here;
+    /// a cancelled task gives [`Error::Cancelled`].
+    pub fn run_until_complete<F>(&self, fut: F) -> Result<F::Output, Error>
+    where
+        F: IntoFuture,
+        F::IntoFuture: 'static,
+        F::Output: 'static,
+    {
+        if self.core.is_closed() {
+            return Err(Error::LoopClosed);
+        }
+        let task = self.spawn(fut);
+        self.run_task(task)
+    }
+
+    /// Runs the loop until `task` is done and turns its outcome into the
+    /// run's result.
+    pub(crate) fn run_task<T: 'static>(&self, mut task: JoinHandle<T>) -> Result<T, Error> {
+        if !self.run_until(|| task.is_done())? {
+            return Err(Error::Stopped);
+        }
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        match std::pin::Pin::new(&mut task).poll(&mut cx) {
+            std::task::Poll::Ready(Ok(v)) => Ok(v),
+            std::task::Poll::Ready(Err(e)) => match e.try_into_panic() {
+                Ok(payload) => resume_unwind(payload),
+                Err(_) => Err(Error::Cancelled),
+            },
+            std::task::Poll::Pending => unreachable!("invariant: the task is done"),
+        }
+    }
+
+    /// Runs the loop until [`stop`](Self::stop) is called (asyncio's
+    /// `run_forever`).
+    pub fn run_forever(&self) -> Result<(), Error> {
+        self.run_until(|| false).map(|_| ())
+    }
+
+    /// Makes `run_forever` return after the current iteration (and
+    /// `run_until_complete` fail with [`Error::Stopped`] if its future is not
+    /// done). Called before the loop runs, the next run does one iteration.
+    pub fn stop(&self) {
+        self.core.stopping.set(true);
+    }
+
+    /// Whether the loop is running now.
+    pub fn is_running(&self) -> bool {
+        self.core.state.get() == State::Running
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
+    }
+
+    /// Closes the loop: drops pending callbacks, timers and tasks (a task
+    /// still alive is dropped, i.e. cancelled without running again),
+    /// releases the poller's file descriptors. Closing twice is a no-op;
+    /// closing a running loop fails with [`Error::LoopRunning`].
+    pub fn close(&self) -> Result<(), Error> {
+        match self.core.state.get() {
+            State::Running => Err(Error::LoopRunning),
+            State::Closed => Ok(()),
+            State::Idle => {
+                self.core.release();
+                Ok(())
+            }
+        }
+    }
+
+    /// Runs the blocking function `f` on the loop's default executor (a
+    /// thread pool started lazily) and returns a future of its result
+    /// (asyncio's `run_in_executor(None, f)`). A panic in `f` comes back as
+    /// a [`JoinError`](crate::JoinError); after the executor was shut down
+    /// (or the loop closed) the job is refused and the future gives a
+    /// cancelled `JoinError`.
+    pub fn run_in_executor<T, F>(&self, f: F) -> Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let executor = {
+            let mut slot = self.core.executor.borrow_mut();
+            if slot.is_none() && !self.core.executor_shut_down.get() && !self.is_closed() {
+                *slot = Some(Executor::new(self.core.max_blocking_threads, self.handle()));
+            }
+            slot.clone()
+        };
+        match executor {
+            Some(executor) => executor::submit(&executor, f),
+            None => executor::refused(),
+        }
+    }
+
+    /// How many threads the default executor has running now.
+    pub fn executor_thread_count(&self) -> usize {
+        self.core.executor.borrow().as_ref().map_or(0, |e| e.thread_count())
+    }
+
+    /// Shuts the default executor down (close step 3): no new jobs are taken,
+    /// queued and running jobs finish, and the loop runs while it waits for
+    /// the threads, up to `timeout` (`None`: the loop's configured timeout,
+    /// by default 5 minutes). Past it, a warning naming the timeout goes to
+    /// the exception handler and the threads are left detached.
+    ///
+    /// Fails with [`Error::LoopRunning`] when called from inside the running
+    /// loop (it would block the loop), [`Error::LoopClosed`] after close.
+    pub fn shutdown_default_executor(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        self.check_open()?;
+        if self.is_running() {
+            return Err(Error::LoopRunning);
+        }
+        self.core.executor_shut_down.set(true);
+        let Some(executor) = self.core.executor.borrow_mut().take() else {
+            return Ok(());
+        };
+        executor.begin_shutdown();
+        let timeout = timeout.unwrap_or(self.core.executor_shutdown_timeout);
+        let deadline = Instant::now().checked_add(timeout);
+        // Wake the loop at the deadline even if no worker exits.
+        let alarm = deadline.and_then(|d| self.call_at(d, || {}).ok());
+        let _ = self.run_until(|| executor.all_exited() || deadline.is_some_and(|d| Instant::now() >= d));
+        if let Some(alarm) = alarm {
+            alarm.cancel();
+        }
+        executor.join_exited();
+        if !executor.all_exited() {
+            self.core.report(ExceptionContext::new(format!(
+                "the default executor did not finish joining its threads within {timeout:?}; \
+                 they were left running detached (configure the timeout with \
+                 LoopBuilder::executor_shutdown_timeout)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Closes every async generator started on this loop and not finished,
+    /// running their cleanup, async cleanup included (close step 2;
+    /// asyncio's `shutdown_asyncgens`). Generators started afterwards are not
+    /// tracked. Fails with [`Error::LoopRunning`] inside the running loop.
+    pub fn shutdown_asyncgens(&self) -> Result<(), Error> {
+        self.check_open()?;
+        if self.is_running() {
+            return Err(Error::LoopRunning);
+        }
+        self.core.asyncgens_shut_down.set(true);
+        let gens: Vec<Rc<dyn AsyncGenFinalizer>> = std::mem::take(&mut *self.core.asyncgens.borrow_mut())
+            .into_iter()
+            .filter_map(|g| g.upgrade())
+            .filter(|g| !g.is_finished())
+            .collect();
+        if gens.is_empty() {
+            return Ok(());
+        }
+        let closing: Vec<JoinHandle<()>> = gens.into_iter().map(|g| self.spawn(g.aclose())).collect();
+        self.run_until(|| closing.iter().all(|h| h.is_done()))?;
+        for mut h in closing {
+            let waker = std::task::Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            if let std::task::Poll::Ready(Err(e)) = std::pin::Pin::new(&mut h).poll(&mut cx) {
+                if e.is_panic() {
+                    self.core.report(ExceptionContext {
+                        message: "an error occurred during closing of an asynchronous generator".into(),
+                        panic: e.panic_message(),
+                        task: None,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the start of close step 1; panics of tasks finishing while the
+    /// guard lives are reported as shutdown errors.
+    pub(crate) fn enter_shutdown(&self) -> impl Drop + '_ {
+        struct Shutdown<'a>(&'a LoopCore);
+        impl Drop for Shutdown<'_> {
+            fn drop(&mut self) {
+                self.0.shutting_down.set(false);
+            }
+        }
+        self.core.shutting_down.set(true);
+        Shutdown(&self.core)
+    }
+
+    /// Whether debug mode is on.
+    pub fn get_debug(&self) -> bool {
+        self.core.debug.get()
+    }
+
+    /// Turns debug mode on or off.
+    pub fn set_debug(&self, on: bool) {
+        self.core.debug.set(on);
+    }
+
+    /// How long one poll or callback may block before debug mode warns.
+    pub fn slow_callback_duration(&self) -> Duration {
+        self.core.slow_callback_duration.get()
+    }
+
+    /// Sets [`slow_callback_duration`](Self::slow_callback_duration).
+    pub fn set_slow_callback_duration(&self, d: Duration) {
+        self.core.slow_callback_duration.set(d);
+    }
+
+    /// Routes reports (panics nobody retrieved, shutdown errors, debug
+    /// warnings) to `handler` instead of the default one.
+    ///
+    /// ```
+    /// use std::{cell::RefCell, rc::Rc};
+    ///
+    /// let seen = Rc::new(RefCell::new(Vec::new()));
+    /// let lp = runner_core::EventLoop::new().unwrap();
+    /// let sink = seen.clone();
+    /// lp.set_exception_handler(move |_lp, ctx| sink.borrow_mut().push(ctx.message.clone()));
+    /// lp.call_exception_handler(&runner_core::ExceptionContext::new("hello"));
+    /// assert_eq!(*seen.borrow(), ["hello"]);
+    /// ```
+    pub fn set_exception_handler(&self, handler: impl Fn(&EventLoop, &ExceptionContext) + 'static) {
+        *self.core.exception_handler.borrow_mut() = Some(Rc::new(handler));
+    }
+
+    /// Goes back to the default exception handler.
+    pub fn clear_exception_handler(&self) {
+        self.core.exception_handler.borrow_mut().take();
+    }
+
+    /// Sends `ctx` to the exception handler.
+    pub fn call_exception_handler(&self, ctx: &ExceptionContext) {
+        self.core.report(ctx.clone());
+    }
+
+    /// The default handler: writes the report to standard error.
+    pub fn default_exception_handler(&self, ctx: &ExceptionContext) {
+        eprintln!("runner: {ctx}");
+    }
+}
+
+impl fmt::Debug for EventLoop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventLoop")
+            .field("id", &self.core.id)
+            .field("state", &self.core.state.get())
+            .field("debug", &self.core.debug.get())
+            .field("tasks", &self.task_count())
+            .field("timers", &self.core.timers.borrow().len())
+            .finish()
+    }
+}
+
+/// A `Send + Sync` handle to an [`EventLoop`], for other threads.
+///
+/// ```
+/// let lp = runner_core::EventLoop::new().unwrap();
+/// let handle = lp.handle();
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// std::thread::spawn(move || handle.call_soon_threadsafe(move || tx.send("ran").unwrap()).unwrap());
+/// let got = lp
+///     .run_until_complete(async move {
+///         loop {
+///             if let Ok(v) = rx.try_recv() {
+///                 return v;
+///             }
+///             runner_core::sleep(std::time::Duration::from_millis(1)).await;
+///         }
+///     })
+///     .unwrap();
+/// assert_eq!(got, "ran");
+/// ```
+#[derive(Clone)]
+pub struct LoopHandle {
+    shared: Arc<Shared>,
+}
+
+impl LoopHandle {
+    /// Schedules `f` to run on the loop thread, waking the loop if it is
+    /// blocked. Fails with [`Error::LoopClosed`] once the loop is closed.
+    pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> Result<(), Error> {
+        self.shared.send(Remote::Call(Box::new(f)))
+    }
+
+    /// Whether the loop was closed.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for LoopHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LoopHandle")
+            .field("loop_id", &self.shared.loop_id)
+            .field("closed", &self.is_closed())
+            .finish()
+    }
+}
+
+/// The loop running on this thread (asyncio's `get_running_loop()`), or
+/// [`Error::NoRunningLoop`].
+pub fn get_running_loop() -> Result<EventLoop, Error> {
+    EventLoop::running().ok_or(Error::NoRunningLoop)
+}
+
+/// The running loop, or else the loop set with [`set_event_loop`]
+/// (asyncio's `get_event_loop()`, without creating one).
+pub fn get_event_loop() -> Option<EventLoop> {
+    EventLoop::running().or_else(|| THREAD_LOOP.with(|t| t.borrow().clone()))
+}
+
+/// Sets (or, with `None`, unsets) the thread's current loop (asyncio's
+/// `set_event_loop`). A `loop_factory` that wants its loop to be the
+/// thread's current one calls this, as in asyncio.
+pub fn set_event_loop(lp: Option<&EventLoop>) {
+    THREAD_LOOP.with(|t| *t.borrow_mut() = lp.cloned());
+}
+
+/// Spawns `fut` on the running loop, in a copy of the current context
+/// (asyncio's `create_task`).
+///
+/// # Panics
+/// When no loop is running on this thread (as `tokio::spawn` does outside a
+/// runtime); use [`EventLoop::spawn`] to spawn onto a loop that is not
+/// running yet.
+#[track_caller]
+pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
+where
+    F: IntoFuture,
+    F::IntoFuture: 'static,
+    F::Output: 'static,
+{
+    match EventLoop::running() {
+        Some(lp) => lp.spawn_inner(fut.into_future(), None, Location::caller()),
+        None => panic!(
+            "runner_core::spawn called outside a running event loop: call it from async code running inside \
+             runner_core::run(..), or use EventLoop::spawn"
+        ),
+    }
+}

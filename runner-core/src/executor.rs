@@ -1,0 +1,265 @@
+//! The default executor: the blocking thread pool behind
+//! [`spawn_blocking`] and [`EventLoop::run_in_executor`].
+//!
+//! Jobs go through a `crossbeam-channel` queue to worker threads that are
+//! started lazily, one per job that finds no idle worker, up to a maximum
+//! (default `min(32, cores + 4)`, Python's `ThreadPoolExecutor` default).
+//! A job's result comes back through a one-shot slot shared with the
+//! awaiting future; storing it wakes that future's task from the worker
+//! thread, through the loop's thread-safe queue. A job that panics hands the
+//! panic to its awaiter as a [`JoinError`]; the worker survives.
+//!
+//! Shutdown ([`EventLoop::shutdown_default_executor`], close step 3)
+//! disconnects the queue, lets the workers finish what is queued, and waits
+//! for them up to a timeout (default 5 minutes) while the loop keeps
+//! running; past it, it reports a warning naming the timeout and leaves the
+//! remaining threads detached.
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, Sender};
+
+use crate::event_loop::{EventLoop, LoopHandle};
+use crate::task::JoinError;
+
+/// The default timeout of [`EventLoop::shutdown_default_executor`], as
+/// asyncio's `THREAD_JOIN_TIMEOUT`.
+pub const DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The default maximum number of executor threads: `min(32, cores + 4)`.
+pub fn default_max_threads() -> usize {
+    let cores = thread::available_parallelism().map_or(1, |n| n.get());
+    (cores + 4).min(32)
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A job's panic is caught before it can poison anything; recover anyway.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+struct Workers {
+    handles: Vec<thread::JoinHandle<()>>,
+    alive: usize,
+    idle: usize,
+}
+
+pub(crate) struct Executor {
+    tx: Mutex<Option<Sender<Job>>>,
+    rx: Receiver<Job>,
+    workers: Mutex<Workers>,
+    exited: Condvar,
+    max_threads: usize,
+    /// Wakes the loop when a worker exits during shutdown.
+    event_loop: LoopHandle,
+}
+
+impl Executor {
+    pub(crate) fn new(max_threads: usize, event_loop: LoopHandle) -> Arc<Executor> {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        Arc::new(Executor {
+            tx: Mutex::new(Some(tx)),
+            rx,
+            workers: Mutex::new(Workers {
+                handles: Vec::new(),
+                alive: 0,
+                idle: 0,
+            }),
+            exited: Condvar::new(),
+            max_threads: max_threads.max(1),
+            event_loop,
+        })
+    }
+
+    /// Queues `job`, starting a worker if none is idle and the maximum is
+    /// not reached. `false` when the executor was shut down.
+    fn submit(self: &Arc<Self>, job: Job) -> bool {
+        let Some(tx) = lock(&self.tx).clone() else {
+            return false;
+        };
+        let mut workers = lock(&self.workers);
+        if workers.idle == 0 && workers.alive < self.max_threads {
+            let me = self.clone();
+            let n = workers.handles.len();
+            let spawned = thread::Builder::new()
+                .name(format!("runner-blocking-{n}"))
+                .spawn(move || me.work());
+            match spawned {
+                Ok(handle) => {
+                    workers.handles.push(handle);
+                    workers.alive += 1;
+                }
+                // No thread could be started: the queued job waits for an
+                // existing worker. With none at all, it would wait forever,
+                // so refuse it instead.
+                Err(_) if workers.alive == 0 => return false,
+                Err(_) => {}
+            }
+        }
+        drop(workers);
+        tx.send(job).is_ok()
+    }
+
+    fn work(&self) {
+        loop {
+            lock(&self.workers).idle += 1;
+            let job = self.rx.recv();
+            lock(&self.workers).idle -= 1;
+            match job {
+                Ok(job) => job(),
+                Err(_) => break,
+            }
+        }
+        let mut workers = lock(&self.workers);
+        workers.alive -= 1;
+        drop(workers);
+        self.exited.notify_all();
+        let _ = self.event_loop.call_soon_threadsafe(|| {});
+    }
+
+    pub(crate) fn thread_count(&self) -> usize {
+        lock(&self.workers).alive
+    }
+
+    /// Stops taking jobs; workers exit once the queue is empty.
+    pub(crate) fn begin_shutdown(&self) {
+        lock(&self.tx).take();
+    }
+
+    pub(crate) fn all_exited(&self) -> bool {
+        lock(&self.workers).alive == 0
+    }
+
+    /// Joins the threads that exited (all of them when `all_exited`).
+    pub(crate) fn join_exited(&self) {
+        let handles: Vec<_> = {
+            let mut workers = lock(&self.workers);
+            let (done, running): (Vec<_>, Vec<_>) = workers.handles.drain(..).partition(|h| h.is_finished());
+            workers.handles = running;
+            done
+        };
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+}
+
+/// A job's result, shared between the worker and the awaiting future.
+struct Slot<T> {
+    result: Option<thread::Result<T>>,
+    waker: Option<Waker>,
+    refused: bool,
+}
+
+/// The future of [`spawn_blocking`]: the job's output, or a [`JoinError`]
+/// when the job panicked or could not be queued (executor shut down).
+#[must_use = "the job runs anyway; await this to get its result"]
+pub struct Blocking<T> {
+    slot: Arc<Mutex<Slot<T>>>,
+}
+
+impl<T> Future for Blocking<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut slot = lock(&self.slot);
+        if slot.refused {
+            return Poll::Ready(Err(JoinError::cancelled()));
+        }
+        match slot.result.take() {
+            Some(Ok(v)) => Poll::Ready(Ok(v)),
+            Some(Err(panic)) => Poll::Ready(Err(JoinError::panicked(panic))),
+            None => {
+                match &slot.waker {
+                    Some(w) if w.will_wake(cx.waker()) => {}
+                    _ => slot.waker = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<T> fmt::Debug for Blocking<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Blocking")
+            .field("done", &lock(&self.slot).result.is_some())
+            .finish()
+    }
+}
+
+pub(crate) fn submit<T, F>(executor: &Arc<Executor>, f: F) -> Blocking<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let slot = Arc::new(Mutex::new(Slot {
+        result: None,
+        waker: None,
+        refused: false,
+    }));
+    let job_slot = slot.clone();
+    let accepted = executor.submit(Box::new(move || {
+        let result = catch_unwind(AssertUnwindSafe(f));
+        let waker = {
+            let mut slot = lock(&job_slot);
+            slot.result = Some(result);
+            slot.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }));
+    if !accepted {
+        lock(&slot).refused = true;
+    }
+    Blocking { slot }
+}
+
+/// A future for a job that was not accepted (executor shut down).
+pub(crate) fn refused<T>() -> Blocking<T> {
+    Blocking {
+        slot: Arc::new(Mutex::new(Slot {
+            result: None,
+            waker: None,
+            refused: true,
+        })),
+    }
+}
+
+/// Runs the blocking function `f` on the running loop's default executor and
+/// returns a future of its result (asyncio's `run_in_executor(None, f)`,
+/// tokio's `spawn_blocking`).
+///
+/// ```
+/// let sum = runner_core::run(async {
+///     runner_core::spawn_blocking(|| (1..=10u64).sum::<u64>()).await
+/// })
+/// .unwrap();
+/// assert_eq!(sum.unwrap(), 55);
+/// ```
+///
+/// # Panics
+/// When no loop is running on this thread; use
+/// [`EventLoop::run_in_executor`] to submit to a given loop.
+pub fn spawn_blocking<T, F>(f: F) -> Blocking<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match EventLoop::running() {
+        Some(lp) => lp.run_in_executor(f),
+        None => panic!(
+            "runner_core::spawn_blocking called outside a running event loop: call it from async code inside \
+             runner_core::run(..), or use EventLoop::run_in_executor"
+        ),
+    }
+}

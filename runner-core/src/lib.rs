@@ -1,0 +1,56 @@
+//! # runner-core
+//!
+//! Python's asyncio *Runners* for Rust: [`run`] a future as the main task of
+//! a fresh single-threaded event loop, or keep a [`Runner`] for several
+//! top-level calls on one loop and one context; cancellable tasks whose
+//! cancellation can be caught and followed by async cleanup; context
+//! variables that flow into spawned tasks; a close sequence that cancels
+//! what is left, finalizes, shuts the blocking pool down and releases the
+//! loop.
+//!
+//! ```
+//! use std::time::Duration;
+//! use runner_core::{spawn, sleep, ContextVar};
+//!
+//! static REQUEST: ContextVar<u32> = ContextVar::new("request");
+//!
+//! let total = runner_core::run(async {
+//!     let _ = REQUEST.set(7);
+//!     // Spawned tasks run in a copy of the spawner's context.
+//!     let child = spawn(async {
+//!         sleep(Duration::from_millis(1)).await;
+//!         REQUEST.get().unwrap() * 6
+//!     });
+//!     child.await.unwrap()
+//! })
+//! .unwrap();
+//! assert_eq!(total, 42);
+//! ```
+//!
+//! The modules map to the parts of asyncio they mirror: [`runner`]
+//! (`asyncio.run`, `asyncio.Runner`), [`event_loop`] (the loop API),
+//! [`task`] (tasks, cancellation, `shield`), [`time`] (`sleep`, timeouts),
+//! [`context`] (`contextvars`), [`executor`] (`run_in_executor`).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod context;
+pub mod error;
+pub mod event_loop;
+pub mod executor;
+mod reactor;
+pub mod runner;
+pub mod task;
+pub mod time;
+
+pub use context::{Context, ContextError, ContextVar, Token};
+pub use error::Error;
+pub use event_loop::{
+    get_event_loop, get_running_loop, set_event_loop, spawn, CallbackHandle, EventLoop, ExceptionContext, LoopBuilder,
+    LoopHandle,
+};
+pub use executor::{spawn_blocking, Blocking};
+pub use runner::{run, Builder, Runner};
+pub use task::{cancellable, current_task, shield, Cancelled, CurrentTask, JoinError, JoinHandle, TaskId, TaskInfo};
+pub use time::{sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Sleep, TimerHandle};

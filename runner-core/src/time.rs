@@ -1,0 +1,343 @@
+//! Timers: the loop's ordered timer queue and the futures built on it
+//! ([`sleep`], [`timeout`], [`yield_now`]).
+//!
+//! Timers live in a `BTreeMap` keyed by `(deadline, sequence number)`: the
+//! first entry is the next to fire, equal deadlines fire in the order they
+//! were registered (FIFO), and removing a timer (a dropped `Sleep`, a
+//! cancelled [`TimerHandle`]) is O(log n) with nothing left behind, so
+//! timeouts that are almost always cancelled do not pile up.
+//!
+//! A `Sleep` registers its waker on first poll and removes its entry when
+//! dropped; the loop fires every expired entry at the start of an iteration.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use crate::event_loop::{CallbackCell, EventLoop, LoopCore};
+
+/// The key of a timer entry.
+pub(crate) type TimerKey = (Instant, u64);
+
+pub(crate) enum TimerEntry {
+    Waker(Waker),
+    Callback(Rc<CallbackCell>),
+}
+
+/// The loop's timer queue.
+#[derive(Default)]
+pub(crate) struct Timers {
+    map: BTreeMap<TimerKey, TimerEntry>,
+    seq: u64,
+}
+
+impl Timers {
+    pub(crate) fn insert(&mut self, when: Instant, entry: TimerEntry) -> TimerKey {
+        self.seq += 1;
+        let key = (when, self.seq);
+        self.map.insert(key, entry);
+        key
+    }
+
+    pub(crate) fn remove(&mut self, key: &TimerKey) -> Option<TimerEntry> {
+        self.map.remove(key)
+    }
+
+    /// Replaces the waker of a registered `Sleep` (it was polled by another
+    /// task or with a new waker).
+    pub(crate) fn update_waker(&mut self, key: &TimerKey, waker: &Waker) {
+        if let Some(TimerEntry::Waker(w)) = self.map.get_mut(key) {
+            if !w.will_wake(waker) {
+                *w = waker.clone();
+            }
+        }
+    }
+
+    pub(crate) fn contains(&self, key: &TimerKey) -> bool {
+        self.map.contains_key(key)
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.map.first_key_value().map(|((when, _), _)| *when)
+    }
+
+    /// Removes and returns the first entry whose deadline is at or before
+    /// `now`.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<TimerEntry> {
+        match self.map.first_key_value() {
+            Some(((when, _), _)) if *when <= now => self.map.pop_first().map(|(_, e)| e),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub(crate) fn clear(&mut self) -> Vec<TimerEntry> {
+        std::mem::take(&mut self.map).into_values().collect()
+    }
+}
+
+/// A callback scheduled with [`EventLoop::call_later`] or
+/// [`EventLoop::call_at`]; [`cancel`](Self::cancel) unschedules it.
+pub struct TimerHandle {
+    pub(crate) key: TimerKey,
+    pub(crate) cell: Rc<CallbackCell>,
+    pub(crate) event_loop: Weak<LoopCore>,
+}
+
+impl TimerHandle {
+    /// Unschedules the callback; it will not run. Calling it after the
+    /// callback ran, or twice, does nothing.
+    pub fn cancel(&self) {
+        self.cell.cancel();
+        if let Some(core) = self.event_loop.upgrade() {
+            core.timers.borrow_mut().remove(&self.key);
+        }
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.cell.is_cancelled()
+    }
+
+    /// When the callback is (or was) due.
+    pub fn when(&self) -> Instant {
+        self.key.0
+    }
+}
+
+impl fmt::Debug for TimerHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimerHandle")
+            .field("when", &self.key.0)
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+/// Waits until `duration` has passed (asyncio's `sleep`).
+///
+/// Must be awaited inside a running loop; the timer is registered on first
+/// poll and removed when the future is dropped.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+///
+/// let start = Instant::now();
+/// runner_core::run(runner_core::sleep(Duration::from_millis(20))).unwrap();
+/// assert!(start.elapsed() >= Duration::from_millis(20));
+/// ```
+pub fn sleep(duration: Duration) -> Sleep {
+    Sleep {
+        deadline: Deadline::After(duration),
+        registered: None,
+    }
+}
+
+/// Waits until the loop's clock reaches `deadline`.
+pub fn sleep_until(deadline: Instant) -> Sleep {
+    Sleep {
+        deadline: Deadline::At(deadline),
+        registered: None,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Deadline {
+    /// Relative, resolved against the loop's clock at first poll.
+    After(Duration),
+    At(Instant),
+}
+
+/// The future of [`sleep`] and [`sleep_until`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Sleep {
+    deadline: Deadline,
+    /// The timer entry and the loop it is on (weak: a pending sleep inside
+    /// a task must not keep its loop alive).
+    registered: Option<(TimerKey, Weak<LoopCore>)>,
+}
+
+impl Sleep {
+    /// The deadline, once the future was first polled (a relative sleep's
+    /// deadline is fixed then).
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.deadline {
+            Deadline::At(when) => Some(when),
+            Deadline::After(_) => None,
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        if let Some((key, lp)) = &this.registered {
+            let Some(lp) = lp.upgrade() else {
+                // The loop is gone; nothing will ever fire this timer.
+                this.registered = None;
+                return Poll::Ready(());
+            };
+            let mut timers = lp.timers.borrow_mut();
+            if !timers.contains(key) {
+                drop(timers);
+                this.registered = None;
+                return Poll::Ready(());
+            }
+            timers.update_waker(key, cx.waker());
+            return Poll::Pending;
+        }
+        let lp = EventLoop::running()
+            .expect("sleep() must be awaited inside a running event loop: await it inside runner_core::run(..)");
+        let now = lp.time();
+        let when = match this.deadline {
+            Deadline::At(when) => when,
+            Deadline::After(d) => now
+                .checked_add(d)
+                .unwrap_or(now + Duration::from_secs(86400 * 365 * 30)),
+        };
+        this.deadline = Deadline::At(when);
+        if when <= now {
+            return Poll::Ready(());
+        }
+        let key = lp
+            .core()
+            .timers
+            .borrow_mut()
+            .insert(when, TimerEntry::Waker(cx.waker().clone()));
+        this.registered = Some((key, Rc::downgrade(lp.core())));
+        Poll::Pending
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        if let Some((key, lp)) = self.registered.take() {
+            if let Some(lp) = lp.upgrade() {
+                if let Ok(mut timers) = lp.timers.try_borrow_mut() {
+                    timers.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Sleep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Sleep")
+            .field("deadline", &self.deadline)
+            .field("registered", &self.registered.is_some())
+            .finish()
+    }
+}
+
+/// The error of [`timeout`]: the deadline passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed {
+    duration: Option<Duration>,
+}
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.duration {
+            Some(d) => write!(f, "the operation timed out after {d:?}; it was cancelled"),
+            None => f.write_str("the operation's deadline passed; it was cancelled"),
+        }
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+/// Runs `fut` for at most `duration`: its output, or `Err(Elapsed)` after
+/// dropping (cancelling) it when the time is up (asyncio's `wait_for` /
+/// `timeout`).
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{sleep, timeout};
+///
+/// let r = runner_core::run(timeout(Duration::from_millis(5), sleep(Duration::from_secs(60)))).unwrap();
+/// assert!(r.is_err());
+/// ```
+pub fn timeout<F: IntoFuture>(duration: Duration, fut: F) -> Timeout<F::IntoFuture> {
+    Timeout {
+        inner: Box::pin(fut.into_future()),
+        sleep: sleep(duration),
+        duration: Some(duration),
+    }
+}
+
+/// Like [`timeout`], with an absolute deadline on the loop's clock.
+pub fn timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> Timeout<F::IntoFuture> {
+    Timeout {
+        inner: Box::pin(fut.into_future()),
+        sleep: sleep_until(deadline),
+        duration: None,
+    }
+}
+
+/// The future of [`timeout`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Timeout<F> {
+    inner: Pin<Box<F>>,
+    sleep: Sleep,
+    duration: Option<Duration>,
+}
+
+impl<F> fmt::Debug for Timeout<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeout")
+            .field("sleep", &self.sleep)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Future for Timeout<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(v) = self.inner.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match Pin::new(&mut self.sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed {
+                duration: self.duration,
+            })),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Gives the other ready tasks a turn: the task is rescheduled at the back
+/// of the ready queue (asyncio's `await asyncio.sleep(0)`).
+pub fn yield_now() -> YieldNow {
+    YieldNow { yielded: false }
+}
+
+/// The future of [`yield_now`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct YieldNow {
+    yielded: bool,
+}
+
+impl Future for YieldNow {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.yielded {
+            return Poll::Ready(());
+        }
+        self.yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
