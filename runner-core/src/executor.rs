@@ -19,7 +19,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
@@ -56,7 +56,6 @@ pub(crate) struct Executor {
     tx: Mutex<Option<Sender<Job>>>,
     rx: Receiver<Job>,
     workers: Mutex<Workers>,
-    exited: Condvar,
     max_threads: usize,
     /// Wakes the loop when a worker exits during shutdown.
     event_loop: LoopHandle,
@@ -73,7 +72,6 @@ impl Executor {
                 alive: 0,
                 idle: 0,
             }),
-            exited: Condvar::new(),
             max_threads: max_threads.max(1),
             event_loop,
         })
@@ -121,7 +119,6 @@ impl Executor {
         let mut workers = lock(&self.workers);
         workers.alive -= 1;
         drop(workers);
-        self.exited.notify_all();
         let _ = self.event_loop.call_soon_threadsafe(|| {});
     }
 
@@ -138,11 +135,14 @@ impl Executor {
         lock(&self.workers).alive == 0
     }
 
-    /// Joins the threads that exited (all of them when `all_exited`).
+    /// Joins the threads that are done. Once every worker has said it is
+    /// exiting (`all_exited`), joins them all: each is past its last job and
+    /// only returning, so the join is short, and no thread is left behind.
     pub(crate) fn join_exited(&self) {
         let handles: Vec<_> = {
             let mut workers = lock(&self.workers);
-            let (done, running): (Vec<_>, Vec<_>) = workers.handles.drain(..).partition(|h| h.is_finished());
+            let all = workers.alive == 0;
+            let (done, running): (Vec<_>, Vec<_>) = workers.handles.drain(..).partition(|h| all || h.is_finished());
             workers.handles = running;
             done
         };

@@ -1,0 +1,42 @@
+//! After close, no file descriptor the loop opened is still open and no
+//! thread it started is still running. This file holds a single test: it
+//! counts the whole process's descriptors and threads.
+
+use std::time::Duration;
+
+use runner_core::{sleep, spawn, spawn_blocking, Runner};
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+#[test]
+fn close_releases_every_fd_and_thread_the_loop_started() {
+    let fds_before = open_fds();
+    let threads_before = threads();
+    for _ in 0..3 {
+        let runner = Runner::new();
+        runner
+            .run(async {
+                let blocking: Vec<_> = (0..4)
+                    .map(|i| spawn_blocking(move || std::thread::sleep(Duration::from_millis(5 * i))))
+                    .collect();
+                let t = spawn(sleep(Duration::from_secs(3600)));
+                for b in blocking {
+                    b.await.unwrap();
+                }
+                drop(t);
+            })
+            .unwrap();
+        let lp = runner.get_loop().unwrap();
+        assert!(open_fds() > fds_before, "the loop holds its poller while open");
+        assert!(lp.executor_thread_count() > 0);
+        runner.close().unwrap();
+        assert_eq!(open_fds(), fds_before, "fds left open after close");
+        assert_eq!(threads(), threads_before, "threads left running after close");
+    }
+}

@@ -1,0 +1,604 @@
+//! Tasks, cancellation and context variables (SPEC section 3).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use runner_core::{
+    cancellable, current_task, run, shield, sleep, spawn, timeout, yield_now, Cancelled, Context, ContextVar,
+    EventLoop, JoinHandle,
+};
+
+struct OnDrop<F: FnMut()>(F);
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
+
+#[test]
+fn spawned_task_output_is_returned_by_its_handle() {
+    let v = run(async { spawn(async { "out" }).await.unwrap() }).unwrap();
+    assert_eq!(v, "out");
+}
+
+#[test]
+fn one_hundred_thousand_spawned_tasks_complete() {
+    let total = run(async {
+        let handles: Vec<JoinHandle<u64>> = (0..100_000u64)
+            .map(|i| {
+                spawn(async move {
+                    yield_now().await;
+                    i
+                })
+            })
+            .collect();
+        let mut sum = 0;
+        for h in handles {
+            sum += h.await.unwrap();
+        }
+        sum
+    })
+    .unwrap();
+    assert_eq!(total, (0..100_000u64).sum::<u64>());
+}
+
+#[test]
+fn tasks_need_not_be_send() {
+    let shared = Rc::new(Cell::new(0));
+    let s = shared.clone();
+    run(async move {
+        spawn(async move { s.set(s.get() + 1) }).await.unwrap();
+    })
+    .unwrap();
+    assert_eq!(shared.get(), 1);
+}
+
+#[test]
+fn task_handle_reports_name_done_and_cancelled() {
+    run(async {
+        let t = spawn(sleep(Duration::from_secs(3600)));
+        t.set_name("sleeper");
+        assert_eq!(t.name().as_deref(), Some("sleeper"));
+        assert!(!t.is_done());
+        yield_now().await;
+        assert!(t.cancel());
+        assert_eq!(t.cancelling(), 1);
+        yield_now().await;
+        assert!(t.is_done() && t.is_cancelled());
+        assert!(!t.cancel(), "cancelling a finished task answers false");
+    })
+    .unwrap();
+}
+
+#[test]
+fn cancelling_a_task_blocked_on_a_timer_drops_it_and_runs_its_cleanup() {
+    let log = Rc::new(RefCell::new(Vec::<&str>::new()));
+    let l = log.clone();
+    let started = Instant::now();
+    let err = run(async move {
+        let t = spawn(async move {
+            let _cleanup = OnDrop(move || l.borrow_mut().push("finally"));
+            sleep(Duration::from_secs(3600)).await;
+            unreachable!("the sleep never completes");
+        });
+        sleep(Duration::from_millis(5)).await;
+        t.cancel();
+        t.await.unwrap_err()
+    })
+    .unwrap();
+    assert!(err.is_cancelled());
+    assert_eq!(*log.borrow(), ["finally"]);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn cancelled_timer_is_removed_so_the_loop_does_not_wait_for_it() {
+    let lp = EventLoop::new().unwrap();
+    let t = lp.spawn(sleep(Duration::from_secs(3600)));
+    lp.run_until_complete(yield_now()).unwrap();
+    t.cancel();
+    let started = Instant::now();
+    lp.run_until_complete(async {
+        yield_now().await;
+        yield_now().await;
+    })
+    .unwrap();
+    assert!(t.is_cancelled());
+    assert!(format!("{lp:?}").contains("timers: 0"), "{lp:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn cancellation_can_be_caught_and_followed_by_async_cleanup() {
+    let (out, cancelling) = run(async {
+        let worker = spawn(async {
+            match cancellable(sleep(Duration::from_secs(3600))).await {
+                Ok(()) => ("finished", 0),
+                Err(Cancelled) => {
+                    sleep(Duration::from_millis(2)).await;
+                    yield_now().await;
+                    ("cleaned up asynchronously", current_task().unwrap().cancelling())
+                }
+            }
+        });
+        yield_now().await;
+        worker.cancel();
+        worker.await.unwrap()
+    })
+    .unwrap();
+    assert_eq!(out, "cleaned up asynchronously");
+    assert_eq!(cancelling, 1, "the request stays counted until uncancel()");
+}
+
+#[test]
+fn innermost_cancellable_catches_the_cancellation() {
+    let out = run(async {
+        let t = spawn(async {
+            let outer = cancellable(async {
+                let inner = cancellable(std::future::pending::<()>()).await;
+                (inner.is_err(), "inner caught, outer goes on")
+            })
+            .await;
+            outer
+        });
+        yield_now().await;
+        t.cancel();
+        t.await.unwrap()
+    })
+    .unwrap();
+    assert_eq!(out, Ok((true, "inner caught, outer goes on")));
+}
+
+#[test]
+fn task_that_caught_its_cancellation_runs_normally_afterwards() {
+    let out = run(async {
+        let t = spawn(async {
+            let _ = cancellable(std::future::pending::<()>()).await;
+            // Later awaits are not cancelled again.
+            sleep(Duration::from_millis(1)).await;
+            let me = current_task().unwrap();
+            (me.cancelling(), me.uncancel(), "done")
+        });
+        yield_now().await;
+        t.cancel();
+        t.await.unwrap()
+    })
+    .unwrap();
+    assert_eq!(out, (1, 0, "done"));
+}
+
+#[test]
+fn shield_defers_cancellation_until_the_section_completes() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let res = run(async move {
+        let t = spawn(async move {
+            let l2 = l.clone();
+            shield(async move {
+                sleep(Duration::from_millis(10)).await;
+                l2.borrow_mut().push("shielded section completed");
+            })
+            .await;
+            sleep(Duration::from_secs(3600)).await;
+            l.borrow_mut().push("never");
+        });
+        yield_now().await;
+        t.cancel();
+        t.await
+    })
+    .unwrap();
+    assert!(res.unwrap_err().is_cancelled());
+    assert_eq!(*log.borrow(), ["shielded section completed"]);
+}
+
+#[test]
+fn cancelling_a_task_that_awaits_another_cancels_the_awaited_one_too() {
+    let inner_dropped = Rc::new(Cell::new(false));
+    let bystander_dropped = Rc::new(Cell::new(false));
+    let (i, b) = (inner_dropped.clone(), bystander_dropped.clone());
+    run(async move {
+        let outer = spawn(async move {
+            let inner = spawn(async move {
+                let _g = OnDrop(move || i.set(true));
+                std::future::pending::<()>().await
+            });
+            let _ = inner.await;
+        });
+        let bystander = spawn(async move {
+            let _g = OnDrop(move || b.set(true));
+            std::future::pending::<()>().await
+        });
+        yield_now().await;
+        yield_now().await;
+        outer.cancel();
+        assert!(outer.await.unwrap_err().is_cancelled());
+        yield_now().await;
+        yield_now().await;
+        assert!(!bystander.is_done(), "a task nobody awaited is left alone");
+        bystander.cancel();
+    })
+    .unwrap();
+    assert!(inner_dropped.get(), "the awaited task was cancelled with its awaiter");
+    assert!(bystander_dropped.get());
+}
+
+#[test]
+fn task_cancelled_before_it_ever_ran_is_never_polled() {
+    let polled = Rc::new(Cell::new(false));
+    let p = polled.clone();
+    run(async move {
+        let t = spawn(async move { p.set(true) });
+        t.cancel();
+        assert!(t.await.unwrap_err().is_cancelled());
+    })
+    .unwrap();
+    assert!(!polled.get());
+}
+
+#[test]
+fn dropping_a_handle_detaches_the_task() {
+    let ran = Rc::new(Cell::new(false));
+    let r = ran.clone();
+    run(async move {
+        drop(spawn(async move {
+            sleep(Duration::from_millis(2)).await;
+            r.set(true);
+        }));
+        sleep(Duration::from_millis(10)).await;
+    })
+    .unwrap();
+    assert!(ran.get());
+}
+
+#[test]
+fn panicking_task_gives_its_panic_to_the_awaiter() {
+    let err = run(async { spawn(async { panic!("task boom") }).await.unwrap_err() }).unwrap();
+    assert!(err.is_panic());
+    assert_eq!(err.panic_message().as_deref(), Some("task boom"));
+    assert_eq!(err.into_panic().downcast_ref::<&str>(), Some(&"task boom"));
+}
+
+#[test]
+fn self_cancel_lands_at_the_next_suspension() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    let res = run(async move {
+        let t = spawn(async move {
+            current_task().unwrap().cancel();
+            l.borrow_mut().push("still running until the next await");
+            yield_now().await;
+            l.borrow_mut().push("never");
+        });
+        t.await
+    })
+    .unwrap();
+    assert!(res.unwrap_err().is_cancelled());
+    assert_eq!(*log.borrow(), ["still running until the next await"]);
+}
+
+#[test]
+fn cancel_requests_are_counted_and_uncancel_takes_one_back() {
+    run(async {
+        let t = spawn(async {
+            let caught = cancellable(std::future::pending::<()>()).await.is_err();
+            assert!(caught);
+            std::future::pending::<()>().await
+        });
+        yield_now().await;
+        // Requests made before the task runs again are counted, and
+        // delivered as one cancellation.
+        t.cancel();
+        t.cancel();
+        assert_eq!(t.cancelling(), 2);
+        assert_eq!(t.uncancel(), 1);
+        yield_now().await;
+        assert!(!t.is_done(), "the task caught the cancellation and went on");
+        // A new request after that lands at its new suspension point.
+        t.cancel();
+        assert_eq!(t.cancelling(), 2);
+        assert!(t.await.unwrap_err().is_cancelled());
+    })
+    .unwrap();
+}
+
+#[test]
+fn timers_fire_in_deadline_order_and_equal_deadlines_fifo() {
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let lp = EventLoop::new().unwrap();
+    let base = lp.time() + Duration::from_millis(20);
+    for (i, offset) in [(0, 10u64), (1, 0), (2, 10), (3, 5), (4, 0), (5, 10)] {
+        let o = order.clone();
+        lp.call_at(base + Duration::from_millis(offset), move || o.borrow_mut().push(i))
+            .unwrap();
+    }
+    lp.run_until_complete(sleep(Duration::from_millis(50))).unwrap();
+    assert_eq!(*order.borrow(), [1, 4, 3, 0, 2, 5]);
+}
+
+#[test]
+fn cancelled_timer_handle_does_not_run() {
+    let ran = Rc::new(Cell::new(false));
+    let lp = EventLoop::new().unwrap();
+    let r = ran.clone();
+    let h = lp.call_later(Duration::from_millis(1), move || r.set(true)).unwrap();
+    h.cancel();
+    assert!(h.is_cancelled());
+    lp.run_until_complete(sleep(Duration::from_millis(10))).unwrap();
+    assert!(!ran.get());
+}
+
+#[test]
+fn sleep_waits_at_least_its_duration() {
+    let started = Instant::now();
+    run(sleep(Duration::from_millis(30))).unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(30));
+}
+
+#[test]
+fn timeout_gives_output_when_in_time_and_elapsed_otherwise() {
+    let (fast, slow) = run(async {
+        let fast = timeout(Duration::from_secs(5), async { 7 }).await;
+        let slow = timeout(Duration::from_millis(5), sleep(Duration::from_secs(3600))).await;
+        (fast, slow)
+    })
+    .unwrap();
+    assert_eq!(fast, Ok(7));
+    let err = slow.unwrap_err();
+    assert!(err.to_string().contains("timed out after 5ms"));
+}
+
+#[test]
+fn yield_now_lets_other_tasks_run_in_turn() {
+    let order = Rc::new(RefCell::new(Vec::new()));
+    let o = order.clone();
+    run(async move {
+        let mut handles = Vec::new();
+        for name in ["a", "b"] {
+            let o = o.clone();
+            handles.push(spawn(async move {
+                for i in 0..3 {
+                    o.borrow_mut().push(format!("{name}{i}"));
+                    yield_now().await;
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+    })
+    .unwrap();
+    assert_eq!(*order.borrow(), ["a0", "b0", "a1", "b1", "a2", "b2"]);
+}
+
+#[test]
+fn wake_from_another_thread_wakes_the_blocked_loop() {
+    let started = Instant::now();
+    let got = run(async {
+        let (tx, rx) = mpsc::channel::<u32>();
+        let slot = std::sync::Arc::new(std::sync::Mutex::new((None::<u32>, None::<std::task::Waker>)));
+        let s2 = slot.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            tx.send(99).unwrap();
+            let waker = {
+                let mut g = s2.lock().unwrap();
+                g.0 = Some(rx.recv().unwrap());
+                g.1.take()
+            };
+            waker.expect("the task registered its waker").wake();
+        });
+        std::future::poll_fn(move |cx| {
+            let mut g = slot.lock().unwrap();
+            match g.0.take() {
+                Some(v) => std::task::Poll::Ready(v),
+                None => {
+                    g.1 = Some(cx.waker().clone());
+                    std::task::Poll::Pending
+                }
+            }
+        })
+        .await
+    })
+    .unwrap();
+    assert_eq!(got, 99);
+    // The loop had nothing else to do: it blocked in the poller with no
+    // timeout, and the other thread's wake ended that wait promptly.
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn wakers_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    run(std::future::poll_fn(|cx| {
+        assert_send_sync(cx.waker());
+        let w = cx.waker().clone();
+        std::thread::spawn(move || w.wake()).join().unwrap();
+        std::task::Poll::Ready(())
+    }))
+    .unwrap();
+}
+
+#[test]
+fn many_wakes_from_many_threads_are_all_delivered() {
+    let total = run(async {
+        let mut handles = Vec::new();
+        for _ in 0..8 {
+            let (tx, rx) = async_channel_pair();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    tx.send(i).unwrap();
+                }
+            });
+            handles.push(spawn(async move {
+                let mut n = 0;
+                while rx.recv().await.is_some() {
+                    n += 1;
+                }
+                n
+            }));
+        }
+        let mut total = 0;
+        for h in handles {
+            total += h.await.unwrap();
+        }
+        total
+    })
+    .unwrap();
+    assert_eq!(total, 8 * 200);
+}
+
+/// A tiny thread-safe channel whose receiver is a future, to wake tasks from
+/// other threads many times.
+fn async_channel_pair() -> (ChanTx, ChanRx) {
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(ChanState::default()));
+    (ChanTx(shared.clone()), ChanRx(shared))
+}
+
+#[derive(Default)]
+struct ChanState {
+    items: std::collections::VecDeque<u32>,
+    waker: Option<std::task::Waker>,
+    closed: bool,
+}
+
+struct ChanTx(std::sync::Arc<std::sync::Mutex<ChanState>>);
+struct ChanRx(std::sync::Arc<std::sync::Mutex<ChanState>>);
+
+impl ChanTx {
+    fn send(&self, v: u32) -> Result<(), ()> {
+        let w = {
+            let mut s = self.0.lock().unwrap();
+            s.items.push_back(v);
+            s.waker.take()
+        };
+        if let Some(w) = w {
+            w.wake();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for ChanTx {
+    fn drop(&mut self) {
+        let w = {
+            let mut s = self.0.lock().unwrap();
+            s.closed = true;
+            s.waker.take()
+        };
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+impl ChanRx {
+    async fn recv(&self) -> Option<u32> {
+        std::future::poll_fn(|cx| {
+            let mut s = self.0.lock().unwrap();
+            if let Some(v) = s.items.pop_front() {
+                return std::task::Poll::Ready(Some(v));
+            }
+            if s.closed {
+                return std::task::Poll::Ready(None);
+            }
+            s.waker = Some(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
+    }
+}
+
+static REQUEST: ContextVar<u32> = ContextVar::new("request");
+
+#[test]
+fn spawned_task_runs_in_a_copy_of_the_spawners_context() {
+    let (seen_by_child, after_child) = run(async {
+        let _ = REQUEST.set(1);
+        let child = spawn(async {
+            let seen = REQUEST.get();
+            let _ = REQUEST.set(2);
+            seen
+        });
+        let seen = child.await.unwrap();
+        (seen, REQUEST.get())
+    })
+    .unwrap();
+    assert_eq!(seen_by_child, Some(1));
+    assert_eq!(after_child, Some(1), "the child's change does not leak back");
+}
+
+#[test]
+fn sibling_tasks_do_not_see_each_others_changes() {
+    let seen = run(async {
+        let a = spawn(async {
+            let _ = REQUEST.set(10);
+            yield_now().await;
+            REQUEST.get()
+        });
+        let b = spawn(async {
+            yield_now().await;
+            REQUEST.get()
+        });
+        (a.await.unwrap(), b.await.unwrap())
+    })
+    .unwrap();
+    assert_eq!(seen, (Some(10), None));
+}
+
+#[test]
+fn context_copy_and_run_from_inside_a_task() {
+    let (inside, outside) = run(async {
+        let _ = REQUEST.set(5);
+        let copy = Context::copy_current();
+        copy.run(|| {
+            let _ = REQUEST.set(6);
+        });
+        (copy.get(&REQUEST), REQUEST.get())
+    })
+    .unwrap();
+    assert_eq!(inside, Some(6));
+    assert_eq!(outside, Some(5));
+}
+
+#[test]
+fn callbacks_run_in_the_context_current_when_scheduled() {
+    let seen = Rc::new(Cell::new(None));
+    let s = seen.clone();
+    run(async move {
+        let _ = REQUEST.set(77);
+        runner_core::get_running_loop()
+            .unwrap()
+            .call_soon(move || s.set(REQUEST.get()))
+            .unwrap();
+        yield_now().await;
+        yield_now().await;
+    })
+    .unwrap();
+    assert_eq!(seen.get(), Some(77));
+}
+
+#[test]
+fn awaiting_own_handle_is_reported_as_a_panic_not_a_hang() {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let sink = reports.clone();
+    run(async move {
+        runner_core::get_running_loop()
+            .unwrap()
+            .set_exception_handler(move |_, ctx| sink.borrow_mut().push(ctx.panic.clone().unwrap_or_default()));
+        let slot: Rc<RefCell<Option<JoinHandle<()>>>> = Rc::default();
+        let s = slot.clone();
+        let t = spawn(async move {
+            yield_now().await;
+            let me = s.borrow_mut().take().unwrap();
+            let _ = me.await;
+        });
+        *slot.borrow_mut() = Some(t);
+        sleep(Duration::from_millis(2)).await;
+    })
+    .unwrap();
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].contains("awaited its own JoinHandle"), "{reports:?}");
+}
