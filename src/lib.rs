@@ -1,5 +1,18 @@
 //! The `runner` workspace's root package: it holds the runnable examples
-//! (`cargo run --example NAME`) and the integration tests that run real
-//! processes. The library itself is [`runner_core`], re-exported here.
+//! (`cargo run --example NAME`) and the cross-crate integration tests. The
+//! library itself is [`runner_core`], re-exported here. The README below is
+//! compiled and run as a doctest, so its example stays true.
+#![doc = include_str!("../README.md")]
 
 pub use runner_core::*;
+
+/// The guide's pages are compiled and run as doctests too.
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../docs/cancellation.md")]
+    struct Cancellation;
+    #[doc = include_str!("../docs/asyncio-mapping.md")]
+    struct AsyncioMapping;
+    #[doc = include_str!("../docs/closing.md")]
+    struct Closing;
+}

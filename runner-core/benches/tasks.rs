@@ -1,1 +1,285 @@
-fn main() {}
+//! Task benchmarks: runner-core against tokio's current-thread runtime, smol
+//! (async-executor's `LocalExecutor` driven by async-io's `block_on`) and
+//! futures' `LocalPool`, on the same work in one run.
+//!
+//! - `spawn_join_100k`: spawn 100,000 tasks that each yield once and return
+//!   a number, then await every handle.
+//! - `yield_1m`: one task calls `yield_now` 1,000,000 times.
+//! - `ping_pong_100k`: two tasks hand a counter back and forth 100,000
+//!   times through a one-slot baton (the same `Send` baton type for every
+//!   runtime, so no runtime gets a cheaper channel).
+//!
+//! Run with `cargo bench -p runner-core --bench tasks`; ratios are in
+//! `docs/benchmarks.md`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+
+const TASKS: u64 = 100_000;
+const YIELDS: u64 = 1_000_000;
+const ROUNDS: u64 = 100_000;
+
+/// A yield that works on every runtime: wake self, return Pending once.
+struct Yield(bool);
+
+impl Future for Yield {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    }
+}
+
+fn yield_once() -> Yield {
+    Yield(false)
+}
+
+/// A one-slot handoff between two tasks.
+#[derive(Clone, Default)]
+struct Baton(Arc<Mutex<(Option<u64>, Option<Waker>)>>);
+
+impl Baton {
+    fn put(&self, v: u64) {
+        let waker = {
+            let mut g = self.0.lock().unwrap();
+            g.0 = Some(v);
+            g.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    fn take(&self) -> impl Future<Output = u64> + '_ {
+        std::future::poll_fn(move |cx| {
+            let mut g = self.0.lock().unwrap();
+            match g.0.take() {
+                Some(v) => Poll::Ready(v),
+                None => {
+                    g.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+}
+
+/// Player one: puts `i`, waits for `i + 1`, up to `ROUNDS`.
+async fn ping(to: Baton, from: Baton) -> u64 {
+    let mut last = 0;
+    for i in 0..ROUNDS {
+        to.put(i);
+        last = from.take().await;
+    }
+    last
+}
+
+/// Player two: answers every `i` with `i + 1`.
+async fn pong(to: Baton, from: Baton) {
+    for _ in 0..ROUNDS {
+        let v = from.take().await;
+        to.put(v + 1);
+    }
+}
+
+async fn yield_many() {
+    for _ in 0..YIELDS {
+        yield_once().await;
+    }
+}
+
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().build().unwrap()
+}
+
+fn bench_spawn_join(c: &mut Criterion) {
+    let mut g = c.benchmark_group("spawn_join_100k");
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            runner_core::run(async {
+                let hs: Vec<_> = (0..TASKS)
+                    .map(|i| {
+                        runner_core::spawn(async move {
+                            yield_once().await;
+                            i
+                        })
+                    })
+                    .collect();
+                let mut sum = 0;
+                for h in hs {
+                    sum += h.await.unwrap();
+                }
+                sum
+            })
+            .unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| {
+            tokio_rt().block_on(async {
+                let hs: Vec<_> = (0..TASKS)
+                    .map(|i| {
+                        tokio::spawn(async move {
+                            yield_once().await;
+                            i
+                        })
+                    })
+                    .collect();
+                let mut sum = 0;
+                for h in hs {
+                    sum += h.await.unwrap();
+                }
+                sum
+            })
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                let hs: Vec<_> = (0..TASKS)
+                    .map(|i| {
+                        ex.spawn(async move {
+                            yield_once().await;
+                            i
+                        })
+                    })
+                    .collect();
+                let mut sum = 0;
+                for h in hs {
+                    sum += h.await;
+                }
+                sum
+            }))
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("futures_localpool"), |b| {
+        use futures::task::LocalSpawnExt;
+        b.iter(|| {
+            let mut pool = futures::executor::LocalPool::new();
+            let sp = pool.spawner();
+            pool.run_until(async {
+                let hs: Vec<_> = (0..TASKS)
+                    .map(|i| {
+                        sp.spawn_local_with_handle(async move {
+                            yield_once().await;
+                            i
+                        })
+                        .unwrap()
+                    })
+                    .collect();
+                let mut sum = 0;
+                for h in hs {
+                    sum += h.await;
+                }
+                sum
+            })
+        })
+    });
+    g.finish();
+}
+
+fn bench_yield(c: &mut Criterion) {
+    let mut g = c.benchmark_group("yield_1m");
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| runner_core::run(async { runner_core::spawn(yield_many()).await.unwrap() }).unwrap())
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| tokio_rt().block_on(async { tokio::spawn(yield_many()).await.unwrap() }))
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async { ex.spawn(yield_many()).await }))
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("futures_localpool"), |b| {
+        use futures::task::LocalSpawnExt;
+        b.iter(|| {
+            let mut pool = futures::executor::LocalPool::new();
+            let h = pool.spawner().spawn_local_with_handle(yield_many()).unwrap();
+            pool.run_until(h)
+        })
+    });
+    g.finish();
+}
+
+fn bench_ping_pong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ping_pong_100k");
+    let batons = || (Baton::default(), Baton::default());
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            let (ab, ba) = batons();
+            runner_core::run(async move {
+                let p = runner_core::spawn(pong(ba.clone(), ab.clone()));
+                let last = runner_core::spawn(ping(ab, ba)).await.unwrap();
+                p.await.unwrap();
+                last
+            })
+            .unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| {
+            let (ab, ba) = batons();
+            tokio_rt().block_on(async move {
+                let p = tokio::spawn(pong(ba.clone(), ab.clone()));
+                let last = tokio::spawn(ping(ab, ba)).await.unwrap();
+                p.await.unwrap();
+                last
+            })
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            let (ab, ba) = batons();
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                let p = ex.spawn(pong(ba.clone(), ab.clone()));
+                let last = ex.spawn(ping(ab, ba)).await;
+                p.await;
+                last
+            }))
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("futures_localpool"), |b| {
+        use futures::task::LocalSpawnExt;
+        b.iter(|| {
+            let (ab, ba) = batons();
+            let mut pool = futures::executor::LocalPool::new();
+            let sp = pool.spawner();
+            let p = sp.spawn_local_with_handle(pong(ba.clone(), ab.clone())).unwrap();
+            let pi = sp.spawn_local_with_handle(ping(ab, ba)).unwrap();
+            pool.run_until(async move {
+                let last = pi.await;
+                p.await;
+                last
+            })
+        })
+    });
+    g.finish();
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3))
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_spawn_join, bench_yield, bench_ping_pong
+}
+criterion_main!(benches);

@@ -374,7 +374,7 @@ fn executor_shutdown_within_timeout_joins_threads() {
     lp.run_until_complete(async {
         let lp = get_running_loop().unwrap();
         // Leave a job running when shutdown starts.
-        let _ = lp.run_in_executor(|| std::thread::sleep(Duration::from_millis(50)));
+        drop(lp.run_in_executor(|| std::thread::sleep(Duration::from_millis(50))));
         yield_now().await;
     })
     .unwrap();
@@ -396,9 +396,9 @@ fn executor_shutdown_past_timeout_warns_and_returns() {
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     lp.run_until_complete(async move {
         let lp = get_running_loop().unwrap();
-        let _ = lp.run_in_executor(move || {
+        drop(lp.run_in_executor(move || {
             let _ = release_rx.recv_timeout(Duration::from_secs(30));
-        });
+        }));
         yield_now().await;
     })
     .unwrap();
