@@ -98,8 +98,13 @@ async fn yield_many() {
     }
 }
 
+/// What `#[tokio::main(flavor = "current_thread")]` builds: I/O and time
+/// drivers enabled, as runner's loop always has its reactor.
 fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn bench_spawn_join(c: &mut Criterion) {

@@ -17,10 +17,10 @@
 //! persistent map does; programs set few variables and spawn often, so this
 //! trade is the right one.
 //!
-//! Which context is *current* is a thread-local pointer to a
-//! [`ContextHolder`]: the task being polled (tasks carry their map inline, so
-//! spawning allocates nothing for the context), a [`Context`] entered with
-//! [`Context::run`], or, when neither, the thread's base context.
+//! Which context is *current* is a thread-local [`Slot`]: the task being
+//! polled (tasks carry their map inline, so spawning allocates nothing for
+//! the context, and entering a task's context is one enum write), a
+//! [`Context`] entered with [`Context::run`], or the thread's base context.
 
 use std::any::Any;
 use std::cell::RefCell;
@@ -89,35 +89,59 @@ pub(crate) fn new_context_id() -> u64 {
     NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed) | (1 << 63)
 }
 
+/// Where the current context lives.
+pub(crate) enum Slot {
+    /// The thread's base context.
+    Base,
+    /// The task being polled (see `task::with_current_holder`).
+    Task,
+    /// A context entered with [`Context::run`], or a callback's.
+    Holder(Rc<dyn ContextHolder>),
+}
+
 thread_local! {
-    /// The holder of the current context; `None` means the thread's base
-    /// context.
-    static CURRENT: RefCell<Option<Rc<dyn ContextHolder>>> = const { RefCell::new(None) };
+    static CURRENT: RefCell<Slot> = const { RefCell::new(Slot::Base) };
     static BASE: Context = Context::new();
 }
 
 /// Runs `f` with `holder` as the current context, restoring the previous one
 /// afterwards (also when `f` unwinds).
 pub(crate) fn enter<R>(holder: Rc<dyn ContextHolder>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Rc<dyn ContextHolder>>);
+    struct Restore(Option<Slot>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            let prev = self.0.take();
-            // `try_with`: nothing to restore while the thread is exiting.
-            let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
+            if let Some(prev) = self.0.take() {
+                // `try_with`: nothing to restore while the thread is exiting.
+                let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
+            }
         }
     }
-    let prev = CURRENT.with(|c| c.borrow_mut().replace(holder));
-    let _restore = Restore(prev);
+    let prev = swap_slot(Slot::Holder(holder));
+    let _restore = Restore(Some(prev));
     f()
+}
+
+/// Makes `slot` current and returns the previous one. The caller restores
+/// it; used around task polls, which catch panics, so no guard is needed.
+pub(crate) fn swap_slot(slot: Slot) -> Slot {
+    CURRENT.with(|c| c.replace(slot))
+}
+
+/// Calls `f` with the holder of the current context.
+fn with_holder<R>(f: impl FnOnce(&dyn ContextHolder) -> R) -> R {
+    CURRENT.with(|c| match &*c.borrow() {
+        Slot::Holder(holder) => f(&**holder),
+        Slot::Task => crate::task::with_current_holder(|task| match task {
+            Some(task) => f(task),
+            None => BASE.with(|base| f(&*base.inner)),
+        }),
+        Slot::Base => BASE.with(|base| f(&*base.inner)),
+    })
 }
 
 /// Calls `f` with the map cell of the current context.
 fn with_current<R>(f: impl FnOnce(&RefCell<Map>) -> R) -> R {
-    CURRENT.with(|c| match &*c.borrow() {
-        Some(holder) => f(holder.map_cell()),
-        None => BASE.with(|base| f(base.map_cell())),
-    })
+    with_holder(|holder| f(holder.map_cell()))
 }
 
 /// A snapshot of the current context's contents (O(1)).
@@ -128,10 +152,7 @@ pub(crate) fn current_map() -> Map {
 /// An identity for the current context, used to check that a [`Token`] is
 /// reset in the context that made it.
 fn current_identity() -> u64 {
-    CURRENT.with(|c| match &*c.borrow() {
-        Some(holder) => holder.context_id(),
-        None => BASE.with(|base| base.inner.id),
-    })
+    with_holder(|holder| holder.context_id())
 }
 
 static NEXT_VAR_ID: AtomicUsize = AtomicUsize::new(1);

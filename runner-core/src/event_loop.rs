@@ -12,8 +12,9 @@
 //! 1. Decide how long the reactor may block: not at all when something is
 //!    ready or a stop is pending, else until the next timer, else forever.
 //! 2. Block in the reactor (skipped when the timeout is zero, except every
-//!    [`REACTOR_INTERVAL`] iterations so I/O is never starved by busy tasks),
-//!    then take what other threads sent.
+//!    [`REACTOR_INTERVAL`] iterations when file descriptors are registered,
+//!    so I/O is never starved by busy tasks), then take what other threads
+//!    sent.
 //! 3. Move every expired timer to the ready queue.
 //! 4. Run the ready items that were queued when the batch started; what they
 //!    schedule runs in the next iteration, as in asyncio.
@@ -41,7 +42,7 @@ use polling::Poller;
 use crate::context::{self, ContextHolder, Map};
 use crate::executor::{self, Blocking, Executor, DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT};
 use crate::reactor::Reactor;
-use crate::task::{self, JoinHandle, RawTask, RunResult, TaskInfo};
+use crate::task::{self, Header, JoinHandle, RawTask, RunResult, TaskInfo};
 use crate::time::{TimerEntry, TimerHandle, Timers};
 use crate::{Context, Error};
 
@@ -63,8 +64,8 @@ pub(crate) fn env_debug() -> bool {
 
 /// What other threads send to the loop.
 pub(crate) enum Remote {
-    /// Schedule the task in this slot.
-    Wake(usize),
+    /// Schedule this task.
+    Wake(Arc<Header>),
     /// Run this callback on the loop thread.
     Call(Box<dyn FnOnce() + Send>),
 }
@@ -75,6 +76,9 @@ pub(crate) struct Shared {
     tx: Sender<Remote>,
     rx: Receiver<Remote>,
     poller: std::sync::Weak<Poller>,
+    /// Raised by senders after pushing; lets the busy loop skip the channel
+    /// with one relaxed load when nothing was sent.
+    pending: AtomicBool,
     sleeping: AtomicBool,
     closed: AtomicBool,
 }
@@ -86,6 +90,7 @@ impl Shared {
         }
         // The receiver lives in `self`, so the channel cannot be disconnected.
         let _ = self.tx.send(msg);
+        self.pending.store(true, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
             if let Some(poller) = self.poller.upgrade() {
                 let _ = poller.notify();
@@ -94,8 +99,8 @@ impl Shared {
         Ok(())
     }
 
-    pub(crate) fn send_wake(&self, key: usize) {
-        let _ = self.send(Remote::Wake(key));
+    pub(crate) fn send_wake(&self, header: Arc<Header>) {
+        let _ = self.send(Remote::Wake(header));
     }
 }
 
@@ -286,6 +291,9 @@ pub(crate) struct LoopCore {
     executor_shutdown_timeout: Duration,
     asyncgens: RefCell<Vec<Weak<dyn AsyncGenFinalizer>>>,
     asyncgens_shut_down: Cell<bool>,
+    /// The task being polled. Kept here rather than in a thread-local: only
+    /// this loop polls its tasks, and the loop is found through `RUNNING`.
+    pub(crate) current_task: RefCell<Option<Rc<dyn RawTask>>>,
 }
 
 /// An async generator that was started and not finished: what
@@ -305,13 +313,25 @@ thread_local! {
     static THREAD_LOOP: RefCell<Option<EventLoop>> = const { RefCell::new(None) };
 }
 
-/// Schedules task `key` of loop `loop_id` if that loop is running on this
-/// thread; `false` means the caller must go through the remote queue.
-pub(crate) fn schedule_local(loop_id: u64, key: usize) -> bool {
+/// Calls `f` with the task being polled by the loop running on this thread.
+pub(crate) fn with_current_task<R>(f: impl FnOnce(&Rc<dyn RawTask>) -> R) -> Option<R> {
+    RUNNING
+        .try_with(|r| {
+            let running = r.borrow();
+            let task = running.as_ref()?.current_task.borrow();
+            task.as_ref().map(f)
+        })
+        .ok()
+        .flatten()
+}
+
+/// Schedules the task of `header` if its loop is running on this thread;
+/// `false` means the caller must go through the remote queue.
+pub(crate) fn schedule_local(header: &Header) -> bool {
     RUNNING
         .try_with(|r| match &*r.borrow() {
-            Some(core) if core.id == loop_id => {
-                core.schedule(key);
+            Some(core) if core.id == header.shared.loop_id => {
+                core.schedule(header);
                 true
             }
             _ => false,
@@ -320,12 +340,10 @@ pub(crate) fn schedule_local(loop_id: u64, key: usize) -> bool {
 }
 
 impl LoopCore {
-    fn schedule(&self, key: usize) {
-        let tasks = self.tasks.borrow();
-        if let Some(task) = tasks.get(key) {
-            if !task.core().scheduled.replace(true) {
-                self.ready.borrow_mut().push_back(Ready::Task(key));
-            }
+    fn schedule(&self, header: &Header) {
+        if !header.scheduled.load(Ordering::Relaxed) {
+            header.scheduled.store(true, Ordering::Relaxed);
+            self.ready.borrow_mut().push_back(Ready::Task(header.key));
         }
     }
 
@@ -376,15 +394,27 @@ impl LoopCore {
     }
 
     fn drain_remote(&self) {
+        // Senders raise the flag after pushing. A flag missed by the relaxed
+        // load is seen at the next iteration, and before blocking (`wait`).
+        // Lowering it must be a read-modify-write: it acquires the push of
+        // every sender whose raise it consumes, so the drain below sees it.
+        if !self.shared.pending.load(Ordering::Relaxed) {
+            return;
+        }
+        if !self.shared.pending.swap(false, Ordering::AcqRel) {
+            return;
+        }
         while let Ok(msg) = self.shared.rx.try_recv() {
             match msg {
-                Remote::Wake(key) => {
-                    let tasks = self.tasks.borrow();
-                    if let Some(task) = tasks.get(key) {
-                        task.core().header.remote_queued.store(false, Ordering::Release);
-                        if !task.core().scheduled.replace(true) {
-                            self.ready.borrow_mut().push_back(Ready::Task(key));
-                        }
+                Remote::Wake(header) => {
+                    header.remote_queued.store(false, Ordering::Release);
+                    let live = self
+                        .tasks
+                        .borrow()
+                        .get(header.key)
+                        .is_some_and(|t| Arc::ptr_eq(&t.core().header, &header));
+                    if live {
+                        self.schedule(&header);
                     }
                 }
                 Remote::Call(f) => {
@@ -420,7 +450,7 @@ impl LoopCore {
         let blocking = timeout != Some(Duration::ZERO);
         if blocking {
             self.shared.sleeping.store(true, Ordering::SeqCst);
-            if !self.shared.rx.is_empty() {
+            if self.shared.pending.load(Ordering::SeqCst) {
                 timeout = Some(Duration::ZERO);
             }
         }
@@ -436,6 +466,10 @@ impl LoopCore {
         }
     }
 
+    fn has_io_sources(&self) -> bool {
+        self.reactor.borrow().as_ref().is_some_and(Reactor::has_sources)
+    }
+
     fn run_once(self: &Rc<Self>) {
         let idle = self.ready.borrow().is_empty() && !self.stopping.get();
         let timeout = if idle {
@@ -448,7 +482,9 @@ impl LoopCore {
         };
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
-        if timeout != Some(Duration::ZERO) || tick % REACTOR_INTERVAL == 0 {
+        if timeout != Some(Duration::ZERO) {
+            self.wait(timeout);
+        } else if tick % REACTOR_INTERVAL == 0 && self.has_io_sources() {
             self.wait(timeout);
         }
         self.drain_remote();
@@ -467,7 +503,7 @@ impl LoopCore {
                 Ready::Task(key) => {
                     let task = self.tasks.borrow().get(key).cloned();
                     if let Some(task) = task {
-                        if let RunResult::Finished = task::run(&task) {
+                        if let RunResult::Finished = task::run(self, &task) {
                             self.finish_task(key, &task);
                         }
                         if let Some(started) = started {
@@ -627,6 +663,7 @@ impl LoopBuilder {
             tx,
             rx,
             poller: Arc::downgrade(reactor.poller()),
+            pending: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
@@ -655,6 +692,7 @@ impl LoopBuilder {
                     .unwrap_or(DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT),
                 asyncgens: RefCell::new(Vec::new()),
                 asyncgens_shut_down: Cell::new(false),
+                current_task: RefCell::new(None),
             }),
         })
     }
@@ -681,16 +719,21 @@ pub struct EventLoop {
     core: Rc<LoopCore>,
 }
 
-/// Restores the thread's running-loop slot when a run ends, also by panic.
+/// Restores the thread's running-loop and context slots when a run ends,
+/// also by panic.
 struct RunningGuard<'a> {
     core: &'a LoopCore,
     prev: Option<Rc<LoopCore>>,
+    prev_slot: Option<context::Slot>,
 }
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         let prev = self.prev.take();
         let _ = RUNNING.try_with(|r| *r.borrow_mut() = prev);
+        if let Some(slot) = self.prev_slot.take() {
+            context::swap_slot(slot);
+        }
         if self.core.state.get() == State::Running {
             self.core.state.set(State::Idle);
         }
@@ -832,8 +875,7 @@ impl EventLoop {
         }
         tasks.insert(raw.clone());
         drop(tasks);
-        raw.core().scheduled.set(true);
-        core.ready.borrow_mut().push_back(Ready::Task(key));
+        core.schedule(&raw.core().header);
         handle
     }
 
@@ -866,7 +908,13 @@ impl EventLoop {
             });
         }
         self.core.state.set(State::Running);
-        Ok(RunningGuard { core: &self.core, prev })
+        // While the loop runs, the current context is the polled task's.
+        let prev_slot = Some(context::swap_slot(context::Slot::Task));
+        Ok(RunningGuard {
+            core: &self.core,
+            prev,
+            prev_slot,
+        })
     }
 
     /// Runs iterations until `done()` or `stop()`; `true` when `done()`.

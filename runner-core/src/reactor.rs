@@ -20,6 +20,10 @@ use polling::{Events, Poller};
 pub(crate) struct Reactor {
     poller: Arc<Poller>,
     events: Events,
+    /// How many file-descriptor sources are registered. While it is zero, a
+    /// zero-timeout poll cannot find anything (cross-thread wake-ups have
+    /// their own flag), so the busy loop skips that system call.
+    sources: usize,
 }
 
 impl Reactor {
@@ -27,11 +31,17 @@ impl Reactor {
         Ok(Reactor {
             poller: Arc::new(Poller::new()?),
             events: Events::new(),
+            sources: 0,
         })
     }
 
     pub(crate) fn poller(&self) -> &Arc<Poller> {
         &self.poller
+    }
+
+    /// Whether any file-descriptor source is registered.
+    pub(crate) fn has_sources(&self) -> bool {
+        self.sources > 0
     }
 
     /// Blocks until an event, a notification, or the timeout (`None`: no

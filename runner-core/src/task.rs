@@ -61,6 +61,10 @@ static NEXT_TASK_ID: AtomicU64 = AtomicU64::new(1);
 pub(crate) struct Header {
     pub(crate) key: usize,
     pub(crate) shared: Arc<Shared>,
+    /// Whether the task is in the loop's ready queue. Only the loop thread
+    /// reads or writes it (relaxed loads and stores, no read-modify-write);
+    /// it lives here so a local wake needs no lookup of the task.
+    pub(crate) scheduled: AtomicBool,
     /// Set while a remote wake is queued, so that a thread waking a task many
     /// times sends one message.
     pub(crate) remote_queued: AtomicBool,
@@ -72,11 +76,11 @@ impl Wake for Header {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if event_loop::schedule_local(self.shared.loop_id, self.key) {
+        if event_loop::schedule_local(self) {
             return;
         }
         if !self.remote_queued.swap(true, Ordering::AcqRel) {
-            self.shared.send_wake(self.key);
+            self.shared.send_wake(self.clone());
         }
     }
 }
@@ -113,7 +117,6 @@ pub(crate) struct TaskCore {
     pub(crate) id: TaskId,
     pub(crate) header: Arc<Header>,
     pub(crate) waker: Waker,
-    pub(crate) scheduled: Cell<bool>,
     outcome: Cell<Outcome>,
     cancel_requests: Cell<u32>,
     cancel_pending: Cell<bool>,
@@ -313,6 +316,7 @@ where
         key,
         shared: shared.clone(),
         remote_queued: AtomicBool::new(false),
+        scheduled: AtomicBool::new(false),
     });
     let ctx = match ctx {
         Some(ctx) => TaskCtx::Shared(ctx),
@@ -323,7 +327,6 @@ where
             id: TaskId(NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed)),
             waker: Waker::from(header.clone()),
             header,
-            scheduled: Cell::new(false),
             outcome: Cell::new(Outcome::Running),
             cancel_requests: Cell::new(0),
             cancel_pending: Cell::new(false),
@@ -347,28 +350,32 @@ where
     (task, handle)
 }
 
-thread_local! {
-    static CURRENT_TASK: RefCell<Option<Rc<dyn RawTask>>> = const { RefCell::new(None) };
+/// Runs `f` with `task` as the current task of `lp` (and so its context as
+/// the current context: the running loop sets the context slot to
+/// [`Slot::Task`] for the whole run). No drop guard: `f` is a poll or a drop
+/// of the future, both of which catch panics, so nothing unwinds through
+/// here.
+fn with_current<R>(lp: &LoopCore, task: &Rc<dyn RawTask>, f: impl FnOnce() -> R) -> R {
+    let prev = lp.current_task.replace(Some(task.clone()));
+    let result = f();
+    *lp.current_task.borrow_mut() = prev;
+    result
 }
 
-/// Runs `f` with `task` as the current task and its context as the current
-/// context.
-fn with_current<R>(task: &Rc<dyn RawTask>, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<Rc<dyn RawTask>>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let prev = self.0.take();
-            let _ = CURRENT_TASK.try_with(|c| *c.borrow_mut() = prev);
-        }
+/// Calls `f` with the current task as a context holder (`None` outside
+/// tasks).
+pub(crate) fn with_current_holder<R>(f: impl FnOnce(Option<&dyn ContextHolder>) -> R) -> R {
+    let mut f = Some(f);
+    let done =
+        event_loop::with_current_task(|task| (f.take().expect("called once"))(Some(&**task as &dyn ContextHolder)));
+    match done {
+        Some(r) => r,
+        None => (f.take().expect("not called yet"))(None),
     }
-    let prev = CURRENT_TASK.with(|c| c.borrow_mut().replace(task.clone()));
-    let _restore = Restore(prev);
-    let holder: Rc<dyn ContextHolder> = task.clone();
-    context::enter(holder, f)
 }
 
 fn current_core<R>(f: impl FnOnce(&TaskCore) -> R) -> Option<R> {
-    CURRENT_TASK.with(|c| c.borrow().as_ref().map(|t| f(t.core())))
+    event_loop::with_current_task(|task| f(task.core()))
 }
 
 /// What [`run`] did with the task.
@@ -378,9 +385,9 @@ pub(crate) enum RunResult {
 }
 
 /// Runs one scheduling of `task`: delivers a pending cancellation or polls.
-pub(crate) fn run(task: &Rc<dyn RawTask>) -> RunResult {
+pub(crate) fn run(lp: &LoopCore, task: &Rc<dyn RawTask>) -> RunResult {
     let core = task.core();
-    core.scheduled.set(false);
+    core.header.scheduled.store(false, Ordering::Relaxed);
     if core.is_done() {
         return RunResult::Finished;
     }
@@ -388,7 +395,7 @@ pub(crate) fn run(task: &Rc<dyn RawTask>) -> RunResult {
         match core.suspended.get() {
             Suspended::Bare => {
                 core.cancel_pending.set(false);
-                with_current(task, || task.drop_future());
+                with_current(lp, task, || task.drop_future());
                 return RunResult::Finished;
             }
             Suspended::Catch(scope) => core.deliver_to.set(Some(scope)),
@@ -400,7 +407,7 @@ pub(crate) fn run(task: &Rc<dyn RawTask>) -> RunResult {
     core.innermost_catch.set(None);
     core.shield_pending.set(false);
 
-    let finished = with_current(task, || task.poll_future());
+    let finished = with_current(lp, task, || task.poll_future());
     core.deliver_to.set(None);
     if finished {
         if core.cancel_pending.replace(false) && core.outcome() == Outcome::Completed {
@@ -907,5 +914,5 @@ impl fmt::Debug for CurrentTask {
 /// The task being polled right now, or `None` outside of tasks (Python's
 /// `asyncio.current_task()`).
 pub fn current_task() -> Option<CurrentTask> {
-    CURRENT_TASK.with(|c| c.borrow().clone().map(|task| CurrentTask { task }))
+    event_loop::with_current_task(|task| CurrentTask { task: task.clone() })
 }
