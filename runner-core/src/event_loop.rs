@@ -482,9 +482,9 @@ impl LoopCore {
         };
         let tick = self.tick.get().wrapping_add(1);
         self.tick.set(tick);
-        if timeout != Some(Duration::ZERO) {
-            self.wait(timeout);
-        } else if tick % REACTOR_INTERVAL == 0 && self.has_io_sources() {
+        let blocking = timeout != Some(Duration::ZERO);
+        let io_turn = tick % REACTOR_INTERVAL == 0 && self.has_io_sources();
+        if blocking || io_turn {
             self.wait(timeout);
         }
         self.drain_remote();
