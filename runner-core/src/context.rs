@@ -127,6 +127,11 @@ pub(crate) fn swap_slot(slot: Slot) -> Slot {
     CURRENT.with(|c| c.replace(slot))
 }
 
+/// [`swap_slot`] for drop guards: does nothing while the thread is exiting.
+pub(crate) fn restore_slot(slot: Slot) {
+    let _ = CURRENT.try_with(|c| *c.borrow_mut() = slot);
+}
+
 /// Calls `f` with the holder of the current context.
 fn with_holder<R>(f: impl FnOnce(&dyn ContextHolder) -> R) -> R {
     CURRENT.with(|c| match &*c.borrow() {

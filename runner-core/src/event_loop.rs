@@ -732,7 +732,7 @@ impl Drop for RunningGuard<'_> {
         let prev = self.prev.take();
         let _ = RUNNING.try_with(|r| *r.borrow_mut() = prev);
         if let Some(slot) = self.prev_slot.take() {
-            context::swap_slot(slot);
+            context::restore_slot(slot);
         }
         if self.core.state.get() == State::Running {
             self.core.state.set(State::Idle);

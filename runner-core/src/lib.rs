@@ -33,7 +33,7 @@
 //! [`context`] (`contextvars`), [`executor`] (`run_in_executor`).
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
+#![warn(missing_docs, missing_debug_implementations)]
 
 pub mod context;
 pub mod error;

@@ -391,3 +391,100 @@ impl fmt::Debug for Runner {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The close order with the async-generator step, through the loop's
+    //! registry (the generator type that registers itself comes later; this
+    //! stand-in registers the same way).
+    use std::cell::RefCell;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::rc::Rc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::event_loop::AsyncGenFinalizer;
+    use crate::{cancellable, sleep, spawn, yield_now};
+
+    struct FakeGen {
+        log: Rc<RefCell<Vec<String>>>,
+        finished: bool,
+    }
+
+    impl AsyncGenFinalizer for FakeGen {
+        fn is_finished(&self) -> bool {
+            self.finished
+        }
+
+        fn aclose(self: Rc<Self>) -> Pin<Box<dyn Future<Output = ()>>> {
+            Box::pin(async move {
+                self.log.borrow_mut().push("generator cleanup starts".into());
+                sleep(Duration::from_millis(2)).await;
+                let lp = crate::get_running_loop().unwrap();
+                self.log
+                    .borrow_mut()
+                    .push(format!("generator async cleanup done, loop closed: {}", lp.is_closed()));
+            })
+        }
+    }
+
+    #[test]
+    fn close_order_is_tasks_then_generators_then_executor_then_loop() {
+        let log = Rc::new(RefCell::new(Vec::<String>::new()));
+        let runner = Runner::new();
+        let lp = runner.get_loop().unwrap();
+        let open_gen = Rc::new(FakeGen {
+            log: log.clone(),
+            finished: false,
+        });
+        let done_gen = Rc::new(FakeGen {
+            log: log.clone(),
+            finished: true,
+        });
+        assert!(lp
+            .core()
+            .track_asyncgen(Rc::downgrade(&(open_gen.clone() as Rc<dyn AsyncGenFinalizer>))));
+        assert!(lp
+            .core()
+            .track_asyncgen(Rc::downgrade(&(done_gen.clone() as Rc<dyn AsyncGenFinalizer>))));
+        let l = log.clone();
+        runner
+            .run(async move {
+                spawn(async move {
+                    if cancellable(std::future::pending::<()>()).await.is_err() {
+                        l.borrow_mut().push("task cancelled".into());
+                        // The executor is still up during step 1.
+                        let v = crate::spawn_blocking(|| 1).await.unwrap();
+                        l.borrow_mut().push(format!("task used the executor: {v}"));
+                    }
+                });
+                yield_now().await;
+            })
+            .unwrap();
+        // A job left on the executor shows step 3 after step 2.
+        let l = log.clone();
+        let lp2 = lp.clone();
+        drop(lp.run_in_executor(move || std::thread::sleep(Duration::from_millis(20))));
+        runner.close().unwrap();
+        l.borrow_mut().push(format!(
+            "after close: executor threads {}, loop closed {}",
+            lp2.executor_thread_count(),
+            lp2.is_closed()
+        ));
+        assert_eq!(
+            *log.borrow(),
+            [
+                "task cancelled",
+                "task used the executor: 1",
+                "generator cleanup starts",
+                "generator async cleanup done, loop closed: false",
+                "after close: executor threads 0, loop closed true",
+            ]
+        );
+        // Generators started after the shutdown are not tracked.
+        assert!(!lp
+            .core()
+            .track_asyncgen(Rc::downgrade(&(open_gen as Rc<dyn AsyncGenFinalizer>))));
+    }
+}
