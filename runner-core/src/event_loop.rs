@@ -953,15 +953,12 @@ impl EventLoop {
         if !self.run_until(|| task.is_done())? {
             return Err(Error::Stopped);
         }
-        let waker = std::task::Waker::noop();
-        let mut cx = std::task::Context::from_waker(waker);
-        match std::pin::Pin::new(&mut task).poll(&mut cx) {
-            std::task::Poll::Ready(Ok(v)) => Ok(v),
-            std::task::Poll::Ready(Err(e)) => match e.try_into_panic() {
+        match task.take_outcome().expect("invariant: the task is done") {
+            Ok(v) => Ok(v),
+            Err(e) => match e.try_into_panic() {
                 Ok(payload) => resume_unwind(payload),
                 Err(_) => Err(Error::Cancelled),
             },
-            std::task::Poll::Pending => unreachable!("invariant: the task is done"),
         }
     }
 
@@ -1090,9 +1087,7 @@ impl EventLoop {
         let closing: Vec<JoinHandle<()>> = gens.into_iter().map(|g| self.spawn(g.aclose())).collect();
         self.run_until(|| closing.iter().all(|h| h.is_done()))?;
         for mut h in closing {
-            let waker = std::task::Waker::noop();
-            let mut cx = std::task::Context::from_waker(waker);
-            if let std::task::Poll::Ready(Err(e)) = std::pin::Pin::new(&mut h).poll(&mut cx) {
+            if let Some(Err(e)) = h.take_outcome() {
                 if e.is_panic() {
                     self.core.report(ExceptionContext {
                         message: "an error occurred during closing of an asynchronous generator".into(),

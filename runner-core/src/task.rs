@@ -563,6 +563,15 @@ impl<T: 'static> JoinHandle<T> {
     pub fn spawned_at(&self) -> &'static Location<'static> {
         self.task.core.spawned_at
     }
+
+    /// The outcome of a finished task, without a waker; `None` while it runs.
+    pub(crate) fn take_outcome(&mut self) -> Option<Result<T, JoinError>> {
+        let waker = Waker::noop();
+        match self.task.poll_join(&mut TaskContext::from_waker(waker)) {
+            Poll::Ready(outcome) => Some(outcome),
+            Poll::Pending => None,
+        }
+    }
 }
 
 impl<T: 'static> Future for JoinHandle<T> {

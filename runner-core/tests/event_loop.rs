@@ -1,18 +1,15 @@
 //! The loop API underneath the runner (SPEC section 7, without networking).
 
+mod common;
+
 use std::cell::{Cell, RefCell};
+
+use common::capture_reports;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use runner_core::{get_running_loop, sleep, spawn, yield_now, Error, EventLoop, ExceptionContext};
-
-fn capture(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
-    let seen = Rc::new(RefCell::new(Vec::new()));
-    let sink = seen.clone();
-    lp.set_exception_handler(move |_, ctx| sink.borrow_mut().push(ctx.clone()));
-    seen
-}
 
 #[test]
 fn call_soon_runs_callbacks_in_order() {
@@ -223,7 +220,7 @@ fn blocked_loop_sleeps_instead_of_spinning() {
 #[test]
 fn callback_panic_is_reported_and_the_loop_goes_on() {
     let lp = EventLoop::new().unwrap();
-    let reports = capture(&lp);
+    let reports = capture_reports(&lp);
     lp.call_soon(|| panic!("callback boom")).unwrap();
     let after = lp.run_until_complete(async { 5 }).unwrap();
     assert_eq!(after, 5);
@@ -258,7 +255,7 @@ fn debug_mode_warns_about_a_slow_poll_with_the_task_name() {
         .slow_callback_duration(Duration::from_millis(20))
         .build()
         .unwrap();
-    let reports = capture(&lp);
+    let reports = capture_reports(&lp);
     lp.run_until_complete(async {
         let t = spawn(async { std::thread::sleep(Duration::from_millis(40)) });
         t.set_name("hog");
@@ -281,7 +278,7 @@ fn no_slow_warning_with_debug_off() {
         .slow_callback_duration(Duration::from_millis(1))
         .build()
         .unwrap();
-    let reports = capture(&lp);
+    let reports = capture_reports(&lp);
     lp.run_until_complete(async { std::thread::sleep(Duration::from_millis(10)) })
         .unwrap();
     assert!(reports.borrow().is_empty());
@@ -370,7 +367,7 @@ fn executor_respects_its_thread_bound_under_many_jobs() {
 #[test]
 fn executor_shutdown_within_timeout_joins_threads() {
     let lp = EventLoop::new().unwrap();
-    let reports = capture(&lp);
+    let reports = capture_reports(&lp);
     lp.run_until_complete(async {
         let lp = get_running_loop().unwrap();
         // Leave a job running when shutdown starts.
@@ -392,7 +389,7 @@ fn executor_shutdown_past_timeout_warns_and_returns() {
         .executor_shutdown_timeout(Duration::from_millis(50))
         .build()
         .unwrap();
-    let reports = capture(&lp);
+    let reports = capture_reports(&lp);
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     lp.run_until_complete(async move {
         let lp = get_running_loop().unwrap();

@@ -1,7 +1,11 @@
 //! `run` and `Runner`: the cases of CPython's `test_runners.py` that apply,
 //! and the promises of SPEC sections 1, 2 and 4.
 
+mod common;
+
 use std::cell::{Cell, RefCell};
+
+use common::capture_reports;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -22,14 +26,6 @@ impl Future for Probe {
         self.0.set(true);
         Poll::Ready(())
     }
-}
-
-/// Collects the messages sent to a loop's exception handler.
-fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<runner_core::ExceptionContext>>> {
-    let seen = Rc::new(RefCell::new(Vec::new()));
-    let sink = seen.clone();
-    lp.set_exception_handler(move |_, ctx| sink.borrow_mut().push(ctx.clone()));
-    seen
 }
 
 #[test]
