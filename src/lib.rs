@@ -15,4 +15,6 @@ mod guide {
     struct AsyncioMapping;
     #[doc = include_str!("../docs/closing.md")]
     struct Closing;
+    #[doc = include_str!("../docs/macros.md")]
+    struct Macros;
 }

@@ -52,5 +52,52 @@ pub use event_loop::{
 };
 pub use executor::{spawn_blocking, Blocking};
 pub use runner::{run, Builder, Runner};
+#[doc(inline)]
+pub use runner_macros::{main, runner_test};
 pub use task::{cancellable, current_task, shield, Cancelled, CurrentTask, JoinError, JoinHandle, TaskId, TaskInfo};
 pub use time::{sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Sleep, TimerHandle};
+
+/// What the expansions of `#[main]` and `#[runner_test]` call. Not public
+/// API: names and signatures may change without notice.
+#[doc(hidden)]
+pub mod __private {
+    use crate::Error;
+
+    /// The end of a `#[main]`: the body's output, or the conventional exit
+    /// for a run that gave none.
+    pub fn main_result<T>(result: Result<T, Error>) -> T {
+        match result {
+            Ok(v) => v,
+            Err(Error::KeyboardInterrupt) => {
+                eprintln!("KeyboardInterrupt");
+                exit_by_sigint()
+            }
+            Err(e) => {
+                eprintln!("Error: {e}");
+                std::process::exit(1)
+            }
+        }
+    }
+
+    /// The end of a `#[runner_test]`: the body's output, or a test failure
+    /// that says why.
+    #[track_caller]
+    pub fn test_result<T>(result: Result<T, Error>) -> T {
+        match result {
+            Ok(v) => v,
+            Err(e) => panic!("the test's run ended without an output: {e}"),
+        }
+    }
+
+    /// Ends the process the way SIGINT's default disposition does, so a
+    /// shell reports status 130.
+    pub fn exit_by_sigint() -> ! {
+        #[cfg(unix)]
+        {
+            let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGINT);
+        }
+        // Not reached on unix (the default action terminates the process);
+        // elsewhere, the status a shell would show.
+        std::process::exit(130)
+    }
+}

@@ -1,0 +1,182 @@
+//! Expanding `#[main]` and `#[runner_test]`.
+//!
+//! The function is parsed only as far as its signature; its body stays a
+//! token stream and is pasted, untouched, into an `async move` block that
+//! runs through `runner_core::Builder`. The generated function returns what
+//! the `async fn` returned, so `Result` and any `Termination` type work, and
+//! `?` in the body infers its error type from the declared return type.
+
+use proc_macro2::{Span, TokenStream, TokenTree};
+use quote::{quote, quote_spanned, ToTokens};
+use syn::parse::{Parse, ParseStream};
+use syn::spanned::Spanned;
+use syn::{Attribute, Signature, Visibility};
+
+use crate::config::Config;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Main,
+    Test,
+}
+
+impl Kind {
+    fn attr(self) -> &'static str {
+        match self {
+            Kind::Main => "runner_core::main",
+            Kind::Test => "runner_core::runner_test",
+        }
+    }
+}
+
+/// A function whose body is kept as tokens.
+struct ItemFn {
+    attrs: Vec<Attribute>,
+    vis: Visibility,
+    sig: Signature,
+    body: TokenStream,
+}
+
+impl Parse for ItemFn {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let attrs = input.call(Attribute::parse_outer)?;
+        let vis: Visibility = input.parse()?;
+        let sig: Signature = input.parse()?;
+        let body = match input.parse::<TokenTree>()? {
+            TokenTree::Group(g) if g.delimiter() == proc_macro2::Delimiter::Brace => g.to_token_stream(),
+            other => return Err(syn::Error::new_spanned(other, "expected the function's body `{ ... }`")),
+        };
+        Ok(ItemFn { attrs, vis, sig, body })
+    }
+}
+
+pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
+    let attr = kind.attr();
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(_) => {
+            let what = match kind {
+                Kind::Main => "`async fn main() { ... }`",
+                Kind::Test => "an `async fn` test: `async fn my_test() { ... }`",
+            };
+            let err = syn::Error::new(
+                first_span(&item),
+                format!("#[{attr}] can only be placed on a function; write {what}"),
+            );
+            return err.to_compile_error();
+        }
+    };
+    if let Err(e) = check_function(kind, &func) {
+        // Keep a `main` so the user sees this error, not "main not found".
+        let stand_in = match kind {
+            Kind::Main => quote!(
+                fn main() {}
+            ),
+            Kind::Test => quote!(),
+        };
+        let mut out = e.to_compile_error();
+        out.extend(stand_in);
+        return out;
+    }
+    match Config::parse(args, attr) {
+        Ok(config) => generate(kind, &func, &config),
+        Err(e) => {
+            // Still expand with defaults, so the body keeps type-checking
+            // (and rust-analyzer keeps working) while the argument is fixed.
+            let mut out = e.to_compile_error();
+            out.extend(generate(kind, &func, &Config::fallback()));
+            out
+        }
+    }
+}
+
+fn first_span(item: &TokenStream) -> Span {
+    item.clone()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |t| t.span())
+}
+
+fn check_function(kind: Kind, func: &ItemFn) -> syn::Result<()> {
+    let attr = kind.attr();
+    let sig = &func.sig;
+    let name = &sig.ident;
+    let mut errors: Option<syn::Error> = None;
+    let mut push = |e: syn::Error| match &mut errors {
+        Some(all) => all.combine(e),
+        None => errors = Some(e),
+    };
+    if sig.asyncness.is_none() {
+        push(syn::Error::new_spanned(
+            sig.fn_token,
+            format!("the `async` keyword is missing from the function declaration: write `async fn {name}()`"),
+        ));
+    }
+    if !sig.inputs.is_empty() {
+        let msg = match kind {
+            Kind::Main => "`main` takes no parameters under #[runner_core::main]: read command-line arguments with \
+                 `std::env::args()` inside the body"
+                .to_string(),
+            Kind::Test => {
+                format!("a #[{attr}] function takes no parameters: build what the test needs inside its body")
+            }
+        };
+        push(syn::Error::new_spanned(&sig.inputs, msg));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        push(syn::Error::new_spanned(
+            &sig.generics,
+            format!("a #[{attr}] function cannot be generic: remove the generic parameters of `{name}`"),
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        push(syn::Error::new_spanned(
+            variadic,
+            format!("a #[{attr}] function cannot be variadic"),
+        ));
+    }
+    if kind == Kind::Test {
+        if let Some(test) = func.attrs.iter().find(|a| a.path().is_ident("test")) {
+            push(syn::Error::new_spanned(
+                test,
+                "#[runner_core::runner_test] already makes this a test: remove the `#[test]` attribute",
+            ));
+        }
+    }
+    match errors {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn generate(kind: Kind, func: &ItemFn, config: &Config) -> TokenStream {
+    let ItemFn { attrs, vis, sig, body } = func;
+    let krate = &config.crate_path;
+    let mut sig = sig.clone();
+    sig.asyncness = None;
+    let debug = config.debug.map(|on| quote!(.debug(#on)));
+    let factory = config
+        .loop_factory
+        .as_ref()
+        .map(|f| quote_spanned!(f.span()=> .loop_factory(#f)));
+    let finish = match kind {
+        Kind::Main => quote!(#krate::__private::main_result),
+        Kind::Test => quote!(#krate::__private::test_result),
+    };
+    let test_attr = match kind {
+        Kind::Main => quote!(),
+        Kind::Test => quote!(#[::core::prelude::v1::test]),
+    };
+    let body_span = body.span();
+    let run = quote_spanned! {body_span=>
+        #finish(#krate::Builder::new() #debug #factory .run(__runner_body))
+    };
+    quote! {
+        #test_attr
+        #(#attrs)*
+        #vis #sig {
+            let __runner_body = async move #body;
+            #run
+        }
+    }
+}

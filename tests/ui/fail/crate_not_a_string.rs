@@ -1,0 +1,2 @@
+#[runner_core::main(crate = runner_core)]
+async fn main() {}

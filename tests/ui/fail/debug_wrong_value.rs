@@ -1,0 +1,2 @@
+#[runner_core::main(debug = "yes")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[runner_core::main(debug, debug = false)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[runner_core::main(loop_factory)]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[runner_core::main(loop_factory = 5)]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[runner_core::main]
+async fn main(port: u16) {
+    let _ = port;
+}

@@ -1,0 +1,4 @@
+#[runner_core::main]
+struct Server;
+
+fn main() {}

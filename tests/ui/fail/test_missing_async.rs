@@ -1,0 +1,4 @@
+#[runner_core::runner_test]
+fn my_test() {}
+
+fn main() {}

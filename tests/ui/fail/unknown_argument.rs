@@ -1,0 +1,2 @@
+#[runner_core::main(degub)]
+async fn main() {}

@@ -1,0 +1,4 @@
+#[runner_core::main(debug = false)]
+async fn main() {
+    assert!(!runner_core::get_running_loop().unwrap().get_debug());
+}
