@@ -17,4 +17,6 @@ mod guide {
     struct Closing;
     #[doc = include_str!("../docs/macros.md")]
     struct Macros;
+    #[doc = include_str!("../docs/ctrl-c.md")]
+    struct CtrlC;
 }

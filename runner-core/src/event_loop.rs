@@ -294,6 +294,8 @@ pub(crate) struct LoopCore {
     /// The task being polled. Kept here rather than in a thread-local: only
     /// this loop polls its tasks, and the loop is found through `RUNNING`.
     pub(crate) current_task: RefCell<Option<Rc<dyn RawTask>>>,
+    /// The main task a Ctrl-C cancels, while a `Runner::run` is active.
+    pub(crate) interrupt_target: RefCell<Option<Rc<dyn RawTask>>>,
 }
 
 /// An async generator that was started and not finished: what
@@ -693,6 +695,7 @@ impl LoopBuilder {
                 asyncgens: RefCell::new(Vec::new()),
                 asyncgens_shut_down: Cell::new(false),
                 current_task: RefCell::new(None),
+                interrupt_target: RefCell::new(None),
             }),
         })
     }
@@ -953,13 +956,7 @@ impl EventLoop {
         if !self.run_until(|| task.is_done())? {
             return Err(Error::Stopped);
         }
-        match task.take_outcome().expect("invariant: the task is done") {
-            Ok(v) => Ok(v),
-            Err(e) => match e.try_into_panic() {
-                Ok(payload) => resume_unwind(payload),
-                Err(_) => Err(Error::Cancelled),
-            },
-        }
+        outcome_into_result(task.take_outcome().expect("invariant: the task is done"))
     }
 
     /// Runs the loop until [`stop`](Self::stop) is called (asyncio's
@@ -1221,6 +1218,18 @@ impl fmt::Debug for LoopHandle {
             .field("loop_id", &self.shared.loop_id)
             .field("closed", &self.is_closed())
             .finish()
+    }
+}
+
+/// A finished task's outcome as a run's result: a panic is resumed here, a
+/// cancellation is [`Error::Cancelled`].
+pub(crate) fn outcome_into_result<T>(outcome: Result<T, task::JoinError>) -> Result<T, Error> {
+    match outcome {
+        Ok(v) => Ok(v),
+        Err(e) => match e.try_into_panic() {
+            Ok(payload) => resume_unwind(payload),
+            Err(_) => Err(Error::Cancelled),
+        },
     }
 }
 

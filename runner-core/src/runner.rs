@@ -19,6 +19,10 @@
 //! 4. unset the thread's current loop (if the runner set it), close the
 //!    loop, release the context.
 //!
+//! While a `run` is active on the main thread, Ctrl-C cancels the main task
+//! (see [`signal`](crate::signal)); a second Ctrl-C returns
+//! [`Error::KeyboardInterrupt`] at once.
+//!
 //! [`run`] is a runner used once: build, run, close.
 
 use std::cell::RefCell;
@@ -29,6 +33,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 
 use crate::event_loop::{self, EventLoop, ExceptionContext};
+use crate::signal;
 use crate::task::{self, RawTask};
 use crate::{Context, Error};
 
@@ -272,9 +277,34 @@ impl Runner {
             }
         };
         let context = context.unwrap_or(&runner_context);
-        let main = event_loop.spawn_in_context(fut, context);
+        let mut main = event_loop.spawn_in_context(fut, context);
         main.set_name("main");
-        event_loop.run_task(main)
+
+        // Ctrl-C cancels the main task while this run is active (see
+        // `signal`); the guard hands SIGINT back when the run returns.
+        let sigint = signal::take_sigint(&event_loop);
+        *event_loop.core().interrupt_target.borrow_mut() = Some(main.raw());
+        let hard_interrupt = || sigint.as_ref().is_some_and(|s| s.interrupts().is_hard());
+        let ran = event_loop.run_until(|| main.is_done() || hard_interrupt());
+        event_loop.core().interrupt_target.borrow_mut().take();
+        let interrupted = sigint.as_ref().is_some_and(|s| s.interrupts().count() > 0);
+        let hard = hard_interrupt();
+        drop(sigint);
+
+        if !ran? && !hard {
+            return Err(Error::Stopped);
+        }
+        let Some(outcome) = main.take_outcome() else {
+            // A second Ctrl-C: KeyboardInterrupt without waiting for the
+            // main task (it is cancelled when the runner closes).
+            return Err(Error::KeyboardInterrupt);
+        };
+        match event_loop::outcome_into_result(outcome) {
+            // As asyncio: the Ctrl-C cancellation escaped the main task, and
+            // no other cancellation is outstanding.
+            Err(Error::Cancelled) if interrupted && main.uncancel() == 0 => Err(Error::KeyboardInterrupt),
+            result => result,
+        }
     }
 
     /// The runner's loop, created now if it was not yet; fails with

@@ -564,6 +564,11 @@ impl<T: 'static> JoinHandle<T> {
         self.task.core.spawned_at
     }
 
+    /// The task, type-erased, for the loop's bookkeeping.
+    pub(crate) fn raw(&self) -> Rc<dyn RawTask> {
+        self.task.clone()
+    }
+
     /// The outcome of a finished task, without a waker; `None` while it runs.
     pub(crate) fn take_outcome(&mut self) -> Option<Result<T, JoinError>> {
         let waker = Waker::noop();
