@@ -365,7 +365,6 @@ impl LoopCore {
     /// Registers a started async generator for `shutdown_asyncgens`.
     /// `false` when that shutdown already ran (the generator will not be
     /// finalized by the loop).
-    #[allow(dead_code)] // the async-generator type (issue 5) is its caller
     pub(crate) fn track_asyncgen(&self, generator: Weak<dyn AsyncGenFinalizer>) -> bool {
         if self.asyncgens_shut_down.get() || self.is_closed() {
             return false;

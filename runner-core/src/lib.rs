@@ -36,6 +36,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod asyncgen;
 pub mod context;
 pub mod error;
 pub mod event_loop;
@@ -46,6 +47,7 @@ pub mod signal;
 pub mod task;
 pub mod time;
 
+pub use asyncgen::{asyncgen, AsyncGen, Closing, Yielder};
 pub use context::{Context, ContextError, ContextVar, Token};
 pub use error::Error;
 pub use event_loop::{

@@ -1,0 +1,202 @@
+//! Async generators (SPEC section 4, step 2): values, early close with async
+//! cleanup, and finalization by the runner after the remaining tasks.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use common::capture_reports;
+use futures_lite::{Stream, StreamExt};
+use runner_core::{asyncgen, cancellable, get_running_loop, sleep, spawn, yield_now, AsyncGen, Runner};
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn counter(log: Log) -> AsyncGen<u32> {
+    asyncgen(move |mut y| async move {
+        for i in 1..=3 {
+            if y.yield_(i).await.is_err() {
+                sleep(Duration::from_millis(1)).await;
+                log.borrow_mut().push(format!("closed at {i}, async cleanup done"));
+                return;
+            }
+        }
+        log.borrow_mut().push("ran to the end".into());
+    })
+}
+
+#[test]
+fn generator_yields_values_in_order_then_ends() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    let got = runner_core::run(async move {
+        let mut g = counter(l);
+        let mut got = Vec::new();
+        while let Some(v) = g.next().await {
+            got.push(v);
+        }
+        assert!(g.is_finished());
+        assert_eq!(g.next().await, None, "stays ended");
+        got
+    })
+    .unwrap();
+    assert_eq!(got, [1, 2, 3]);
+    assert_eq!(*log.borrow(), ["ran to the end"]);
+}
+
+#[test]
+fn generator_is_a_stream() {
+    let doubled: Vec<u32> = runner_core::run(async {
+        let g = asyncgen(|mut y| async move {
+            for i in 0..5 {
+                let _ = y.yield_(i).await;
+                yield_now().await;
+            }
+        });
+        g.map(|v| v * 2).collect().await
+    })
+    .unwrap();
+    assert_eq!(doubled, [0, 2, 4, 6, 8]);
+}
+
+#[test]
+fn aclose_runs_the_bodys_async_cleanup() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    runner_core::run(async move {
+        let mut g = counter(l);
+        assert_eq!(g.next().await, Some(1));
+        g.aclose().await;
+        assert!(g.is_finished());
+        assert_eq!(g.next().await, None);
+        g.aclose().await; // a second close does nothing
+    })
+    .unwrap();
+    assert_eq!(*log.borrow(), ["closed at 1, async cleanup done"]);
+}
+
+#[test]
+fn closing_a_generator_that_never_started_runs_nothing() {
+    let started = Rc::new(Cell::new(false));
+    let s = started.clone();
+    runner_core::run(async move {
+        let mut g = asyncgen(move |mut y| async move {
+            s.set(true);
+            let _ = y.yield_(1).await;
+        });
+        g.aclose().await;
+        assert!(g.is_finished());
+    })
+    .unwrap();
+    assert!(!started.get());
+}
+
+#[test]
+fn yielding_after_close_is_reported_and_the_body_dropped() {
+    let runner = Runner::new();
+    let reports = capture_reports(&runner.get_loop().unwrap());
+    let reached_end = Rc::new(Cell::new(false));
+    let r = reached_end.clone();
+    runner
+        .run(async move {
+            let mut g = asyncgen(move |mut y| async move {
+                let _ = y.yield_(1).await;
+                let _ = y.yield_(2).await; // ignores the close
+                r.set(true);
+            });
+            assert_eq!(g.next().await, Some(1));
+            g.aclose().await;
+            assert!(g.is_finished());
+        })
+        .unwrap();
+    assert!(!reached_end.get());
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1);
+    assert!(reports[0]
+        .message
+        .contains("yielded a value after it was asked to close"));
+}
+
+#[test]
+fn a_started_generator_dropped_unclosed_is_closed_by_the_loop() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    runner_core::run(async move {
+        let mut g = counter(l);
+        assert_eq!(g.next().await, Some(1));
+        drop(g);
+        sleep(Duration::from_millis(10)).await;
+    })
+    .unwrap();
+    assert_eq!(*log.borrow(), ["closed at 1, async cleanup done"]);
+}
+
+/// CPython's test_asyncio_run_closes_gens_after_hanging_tasks_errors: a task
+/// left hanging iterates a generator; main fails; at close the task is
+/// cancelled, fails in its handler (reported), and only then is the
+/// generator finalized — with async cleanup.
+#[test]
+fn run_closes_generators_after_hanging_tasks_errors() {
+    let log: Log = Rc::default();
+    let spinner: Rc<RefCell<Option<AsyncGen<u32>>>> = Rc::default();
+    let (l, s) = (log.clone(), spinner.clone());
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        runner_core::run(async move {
+            let lp = get_running_loop().unwrap();
+            let sink = l.clone();
+            lp.set_exception_handler(move |_, ctx| {
+                sink.borrow_mut().push(format!(
+                    "reported: {} ({})",
+                    ctx.message,
+                    ctx.panic.clone().unwrap_or_default()
+                ))
+            });
+            let gl = l.clone();
+            *s.borrow_mut() = Some(asyncgen(move |mut y| async move {
+                loop {
+                    if y.yield_(1).await.is_err() {
+                        sleep(Duration::from_millis(1)).await;
+                        gl.borrow_mut().push("generator finalized, async cleanup done".into());
+                        return;
+                    }
+                    sleep(Duration::from_millis(20)).await;
+                }
+            }));
+            let spin_gen = s.clone();
+            spawn(async move {
+                // As in CPython's test, the generator is owned outside the
+                // task (`nonlocal spinner`): borrowed only while polled.
+                let spin = async {
+                    loop {
+                        let next = std::future::poll_fn(|cx| {
+                            let mut g = spin_gen.borrow_mut();
+                            Pin::new(g.as_mut().unwrap()).poll_next(cx)
+                        })
+                        .await;
+                        if next.is_none() {
+                            break;
+                        }
+                    }
+                };
+                if cancellable(spin).await.is_err() {
+                    panic!("ZeroDivisionError in the cancellation handler");
+                }
+            });
+            yield_now().await;
+            yield_now().await;
+            panic!("FancyExit");
+        })
+    }));
+    let payload = result.unwrap_err();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"FancyExit"));
+    assert_eq!(
+        *log.borrow(),
+        [
+            "reported: unhandled error during runner shutdown (ZeroDivisionError in the cancellation handler)",
+            "generator finalized, async cleanup done",
+        ]
+    );
+    assert!(spinner.borrow().as_ref().is_some_and(|g| g.is_finished()));
+}
