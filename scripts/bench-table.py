@@ -9,7 +9,7 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
-RUNTIMES = ["runner", "tokio_current_thread", "smol", "futures_localpool"]
+RUNTIMES = ["runner", "runner_debug_on", "tokio_current_thread", "smol", "futures_localpool"]
 groups = sys.argv[1:] or ["spawn_join_100k", "yield_1m", "ping_pong_100k"]
 
 

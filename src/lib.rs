@@ -19,4 +19,6 @@ mod guide {
     struct Macros;
     #[doc = include_str!("../docs/ctrl-c.md")]
     struct CtrlC;
+    #[doc = include_str!("../docs/debug.md")]
+    struct Debug;
 }

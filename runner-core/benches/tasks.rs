@@ -199,6 +199,14 @@ fn bench_yield(c: &mut Criterion) {
     g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
         b.iter(|| runner_core::run(async { runner_core::spawn(yield_many()).await.unwrap() }).unwrap())
     });
+    g.bench_function(BenchmarkId::from_parameter("runner_debug_on"), |b| {
+        b.iter(|| {
+            runner_core::Builder::new()
+                .debug(true)
+                .run(async { runner_core::spawn(yield_many()).await.unwrap() })
+                .unwrap()
+        })
+    });
     g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
         b.iter(|| tokio_rt().block_on(async { tokio::spawn(yield_many()).await.unwrap() }))
     });
@@ -232,6 +240,20 @@ fn bench_ping_pong(c: &mut Criterion) {
                 last
             })
             .unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("runner_debug_on"), |b| {
+        b.iter(|| {
+            let (ab, ba) = batons();
+            runner_core::Builder::new()
+                .debug(true)
+                .run(async move {
+                    let p = runner_core::spawn(pong(ba.clone(), ab.clone()));
+                    let last = runner_core::spawn(ping(ab, ba)).await.unwrap();
+                    p.await.unwrap();
+                    last
+                })
+                .unwrap()
         })
     });
     g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {

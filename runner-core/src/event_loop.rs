@@ -286,8 +286,11 @@ pub(crate) struct LoopCore {
     /// reported as shutdown errors.
     shutting_down: Cell<bool>,
     executor: RefCell<Option<Arc<Executor>>>,
+    /// Pools replaced by `set_default_executor`: they take no new jobs, and
+    /// are joined with the current one at shutdown.
+    retired_executors: RefCell<Vec<Arc<Executor>>>,
     executor_shut_down: Cell<bool>,
-    max_blocking_threads: usize,
+    max_blocking_threads: Cell<usize>,
     executor_shutdown_timeout: Duration,
     asyncgens: RefCell<Vec<Weak<dyn AsyncGenFinalizer>>>,
     asyncgens_shut_down: Cell<bool>,
@@ -351,6 +354,13 @@ impl LoopCore {
 
     fn is_closed(&self) -> bool {
         self.state.get() == State::Closed
+    }
+
+    /// The current and the retired executors, taken from the loop.
+    fn take_executors(&self) -> Vec<Arc<Executor>> {
+        let mut all = std::mem::take(&mut *self.retired_executors.borrow_mut());
+        all.extend(self.executor.borrow_mut().take());
+        all
     }
 
     /// What a panic nobody retrieved is reported as.
@@ -584,8 +594,9 @@ impl LoopCore {
         drop(timers);
         self.asyncgens.borrow_mut().clear();
         while self.shared.rx.try_recv().is_ok() {}
-        // As asyncio's close: stop the executor without waiting for it.
-        if let Some(executor) = self.executor.borrow_mut().take() {
+        // As asyncio's close: stop the executors without waiting for them.
+        let executors = self.take_executors();
+        for executor in executors {
             executor.begin_shutdown();
             executor.join_exited();
         }
@@ -686,8 +697,11 @@ impl LoopBuilder {
                 exception_handler: RefCell::new(None),
                 shutting_down: Cell::new(false),
                 executor: RefCell::new(None),
+                retired_executors: RefCell::new(Vec::new()),
                 executor_shut_down: Cell::new(false),
-                max_blocking_threads: self.max_blocking_threads.unwrap_or_else(executor::default_max_threads),
+                max_blocking_threads: Cell::new(
+                    self.max_blocking_threads.unwrap_or_else(executor::default_max_threads),
+                ),
                 executor_shutdown_timeout: self
                     .executor_shutdown_timeout
                     .unwrap_or(DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT),
@@ -990,9 +1004,47 @@ impl EventLoop {
             State::Running => Err(Error::LoopRunning),
             State::Closed => Ok(()),
             State::Idle => {
+                if self.get_debug() {
+                    self.report_left_open();
+                }
                 self.core.release();
                 Ok(())
             }
+        }
+    }
+
+    /// Debug mode, at close: what is still open is reported (tasks still
+    /// pending, noting the ones never polled; fd sources still registered).
+    fn report_left_open(&self) {
+        let pending: Vec<Rc<dyn RawTask>> = self
+            .core
+            .tasks
+            .borrow()
+            .iter()
+            .filter(|t| !t.core().is_done())
+            .cloned()
+            .collect();
+        for task in pending {
+            let never = if task.core().polled.get() {
+                "it is pending"
+            } else {
+                "it was never polled"
+            };
+            self.core.report(ExceptionContext {
+                message: format!(
+                    "task was destroyed but {never}: the loop closed before it finished (await or cancel \
+                     your tasks before closing; Runner::close does)"
+                ),
+                panic: None,
+                task: Some(task.core().info()),
+            });
+        }
+        let sources = self.core.reactor.borrow().as_ref().map_or(0, Reactor::source_count);
+        if sources > 0 {
+            self.core.report(ExceptionContext::new(format!(
+                "{sources} file descriptor source(s) were still registered when the loop closed; \
+                 close sockets and remove readers/writers before closing the loop"
+            )));
         }
     }
 
@@ -1010,7 +1062,7 @@ impl EventLoop {
         let executor = {
             let mut slot = self.core.executor.borrow_mut();
             if slot.is_none() && !self.core.executor_shut_down.get() && !self.is_closed() {
-                *slot = Some(Executor::new(self.core.max_blocking_threads, self.handle()));
+                *slot = Some(Executor::new(self.core.max_blocking_threads.get(), self.handle()));
             }
             slot.clone()
         };
@@ -1020,9 +1072,18 @@ impl EventLoop {
         }
     }
 
-    /// How many threads the default executor has running now.
+    /// How many executor threads are running now (the default pool and any
+    /// pool it replaced that has not finished yet).
     pub fn executor_thread_count(&self) -> usize {
-        self.core.executor.borrow().as_ref().map_or(0, |e| e.thread_count())
+        let current = self.core.executor.borrow().as_ref().map_or(0, |e| e.thread_count());
+        let retired: usize = self
+            .core
+            .retired_executors
+            .borrow()
+            .iter()
+            .map(|e| e.thread_count())
+            .sum();
+        current + retired
     }
 
     /// Shuts the default executor down (close step 3): no new jobs are taken,
@@ -1039,25 +1100,45 @@ impl EventLoop {
             return Err(Error::LoopRunning);
         }
         self.core.executor_shut_down.set(true);
-        let Some(executor) = self.core.executor.borrow_mut().take() else {
+        let executors = self.core.take_executors();
+        if executors.is_empty() {
             return Ok(());
-        };
-        executor.begin_shutdown();
+        }
+        for executor in &executors {
+            executor.begin_shutdown();
+        }
+        let all_exited = || executors.iter().all(|e| e.all_exited());
         let timeout = timeout.unwrap_or(self.core.executor_shutdown_timeout);
         let deadline = Instant::now().checked_add(timeout);
         // Wake the loop at the deadline even if no worker exits.
         let alarm = deadline.and_then(|d| self.call_at(d, || {}).ok());
-        let _ = self.run_until(|| executor.all_exited() || deadline.is_some_and(|d| Instant::now() >= d));
+        let _ = self.run_until(|| all_exited() || deadline.is_some_and(|d| Instant::now() >= d));
         if let Some(alarm) = alarm {
             alarm.cancel();
         }
-        executor.join_exited();
-        if !executor.all_exited() {
+        for executor in &executors {
+            executor.join_exited();
+        }
+        if !all_exited() {
             self.core.report(ExceptionContext::new(format!(
                 "the default executor did not finish joining its threads within {timeout:?}; \
                  they were left running detached (configure the timeout with \
                  LoopBuilder::executor_shutdown_timeout)"
             )));
+        }
+        Ok(())
+    }
+
+    /// Replaces the default executor with a pool of this configuration
+    /// (asyncio's `set_default_executor`). The old pool takes no new jobs;
+    /// its running ones finish, and its threads are joined at shutdown with
+    /// the new pool's. New jobs go to the new pool, started lazily.
+    pub fn set_default_executor(&self, pool: executor::ThreadPool) -> Result<(), Error> {
+        self.check_open()?;
+        self.core.max_blocking_threads.set(pool.max_threads());
+        if let Some(old) = self.core.executor.borrow_mut().take() {
+            old.begin_shutdown();
+            self.core.retired_executors.borrow_mut().push(old);
         }
         Ok(())
     }
@@ -1156,9 +1237,21 @@ impl EventLoop {
         self.core.report(ctx.clone());
     }
 
-    /// The default handler: writes the report to standard error.
+    /// The default handler: the report goes to the `log` facade (target
+    /// `runner`; error level for panics, warning otherwise) when the
+    /// application installed a logger, else to standard error, so that no
+    /// report is lost.
     pub fn default_exception_handler(&self, ctx: &ExceptionContext) {
-        eprintln!("runner: {ctx}");
+        let level = if ctx.panic.is_some() {
+            log::Level::Error
+        } else {
+            log::Level::Warn
+        };
+        if log::max_level() >= level {
+            log::log!(target: "runner", level, "{ctx}");
+        } else {
+            eprintln!("runner: {ctx}");
+        }
     }
 }
 

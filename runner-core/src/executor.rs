@@ -41,6 +41,44 @@ pub fn default_max_threads() -> usize {
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// The configuration of a blocking thread pool, for
+/// [`EventLoop::set_default_executor`] (asyncio's `set_default_executor`).
+///
+/// ```
+/// use runner_core::{executor::ThreadPool, EventLoop};
+///
+/// let lp = EventLoop::new().unwrap();
+/// lp.set_default_executor(ThreadPool::new(2)).unwrap();
+/// let n = lp.run_until_complete(lp.run_in_executor(|| 6 * 7)).unwrap().unwrap();
+/// assert_eq!(n, 42);
+/// assert!(lp.executor_thread_count() <= 2);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadPool {
+    max_threads: usize,
+}
+
+impl ThreadPool {
+    /// A pool of at most `max_threads` threads (at least 1), started lazily.
+    pub fn new(max_threads: usize) -> ThreadPool {
+        ThreadPool {
+            max_threads: max_threads.max(1),
+        }
+    }
+
+    /// The most threads the pool starts.
+    pub fn max_threads(&self) -> usize {
+        self.max_threads
+    }
+}
+
+impl Default for ThreadPool {
+    /// `min(32, cores + 4)` threads, Python's default.
+    fn default() -> Self {
+        ThreadPool::new(default_max_threads())
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A job's panic is caught before it can poison anything; recover anyway.
     m.lock().unwrap_or_else(PoisonError::into_inner)

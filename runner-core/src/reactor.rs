@@ -44,6 +44,11 @@ impl Reactor {
         self.sources > 0
     }
 
+    /// How many file-descriptor sources are registered.
+    pub(crate) fn source_count(&self) -> usize {
+        self.sources
+    }
+
     /// Blocks until an event, a notification, or the timeout (`None`: no
     /// timeout). An interrupted wait (EINTR, e.g. by a signal) is not an
     /// error: the loop simply goes round again.

@@ -117,6 +117,8 @@ pub(crate) struct TaskCore {
     pub(crate) id: TaskId,
     pub(crate) header: Arc<Header>,
     pub(crate) waker: Waker,
+    /// Whether the future was ever polled (for debug reports).
+    pub(crate) polled: Cell<bool>,
     outcome: Cell<Outcome>,
     cancel_requests: Cell<u32>,
     cancel_pending: Cell<bool>,
@@ -327,6 +329,7 @@ where
             id: TaskId(NEXT_TASK_ID.fetch_add(1, Ordering::Relaxed)),
             waker: Waker::from(header.clone()),
             header,
+            polled: Cell::new(false),
             outcome: Cell::new(Outcome::Running),
             cancel_requests: Cell::new(0),
             cancel_pending: Cell::new(false),
@@ -407,6 +410,7 @@ pub(crate) fn run(lp: &LoopCore, task: &Rc<dyn RawTask>) -> RunResult {
     core.innermost_catch.set(None);
     core.shield_pending.set(false);
 
+    core.polled.set(true);
     let finished = with_current(lp, task, || task.poll_future());
     core.deliver_to.set(None);
     if finished {

@@ -417,3 +417,33 @@ fn executor_shutdown_past_timeout_warns_and_returns() {
     );
     drop(release_tx);
 }
+
+#[test]
+fn set_default_executor_replaces_the_pool_and_close_joins_both() {
+    let lp = EventLoop::builder().max_blocking_threads(4).build().unwrap();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    lp.run_until_complete(async move {
+        let lp = get_running_loop().unwrap();
+        // A job of the old pool still running when the pool is replaced.
+        drop(lp.run_in_executor(move || {
+            let _ = release_rx.recv_timeout(Duration::from_secs(10));
+        }));
+        yield_now().await;
+        lp.set_default_executor(runner_core::executor::ThreadPool::new(1))
+            .unwrap();
+        let names: Vec<_> = (0..4)
+            .map(|_| lp.run_in_executor(|| std::thread::current().id()))
+            .collect();
+        let mut ids = Vec::new();
+        for n in names {
+            ids.push(n.await.unwrap());
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 1, "the new pool has one thread");
+    })
+    .unwrap();
+    assert_eq!(lp.executor_thread_count(), 2, "old pool's thread + new pool's thread");
+    release_tx.send(()).unwrap();
+    lp.shutdown_default_executor(Some(Duration::from_secs(10))).unwrap();
+    assert_eq!(lp.executor_thread_count(), 0);
+}
