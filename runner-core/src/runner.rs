@@ -31,6 +31,7 @@ use std::future::IntoFuture;
 use std::io;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
+use std::time::Duration;
 
 use crate::event_loop::{self, EventLoop, ExceptionContext};
 use crate::signal;
@@ -57,6 +58,7 @@ pub const SHUTDOWN_ERROR_MESSAGE: &str = "unhandled error during runner shutdown
 pub struct Builder {
     debug: Option<bool>,
     loop_factory: Option<LoopFactory>,
+    executor_shutdown_timeout: Option<Duration>,
 }
 
 impl Builder {
@@ -82,11 +84,20 @@ impl Builder {
         self
     }
 
+    /// How long closing waits for the default executor's threads (close
+    /// step 3) before it warns and goes on; by default the loop's setting
+    /// (`LoopBuilder::executor_shutdown_timeout`, 5 minutes unless changed).
+    pub fn executor_shutdown_timeout(mut self, timeout: Duration) -> Builder {
+        self.executor_shutdown_timeout = Some(timeout);
+        self
+    }
+
     /// A runner with these options; it creates nothing until first used.
     pub fn build(self) -> Runner {
         Runner {
             debug: self.debug,
             loop_factory: RefCell::new(self.loop_factory),
+            executor_shutdown_timeout: self.executor_shutdown_timeout,
             state: RefCell::new(State::Created),
         }
     }
@@ -122,6 +133,7 @@ impl fmt::Debug for Builder {
         f.debug_struct("Builder")
             .field("debug", &self.debug)
             .field("loop_factory", &self.loop_factory.is_some())
+            .field("executor_shutdown_timeout", &self.executor_shutdown_timeout)
             .finish()
     }
 }
@@ -183,6 +195,7 @@ enum State {
 pub struct Runner {
     debug: Option<bool>,
     loop_factory: RefCell<Option<LoopFactory>>,
+    executor_shutdown_timeout: Option<Duration>,
     state: RefCell<State>,
 }
 
@@ -352,7 +365,7 @@ impl Runner {
                 let _ = event_loop.shutdown_asyncgens();
             }),
             ("shutting down the default executor", &|| {
-                let _ = event_loop.shutdown_default_executor(None);
+                let _ = event_loop.shutdown_default_executor(self.executor_shutdown_timeout);
             }),
             ("closing the loop", &|| {
                 if set_event_loop {

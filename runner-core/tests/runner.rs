@@ -412,3 +412,31 @@ fn unretrieved_task_panic_is_reported_once() {
     assert_eq!(reports[0].panic.as_deref(), Some("nobody listens"));
     assert_eq!(reports[0].task.as_ref().unwrap().name.as_deref(), Some("lonely"));
 }
+
+#[test]
+fn runner_executor_shutdown_timeout_bounds_close_and_warns() {
+    let runner = Builder::new()
+        .executor_shutdown_timeout(Duration::from_millis(50))
+        .build();
+    let reports = capture_reports(&runner.get_loop().unwrap());
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    runner
+        .run(async move {
+            drop(runner_core::spawn_blocking(move || {
+                let _ = release_rx.recv_timeout(Duration::from_secs(30));
+            }));
+            yield_now().await;
+        })
+        .unwrap();
+    let started = std::time::Instant::now();
+    runner.close().unwrap();
+    let took = started.elapsed();
+    release_tx.send(()).unwrap();
+    assert!(
+        took >= Duration::from_millis(50) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0].message.contains("within 50ms"), "{}", reports[0].message);
+}
