@@ -42,6 +42,9 @@ pub enum Error {
     Stopped,
     /// A call that needs a running event loop was made outside of one.
     NoRunningLoop,
+    /// A virtual-clock call (`advance`, auto-advance) on a loop whose clock
+    /// is real.
+    ClockNotPaused,
     /// The operating system refused a resource the loop needs (for example,
     /// creating the poller when the process is out of file descriptors).
     Io(io::Error),
@@ -88,6 +91,10 @@ impl fmt::Display for Error {
             ),
             Error::NoRunningLoop => f.write_str(
                 "no running event loop: call this from code running inside runner_core::run(..) or Runner::run(..)",
+            ),
+            Error::ClockNotPaused => f.write_str(
+                "the loop's clock is real, so it cannot be advanced by hand: build the loop with \
+                 LoopBuilder::start_paused(true), call EventLoop::pause_clock(), or use #[runner_test(start_paused)]",
             ),
             Error::Io(e) => write!(f, "the event loop could not get an operating-system resource: {e}"),
         }

@@ -43,7 +43,7 @@ use crate::context::{self, ContextHolder, Map};
 use crate::executor::{self, Blocking, Executor, DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT};
 use crate::reactor::Reactor;
 use crate::task::{self, Header, JoinHandle, RawTask, RunResult, TaskInfo};
-use crate::time::{TimerEntry, TimerHandle, Timers};
+use crate::time::{Clock, TimerEntry, TimerHandle, Timers};
 use crate::{Context, Error};
 
 /// How many iterations may skip the reactor while tasks keep the loop busy.
@@ -276,6 +276,10 @@ pub(crate) struct LoopCore {
     ready: RefCell<VecDeque<Ready>>,
     tasks: RefCell<Slab>,
     pub(crate) timers: RefCell<Timers>,
+    pub(crate) clock: Clock,
+    /// A real-time bound on the reactor's wait (used by the executor
+    /// shutdown, whose timeout is real time even on a virtual clock).
+    real_deadline: Cell<Option<Instant>>,
     state: Cell<State>,
     stopping: Cell<bool>,
     tick: Cell<u32>,
@@ -481,13 +485,49 @@ impl LoopCore {
         self.reactor.borrow().as_ref().is_some_and(Reactor::has_sources)
     }
 
+    /// Blocking-pool jobs queued or running.
+    fn blocking_jobs_in_flight(&self) -> usize {
+        let current = self.executor.borrow().as_ref().map_or(0, |e| e.jobs_in_flight());
+        let retired: usize = self.retired_executors.borrow().iter().map(|e| e.jobs_in_flight()).sum();
+        current + retired
+    }
+
+    /// How long the reactor may block when nothing is ready: until the next
+    /// timer on a real clock; on a virtual clock with auto-advance, not at
+    /// all (the clock jumps to the deadline instead), unless real events
+    /// are awaited (blocking jobs in flight), in which case, as with
+    /// auto-advance paused, until a real wake-up.
+    fn idle_timeout(&self) -> Option<Duration> {
+        let next = self.timers.borrow().next_deadline();
+        let timeout = match (self.clock.get_virtual(), next) {
+            (_, None) => None,
+            (None, Some(when)) => Some(when.saturating_duration_since(Instant::now())),
+            (Some(v), Some(when)) => {
+                let may_jump = v.auto_advance
+                    && self.blocking_jobs_in_flight() == 0
+                    && !self.shared.pending.load(Ordering::SeqCst)
+                    && !self.has_io_sources();
+                if may_jump {
+                    self.clock.advance_to(when);
+                    Some(Duration::ZERO)
+                } else {
+                    None
+                }
+            }
+        };
+        match self.real_deadline.get() {
+            Some(deadline) => {
+                let cap = deadline.saturating_duration_since(Instant::now());
+                Some(timeout.map_or(cap, |t| t.min(cap)))
+            }
+            None => timeout,
+        }
+    }
+
     fn run_once(self: &Rc<Self>) {
         let idle = self.ready.borrow().is_empty() && !self.stopping.get();
         let timeout = if idle {
-            self.timers
-                .borrow()
-                .next_deadline()
-                .map(|when| when.saturating_duration_since(Instant::now()))
+            self.idle_timeout()
         } else {
             Some(Duration::ZERO)
         };
@@ -500,7 +540,7 @@ impl LoopCore {
         }
         self.drain_remote();
         if self.timers.borrow().next_deadline().is_some() {
-            self.fire_timers(Instant::now());
+            self.fire_timers(self.clock.now());
         }
 
         let batch = self.ready.borrow().len();
@@ -635,6 +675,7 @@ pub struct LoopBuilder {
     slow_callback_duration: Option<Duration>,
     max_blocking_threads: Option<usize>,
     executor_shutdown_timeout: Option<Duration>,
+    start_paused: bool,
 }
 
 impl LoopBuilder {
@@ -664,6 +705,14 @@ impl LoopBuilder {
         self
     }
 
+    /// Starts the loop on a virtual clock with auto-advance on (see
+    /// [`time`](crate::time)): timers fire in deadline order without
+    /// waiting, so tests of long timeouts take no wall time.
+    pub fn start_paused(mut self, paused: bool) -> Self {
+        self.start_paused = paused;
+        self
+    }
+
     /// Creates the loop. Fails only when the OS refuses the poller (for
     /// example, out of file descriptors).
     pub fn build(self) -> io::Result<EventLoop> {
@@ -679,7 +728,7 @@ impl LoopBuilder {
             sleeping: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
-        Ok(EventLoop {
+        let lp = EventLoop {
             core: Rc::new(LoopCore {
                 id,
                 shared,
@@ -687,6 +736,8 @@ impl LoopBuilder {
                 ready: RefCell::new(VecDeque::new()),
                 tasks: RefCell::new(Slab::default()),
                 timers: RefCell::new(Timers::default()),
+                clock: Clock::default(),
+                real_deadline: Cell::new(None),
                 state: Cell::new(State::Idle),
                 stopping: Cell::new(false),
                 tick: Cell::new(0),
@@ -710,7 +761,11 @@ impl LoopBuilder {
                 current_task: RefCell::new(None),
                 interrupt_target: RefCell::new(None),
             }),
-        })
+        };
+        if self.start_paused {
+            lp.core.clock.pause();
+        }
+        Ok(lp)
     }
 }
 
@@ -783,9 +838,43 @@ impl EventLoop {
         Rc::ptr_eq(&self.core, &other.core)
     }
 
-    /// The loop's clock: a monotonic `Instant`.
+    /// The loop's clock: a monotonic `Instant`; virtual time when the
+    /// clock is paused (see [`time`](crate::time)).
     pub fn time(&self) -> Instant {
-        Instant::now()
+        self.core.clock.now()
+    }
+
+    /// Switches the loop to a virtual clock, starting at the real now, with
+    /// auto-advance on (tokio's `time::pause`). Timers already set keep
+    /// their deadlines. Calling it again does nothing.
+    pub fn pause_clock(&self) {
+        self.core.clock.pause();
+    }
+
+    /// Whether the loop runs on a virtual clock.
+    pub fn is_clock_paused(&self) -> bool {
+        self.core.clock.get_virtual().is_some()
+    }
+
+    /// Moves the virtual clock forward by `duration`; the timers that come
+    /// due fire at the loop's next iteration. Fails with
+    /// [`Error::ClockNotPaused`] on a real clock.
+    pub fn advance(&self, duration: Duration) -> Result<(), Error> {
+        if self.core.clock.advance(duration) {
+            Ok(())
+        } else {
+            Err(Error::ClockNotPaused)
+        }
+    }
+
+    /// Turns the virtual clock's auto-advance on or off. Fails with
+    /// [`Error::ClockNotPaused`] on a real clock.
+    pub fn set_auto_advance(&self, on: bool) -> Result<(), Error> {
+        if self.core.clock.set_auto_advance(on) {
+            Ok(())
+        } else {
+            Err(Error::ClockNotPaused)
+        }
     }
 
     fn check_open(&self) -> Result<(), Error> {
@@ -1109,13 +1198,12 @@ impl EventLoop {
         }
         let all_exited = || executors.iter().all(|e| e.all_exited());
         let timeout = timeout.unwrap_or(self.core.executor_shutdown_timeout);
+        // Real time, even on a virtual clock: the reactor's wait is bounded
+        // by it, and exiting workers wake the loop.
         let deadline = Instant::now().checked_add(timeout);
-        // Wake the loop at the deadline even if no worker exits.
-        let alarm = deadline.and_then(|d| self.call_at(d, || {}).ok());
+        self.core.real_deadline.set(deadline);
         let _ = self.run_until(|| all_exited() || deadline.is_some_and(|d| Instant::now() >= d));
-        if let Some(alarm) = alarm {
-            alarm.cancel();
-        }
+        self.core.real_deadline.set(None);
         for executor in &executors {
             executor.join_exited();
         }

@@ -19,6 +19,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread;
@@ -91,6 +92,11 @@ struct Workers {
 }
 
 pub(crate) struct Executor {
+    /// Jobs queued or running; the virtual clock does not auto-advance
+    /// while any is in flight (their results are real-time events). A job
+    /// lowers it *before* waking its awaiter, so the loop that wakes sees
+    /// the job gone.
+    in_flight: Arc<AtomicUsize>,
     tx: Mutex<Option<Sender<Job>>>,
     rx: Receiver<Job>,
     workers: Mutex<Workers>,
@@ -103,6 +109,7 @@ impl Executor {
     pub(crate) fn new(max_threads: usize, event_loop: LoopHandle) -> Arc<Executor> {
         let (tx, rx) = crossbeam_channel::unbounded();
         Arc::new(Executor {
+            in_flight: Arc::new(AtomicUsize::new(0)),
             tx: Mutex::new(Some(tx)),
             rx,
             workers: Mutex::new(Workers {
@@ -142,6 +149,10 @@ impl Executor {
         }
         drop(workers);
         tx.send(job).is_ok()
+    }
+
+    pub(crate) fn jobs_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Acquire)
     }
 
     fn work(&self) {
@@ -245,6 +256,9 @@ where
         refused: false,
     }));
     let job_slot = slot.clone();
+    let in_flight = executor.in_flight.clone();
+    in_flight.fetch_add(1, Ordering::AcqRel);
+    let job_in_flight = in_flight.clone();
     let accepted = executor.submit(Box::new(move || {
         let result = catch_unwind(AssertUnwindSafe(f));
         let waker = {
@@ -252,11 +266,13 @@ where
             slot.result = Some(result);
             slot.waker.take()
         };
+        job_in_flight.fetch_sub(1, Ordering::AcqRel);
         if let Some(w) = waker {
             w.wake();
         }
     }));
     if !accepted {
+        in_flight.fetch_sub(1, Ordering::AcqRel);
         lock(&slot).refused = true;
     }
     Blocking { slot }

@@ -9,6 +9,19 @@
 //!
 //! A `Sleep` registers its waker on first poll and removes its entry when
 //! dropped; the loop fires every expired entry at the start of an iteration.
+//!
+//! # The clock
+//!
+//! A loop's clock is real (`Instant::now()`) or *virtual*
+//! ([`LoopBuilder::start_paused`](crate::LoopBuilder::start_paused),
+//! [`EventLoop::pause_clock`](crate::EventLoop::pause_clock),
+//! `#[runner_test(start_paused)]`). Virtual time starts at the real time of
+//! the pause and moves only by [`advance`] or, with auto-advance on (the
+//! default), when the loop would otherwise sleep: it jumps to the next
+//! timer's deadline, so an hour-long timeout takes no wall time. It does not
+//! jump while blocking-pool jobs are in flight or while auto-advance is
+//! paused ([`pause_auto_advance`]); then the loop waits for real wake-ups
+//! (I/O, other threads) as usual.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +32,79 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::event_loop::{CallbackCell, EventLoop, LoopCore};
+
+/// A virtual clock's state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VirtualClock {
+    /// Virtual now.
+    pub(crate) now: Instant,
+    /// Whether the loop jumps to the next deadline when it would sleep.
+    pub(crate) auto_advance: bool,
+}
+
+/// The loop's clock: real, or virtual.
+#[derive(Debug, Default)]
+pub(crate) struct Clock {
+    virtual_: std::cell::Cell<Option<VirtualClock>>,
+}
+
+impl Clock {
+    pub(crate) fn now(&self) -> Instant {
+        match self.virtual_.get() {
+            Some(v) => v.now,
+            None => Instant::now(),
+        }
+    }
+
+    pub(crate) fn get_virtual(&self) -> Option<VirtualClock> {
+        self.virtual_.get()
+    }
+
+    /// Switches to virtual time, starting at the real now (no-op when
+    /// already virtual).
+    pub(crate) fn pause(&self) {
+        if self.virtual_.get().is_none() {
+            self.virtual_.set(Some(VirtualClock {
+                now: Instant::now(),
+                auto_advance: true,
+            }));
+        }
+    }
+
+    /// Moves virtual time forward; `false` on a real clock.
+    pub(crate) fn advance(&self, by: Duration) -> bool {
+        match self.virtual_.get() {
+            Some(mut v) => {
+                v.now += by;
+                self.virtual_.set(Some(v));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Moves virtual time to `when` if it is later.
+    pub(crate) fn advance_to(&self, when: Instant) {
+        if let Some(mut v) = self.virtual_.get() {
+            if when > v.now {
+                v.now = when;
+                self.virtual_.set(Some(v));
+            }
+        }
+    }
+
+    /// Sets auto-advance; `false` on a real clock.
+    pub(crate) fn set_auto_advance(&self, on: bool) -> bool {
+        match self.virtual_.get() {
+            Some(mut v) => {
+                v.auto_advance = on;
+                self.virtual_.set(Some(v));
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// The key of a timer entry.
 pub(crate) type TimerKey = (Instant, u64);
@@ -340,4 +426,44 @@ impl Future for YieldNow {
         cx.waker().wake_by_ref();
         Poll::Pending
     }
+}
+
+/// Moves the running loop's virtual clock forward by `duration`, then
+/// yields once so the tasks whose timers came due can run (tokio's
+/// `time::advance`). Fails with [`Error::ClockNotPaused`](crate::Error::ClockNotPaused)
+/// on a real clock, and [`Error::NoRunningLoop`](crate::Error::NoRunningLoop)
+/// outside a loop.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{time, EventLoop};
+///
+/// let lp = EventLoop::builder().start_paused(true).build().unwrap();
+/// lp.run_until_complete(async {
+///     time::pause_auto_advance().unwrap();
+///     let start = runner_core::get_running_loop().unwrap().time();
+///     let timer = runner_core::spawn(runner_core::sleep(Duration::from_secs(60)));
+///     time::advance(Duration::from_secs(60)).await.unwrap();
+///     runner_core::yield_now().await;
+///     assert!(timer.is_done());
+///     assert_eq!(runner_core::get_running_loop().unwrap().time() - start, Duration::from_secs(60));
+/// })
+/// .unwrap();
+/// ```
+pub async fn advance(duration: Duration) -> Result<(), crate::Error> {
+    crate::get_running_loop()?.advance(duration)?;
+    yield_now().await;
+    Ok(())
+}
+
+/// Stops the running loop's virtual clock from jumping to the next timer
+/// when the loop is idle: it then moves only by [`advance`].
+pub fn pause_auto_advance() -> Result<(), crate::Error> {
+    crate::get_running_loop()?.set_auto_advance(false)
+}
+
+/// Lets the running loop's virtual clock jump to the next timer again when
+/// the loop is idle.
+pub fn resume_auto_advance() -> Result<(), crate::Error> {
+    crate::get_running_loop()?.set_auto_advance(true)
 }
