@@ -31,40 +31,70 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 type Value = Rc<dyn Any>;
 
+/// One variable's binding in a context.
+#[derive(Clone)]
+struct Entry {
+    id: usize,
+    value: Value,
+    /// Copied into spawned tasks (false for `not_inherited` variables).
+    inherited: bool,
+}
+
 /// The immutable contents of a context, shared between copies.
 #[derive(Clone, Default)]
-pub(crate) struct Map(Option<Rc<[(usize, Value)]>>);
+pub(crate) struct Map {
+    entries: Option<Rc<[Entry]>>,
+    /// Whether some entry is not inherited: only then does a spawn filter
+    /// (otherwise a spawn's copy stays an O(1) `Rc` clone).
+    has_uninherited: bool,
+}
 
 impl Map {
-    fn entries(&self) -> &[(usize, Value)] {
-        self.0.as_deref().unwrap_or(&[])
+    fn entries(&self) -> &[Entry] {
+        self.entries.as_deref().unwrap_or(&[])
+    }
+
+    /// The copy a spawned task starts with: without the variables marked
+    /// `not_inherited`.
+    pub(crate) fn for_spawn(&self) -> Map {
+        if !self.has_uninherited {
+            return self.clone();
+        }
+        Map::from_entries(self.entries().iter().filter(|e| e.inherited).cloned().collect())
+    }
+
+    fn from_entries(entries: Vec<Entry>) -> Map {
+        if entries.is_empty() {
+            return Map::default();
+        }
+        let has_uninherited = entries.iter().any(|e| !e.inherited);
+        Map {
+            entries: Some(entries.into()),
+            has_uninherited,
+        }
     }
 
     fn get(&self, id: usize) -> Option<&Value> {
         let entries = self.entries();
         entries
-            .binary_search_by_key(&id, |(k, _)| *k)
+            .binary_search_by_key(&id, |e| e.id)
             .ok()
-            .map(|i| &entries[i].1)
+            .map(|i| &entries[i].value)
     }
 
     /// A new map equal to this one but with `id` bound to `value`
     /// (or unbound when `value` is `None`).
-    fn with(&self, id: usize, value: Option<Value>) -> Map {
-        let mut entries: Vec<(usize, Value)> = self.entries().to_vec();
-        match (entries.binary_search_by_key(&id, |(k, _)| *k), value) {
-            (Ok(i), Some(v)) => entries[i].1 = v,
+    fn with(&self, id: usize, value: Option<Value>, inherited: bool) -> Map {
+        let mut entries: Vec<Entry> = self.entries().to_vec();
+        match (entries.binary_search_by_key(&id, |e| e.id), value) {
+            (Ok(i), Some(value)) => entries[i].value = value,
             (Ok(i), None) => {
                 entries.remove(i);
             }
-            (Err(i), Some(v)) => entries.insert(i, (id, v)),
+            (Err(i), Some(value)) => entries.insert(i, Entry { id, value, inherited }),
             (Err(_), None) => {}
         }
-        if entries.is_empty() {
-            Map(None)
-        } else {
-            Map(Some(entries.into()))
-        }
+        Map::from_entries(entries)
     }
 
     fn len(&self) -> usize {
@@ -185,6 +215,7 @@ pub struct ContextVar<T: 'static> {
     name: &'static str,
     id: AtomicUsize,
     default: Option<fn() -> T>,
+    inherited: bool,
     _marker: PhantomData<fn() -> T>,
 }
 
@@ -195,6 +226,7 @@ impl<T: Clone + 'static> ContextVar<T> {
             name,
             id: AtomicUsize::new(0),
             default: None,
+            inherited: true,
             _marker: PhantomData,
         }
     }
@@ -205,8 +237,38 @@ impl<T: Clone + 'static> ContextVar<T> {
             name,
             id: AtomicUsize::new(0),
             default: Some(default),
+            inherited: true,
             _marker: PhantomData,
         }
+    }
+
+    /// Marks the variable as not inherited: a spawned task starts without
+    /// it (its default, or unset), for values such as a per-request buffer
+    /// that must not cross a spawn. Copies made with
+    /// [`Context::copy_current`] still include it, as Python's do.
+    ///
+    /// ```
+    /// use runner_core::{spawn, ContextVar};
+    ///
+    /// static BUFFER: ContextVar<Vec<u8>> = ContextVar::new("buffer").not_inherited();
+    /// static USER: ContextVar<&'static str> = ContextVar::new("user");
+    ///
+    /// let seen = runner_core::run(async {
+    ///     let _ = BUFFER.set(vec![1, 2, 3]);
+    ///     let _ = USER.set("ada");
+    ///     spawn(async { (BUFFER.get(), USER.get()) }).await.unwrap()
+    /// })
+    /// .unwrap();
+    /// assert_eq!(seen, (None, Some("ada")));
+    /// ```
+    pub const fn not_inherited(mut self) -> Self {
+        self.inherited = false;
+        self
+    }
+
+    /// Whether spawned tasks inherit the variable.
+    pub fn is_inherited(&self) -> bool {
+        self.inherited
     }
 
     /// The name given at declaration.
@@ -253,7 +315,7 @@ impl<T: Clone + 'static> ContextVar<T> {
         let old = with_current(|cell| {
             let mut map = cell.borrow_mut();
             let old = map.get(id).cloned();
-            *map = map.with(id, Some(Rc::new(value)));
+            *map = map.with(id, Some(Rc::new(value)), self.inherited);
             old
         });
         Token {
@@ -278,7 +340,7 @@ impl<T: Clone + 'static> ContextVar<T> {
         }
         with_current(|cell| {
             let mut map = cell.borrow_mut();
-            *map = map.with(token.var_id, token.old);
+            *map = map.with(token.var_id, token.old, self.inherited);
         });
         Ok(())
     }
@@ -289,6 +351,7 @@ impl<T: 'static> fmt::Debug for ContextVar<T> {
         f.debug_struct("ContextVar")
             .field("name", &self.name)
             .field("has_default", &self.default.is_some())
+            .field("inherited", &self.inherited)
             .finish()
     }
 }

@@ -322,7 +322,7 @@ where
     });
     let ctx = match ctx {
         Some(ctx) => TaskCtx::Shared(ctx),
-        None => TaskCtx::Own(RefCell::new(context::current_map())),
+        None => TaskCtx::Own(RefCell::new(context::current_map().for_spawn())),
     };
     let task = Rc::new(Task {
         core: TaskCore {

@@ -602,3 +602,41 @@ fn awaiting_own_handle_is_reported_as_a_panic_not_a_hang() {
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert!(reports[0].contains("awaited its own JoinHandle"), "{reports:?}");
 }
+
+static PER_REQUEST: ContextVar<Vec<u8>> = ContextVar::new("per_request").not_inherited();
+static DEFAULTED: ContextVar<u32> = ContextVar::with_default("defaulted", || 7).not_inherited();
+
+#[test]
+fn not_inherited_variable_is_unset_in_spawned_tasks_and_inherited_ones_are_set() {
+    let (child, parent_after) = run(async {
+        let _ = PER_REQUEST.set(vec![1, 2, 3]);
+        let _ = DEFAULTED.set(99);
+        let _ = REQUEST.set(5);
+        let child = spawn(async { (PER_REQUEST.get(), DEFAULTED.get(), REQUEST.get()) })
+            .await
+            .unwrap();
+        (child, (PER_REQUEST.get(), DEFAULTED.get()))
+    })
+    .unwrap();
+    assert_eq!(
+        child,
+        (None, Some(7), Some(5)),
+        "not inherited: unset (or default); inherited: set"
+    );
+    assert_eq!(
+        parent_after,
+        (Some(vec![1, 2, 3]), Some(99)),
+        "the spawner keeps its values"
+    );
+    assert!(!PER_REQUEST.is_inherited() && REQUEST.is_inherited());
+}
+
+#[test]
+fn not_inherited_variable_is_kept_by_explicit_context_copies() {
+    let copied = run(async {
+        let _ = PER_REQUEST.set(vec![9]);
+        Context::copy_current().get(&PER_REQUEST)
+    })
+    .unwrap();
+    assert_eq!(copied, Some(vec![9]));
+}
