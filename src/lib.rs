@@ -21,4 +21,6 @@ mod guide {
     struct CtrlC;
     #[doc = include_str!("../docs/debug.md")]
     struct Debug;
+    #[doc = include_str!("../docs/testing.md")]
+    struct Testing;
 }

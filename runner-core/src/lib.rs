@@ -45,6 +45,7 @@ mod reactor;
 pub mod runner;
 pub mod signal;
 pub mod task;
+mod testing;
 pub mod time;
 
 pub use asyncgen::{asyncgen, AsyncGen, Closing, Yielder};
@@ -67,6 +68,8 @@ pub use time::{sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Slee
 pub mod __private {
     use crate::Error;
 
+    pub use crate::testing::{run_test, TestOptions, TEST_TIMEOUT_ENV};
+
     /// The end of a `#[main]`: the body's output, or the conventional exit
     /// for a run that gave none.
     pub fn main_result<T>(result: Result<T, Error>) -> T {
@@ -80,16 +83,6 @@ pub mod __private {
                 eprintln!("Error: {e}");
                 std::process::exit(1)
             }
-        }
-    }
-
-    /// The end of a `#[runner_test]`: the body's output, or a test failure
-    /// that says why.
-    #[track_caller]
-    pub fn test_result<T>(result: Result<T, Error>) -> T {
-        match result {
-            Ok(v) => v,
-            Err(e) => panic!("the test's run ended without an output: {e}"),
         }
     }
 

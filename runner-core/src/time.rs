@@ -430,7 +430,8 @@ impl Future for YieldNow {
 
 /// Moves the running loop's virtual clock forward by `duration`, then
 /// yields once so the tasks whose timers came due can run (tokio's
-/// `time::advance`). Fails with [`Error::ClockNotPaused`](crate::Error::ClockNotPaused)
+/// `time::advance`). A `sleep` fixes its deadline when it is first polled:
+/// let a freshly spawned sleeper run once (`yield_now`) before advancing. Fails with [`Error::ClockNotPaused`](crate::Error::ClockNotPaused)
 /// on a real clock, and [`Error::NoRunningLoop`](crate::Error::NoRunningLoop)
 /// outside a loop.
 ///
@@ -443,6 +444,7 @@ impl Future for YieldNow {
 ///     time::pause_auto_advance().unwrap();
 ///     let start = runner_core::get_running_loop().unwrap().time();
 ///     let timer = runner_core::spawn(runner_core::sleep(Duration::from_secs(60)));
+///     runner_core::yield_now().await; // the sleep fixes its deadline when first polled
 ///     time::advance(Duration::from_secs(60)).await.unwrap();
 ///     runner_core::yield_now().await;
 ///     assert!(timer.is_done());

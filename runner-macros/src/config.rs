@@ -2,7 +2,8 @@
 //!
 //! Accepted, in any order, each at most once:
 //! `debug`, `debug = true|false`, `loop_factory = <expression>`,
-//! `crate = "path::to::runner_core"`.
+//! `crate = "path::to::runner_core"`; and for `#[runner_test]` only:
+//! `timeout = "5s"`, `start_paused`, `allow_task_panics`.
 
 use proc_macro2::{Span, TokenStream};
 use syn::parse::Parser;
@@ -10,23 +11,36 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, ExprLit, Lit, Meta, Path, Token};
 
+use crate::entry::Kind;
+
 /// What every message about an unknown argument lists.
 pub(crate) const VALID: &str =
     "the valid arguments are `debug`, `debug = true|false`, `loop_factory = <expression>` and `crate = \"path\"`";
+
+/// The arguments only `#[runner_test]` takes.
+const VALID_TEST_ONLY: &str = ", and for tests `timeout = \"5s\"`, `start_paused` and `allow_task_panics`";
 
 pub(crate) struct Config {
     pub(crate) debug: Option<bool>,
     pub(crate) loop_factory: Option<Expr>,
     pub(crate) crate_path: Path,
+    /// Test timeout in milliseconds.
+    pub(crate) timeout_ms: Option<u64>,
+    pub(crate) start_paused: bool,
+    pub(crate) allow_task_panics: bool,
 }
 
 impl Config {
     /// Parses the attribute's arguments; all errors found are combined.
-    pub(crate) fn parse(args: TokenStream, attr: &str) -> Result<Config, syn::Error> {
+    pub(crate) fn parse(args: TokenStream, kind: Kind) -> Result<Config, syn::Error> {
+        let attr = kind.attr();
         let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
         let mut debug: Option<(bool, Span)> = None;
         let mut loop_factory: Option<Expr> = None;
         let mut crate_path: Option<Path> = None;
+        let mut timeout_ms: Option<u64> = None;
+        let mut start_paused: Option<bool> = None;
+        let mut allow_task_panics: Option<bool> = None;
         let mut errors: Option<syn::Error> = None;
         let mut push = |e: syn::Error| match &mut errors {
             Some(all) => all.combine(e),
@@ -76,10 +90,47 @@ impl Config {
                         Err(e) => push(e),
                     }
                 }
-                other => push(syn::Error::new_spanned(
-                    meta.path(),
-                    format!("unknown argument `{other}` of #[{attr}]: {VALID}"),
-                )),
+                "timeout" | "start_paused" | "allow_task_panics" if kind == Kind::Main => {
+                    push(syn::Error::new_spanned(
+                        meta.path(),
+                        format!(
+                            "`{name}` is an argument of #[runner_core::runner_test]; #[runner_core::main] does not \
+                             take it"
+                        ),
+                    ))
+                }
+                "timeout" => {
+                    if timeout_ms.is_some() {
+                        push(duplicate(&meta, "timeout"));
+                        continue;
+                    }
+                    match parse_timeout(&meta, attr) {
+                        Ok(ms) => timeout_ms = Some(ms),
+                        Err(e) => push(e),
+                    }
+                }
+                "start_paused" | "allow_task_panics" => {
+                    let slot = if name == "start_paused" {
+                        &mut start_paused
+                    } else {
+                        &mut allow_task_panics
+                    };
+                    if slot.is_some() {
+                        push(duplicate(&meta, &name));
+                        continue;
+                    }
+                    match parse_flag(&meta, &name, attr) {
+                        Ok(v) => *slot = Some(v),
+                        Err(e) => push(e),
+                    }
+                }
+                other => {
+                    let also = if kind == Kind::Test { VALID_TEST_ONLY } else { "" };
+                    push(syn::Error::new_spanned(
+                        meta.path(),
+                        format!("unknown argument `{other}` of #[{attr}]: {VALID}{also}"),
+                    ))
+                }
             }
         }
         if let Some(errors) = errors {
@@ -89,6 +140,9 @@ impl Config {
             debug: debug.map(|(v, _)| v),
             loop_factory,
             crate_path: crate_path.unwrap_or_else(|| syn::parse_quote!(::runner_core)),
+            timeout_ms,
+            start_paused: start_paused.unwrap_or(false),
+            allow_task_panics: allow_task_panics.unwrap_or(false),
         })
     }
 
@@ -99,6 +153,9 @@ impl Config {
             debug: None,
             loop_factory: None,
             crate_path: syn::parse_quote!(::runner_core),
+            timeout_ms: None,
+            start_paused: false,
+            allow_task_panics: false,
         }
     }
 }
@@ -108,6 +165,63 @@ fn duplicate(meta: &Meta, name: &str) -> syn::Error {
         meta,
         format!("`{name}` is given more than once; give each argument at most once"),
     )
+}
+
+/// A flag argument: `name` (true) or `name = true|false`.
+fn parse_flag(meta: &Meta, name: &str, attr: &str) -> Result<bool, syn::Error> {
+    match meta {
+        Meta::Path(_) => Ok(true),
+        Meta::NameValue(nv) => match &nv.value {
+            Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Ok(b.value),
+            other => Err(syn::Error::new_spanned(
+                other,
+                format!("`{name}` takes `true` or `false`: write `#[{attr}({name})]` or `#[{attr}({name} = false)]`"),
+            )),
+        },
+        Meta::List(list) => Err(syn::Error::new_spanned(
+            list,
+            format!("`{name}` is not called like a function: write `#[{attr}({name})]`"),
+        )),
+    }
+}
+
+/// `timeout = "5s"`: a whole number and a unit (`ms`, `s`, `m`, `h`),
+/// greater than zero; in milliseconds.
+fn parse_timeout(meta: &Meta, attr: &str) -> Result<u64, syn::Error> {
+    let help = format!(
+        "`timeout` takes a duration string such as \"5s\", \"250ms\", \"2m\" or \"1h\": write \
+         `#[{attr}(timeout = \"5s\")]`"
+    );
+    let Meta::NameValue(nv) = meta else {
+        return Err(syn::Error::new_spanned(meta, help));
+    };
+    let Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) = &nv.value else {
+        return Err(syn::Error::new_spanned(&nv.value, help));
+    };
+    let text = s.value();
+    let trimmed = text.trim();
+    let split = trimmed.find(|c: char| !c.is_ascii_digit()).unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let scale: Option<u64> = match unit.trim() {
+        "ms" => Some(1),
+        "s" => Some(1_000),
+        "m" => Some(60_000),
+        "h" => Some(3_600_000),
+        _ => None,
+    };
+    match (number.parse::<u64>().ok(), scale) {
+        (Some(n), Some(scale)) if n > 0 => n
+            .checked_mul(scale)
+            .ok_or_else(|| syn::Error::new_spanned(s, format!("`timeout = \"{text}\"` is too long; {help}"))),
+        (Some(0), Some(_)) => Err(syn::Error::new_spanned(
+            s,
+            "`timeout` must be longer than zero; leave it out for no timeout",
+        )),
+        _ => Err(syn::Error::new_spanned(
+            s,
+            format!("\"{text}\" is not a duration; {help}"),
+        )),
+    }
 }
 
 fn parse_debug(meta: &Meta, attr: &str) -> Result<bool, syn::Error> {

@@ -21,7 +21,7 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    fn attr(self) -> &'static str {
+    pub(crate) fn attr(self) -> &'static str {
         match self {
             Kind::Main => "runner_core::main",
             Kind::Test => "runner_core::runner_test",
@@ -78,7 +78,7 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
         out.extend(stand_in);
         return out;
     }
-    match Config::parse(args, attr) {
+    match Config::parse(args, kind) {
         Ok(config) => generate(kind, &func, &config),
         Err(e) => {
             // Still expand with defaults, so the body keeps type-checking
@@ -159,17 +159,35 @@ fn generate(kind: Kind, func: &ItemFn, config: &Config) -> TokenStream {
         .loop_factory
         .as_ref()
         .map(|f| quote_spanned!(f.span()=> .loop_factory(#f)));
-    let finish = match kind {
-        Kind::Main => quote!(#krate::__private::main_result),
-        Kind::Test => quote!(#krate::__private::test_result),
-    };
     let test_attr = match kind {
         Kind::Main => quote!(),
         Kind::Test => quote!(#[::core::prelude::v1::test]),
     };
     let body_span = body.span();
-    let run = quote_spanned! {body_span=>
-        #finish(#krate::Builder::new() #debug #factory .run(__runner_body))
+    let builder = quote!(#krate::Builder::new() #debug #factory);
+    let run = match kind {
+        Kind::Main => quote_spanned! {body_span=>
+            #krate::__private::main_result(#builder.run(__runner_body))
+        },
+        Kind::Test => {
+            let timeout = match config.timeout_ms {
+                Some(ms) => quote!(::core::option::Option::Some(::core::time::Duration::from_millis(#ms))),
+                None => quote!(::core::option::Option::None),
+            };
+            let start_paused = config.start_paused;
+            let allow_task_panics = config.allow_task_panics;
+            quote_spanned! {body_span=>
+                #krate::__private::run_test(
+                    #builder,
+                    #krate::__private::TestOptions {
+                        timeout: #timeout,
+                        start_paused: #start_paused,
+                        allow_task_panics: #allow_task_panics,
+                    },
+                    __runner_body,
+                )
+            }
+        }
     };
     quote! {
         #test_attr

@@ -66,10 +66,17 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Turns an `async fn` into a `#[test]` that runs on a fresh runner.
 ///
-/// Takes the same arguments as [`main`](macro@main). Works with
-/// `#[should_panic]`, `#[ignore]` and tests returning `Result`; a run that
-/// ends without an output (the main task was cancelled) fails the test with
-/// the reason.
+/// Takes the same arguments as [`main`](macro@main), and:
+///
+/// | argument | meaning |
+/// |---|---|
+/// | `timeout = "5s"` | fail the test after this long (real time; `ms`, `s`, `m`, `h`); default from `RUNNER_TEST_TIMEOUT` |
+/// | `start_paused` | run on a virtual clock that jumps to the next timer when idle |
+/// | `allow_task_panics` | do not fail the test when a task it spawned panics unobserved |
+///
+/// Works with `#[should_panic]`, `#[ignore]` and tests returning `Result`;
+/// a run that ends without an output (the main task was cancelled) fails
+/// the test with the reason.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -87,6 +94,11 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// #[should_panic(expected = "boom")]
 /// async fn panics_fail_the_test() {
 ///     panic!("boom");
+/// }
+///
+/// #[runner_core::runner_test(start_paused, timeout = "2s")]
+/// async fn an_hour_in_no_time() {
+///     runner_core::sleep(Duration::from_secs(3600)).await;
 /// }
 /// # fn main() {}
 /// ```

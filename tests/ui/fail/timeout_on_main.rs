@@ -1,0 +1,2 @@
+#[runner_core::main(timeout = "5s")]
+async fn main() {}
