@@ -949,7 +949,7 @@ impl EventLoop {
         F::IntoFuture: 'static,
         F::Output: 'static,
     {
-        self.spawn_inner(fut.into_future(), None, Location::caller())
+        self.spawn_at(fut.into_future(), None, Location::caller())
     }
 
     /// Like [`spawn`](Self::spawn), but the task runs in `ctx` itself (not a
@@ -961,10 +961,17 @@ impl EventLoop {
         F::IntoFuture: 'static,
         F::Output: 'static,
     {
-        self.spawn_inner(fut.into_future(), Some(ctx.clone()), Location::caller())
+        self.spawn_at(fut.into_future(), Some(ctx.clone()), Location::caller())
     }
 
-    fn spawn_inner<F>(&self, fut: F, ctx: Option<Context>, at: &'static Location<'static>) -> JoinHandle<F::Output>
+    /// Spawns with an explicit spawn location (the runner's main task is
+    /// "spawned" where the user called `run`).
+    pub(crate) fn spawn_at<F>(
+        &self,
+        fut: F,
+        ctx: Option<Context>,
+        at: &'static Location<'static>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + 'static,
         F::Output: 'static,
@@ -1447,7 +1454,7 @@ where
     F::Output: 'static,
 {
     match EventLoop::running() {
-        Some(lp) => lp.spawn_inner(fut.into_future(), None, Location::caller()),
+        Some(lp) => lp.spawn_at(fut.into_future(), None, Location::caller()),
         None => panic!(
             "runner_core::spawn called outside a running event loop: call it from async code running inside \
              runner_core::run(..), or use EventLoop::spawn"

@@ -111,15 +111,9 @@ impl Builder {
         F::IntoFuture: 'static,
         F::Output: 'static,
     {
-        if event_loop::get_running_loop().is_ok() {
-            drop(fut);
-            return Err(Error::NestedRun {
-                caller: "runner_core::run()",
-            });
-        }
         let at = Location::caller();
         let runner = self.build();
-        let result = catch_unwind(AssertUnwindSafe(|| runner.run_at(fut, None, at)));
+        let result = catch_unwind(AssertUnwindSafe(|| runner.run_at(fut, None, "runner_core::run()", at)));
         let _ = runner.close();
         match result {
             Ok(result) => result,
@@ -255,7 +249,7 @@ impl Runner {
         F::IntoFuture: 'static,
         F::Output: 'static,
     {
-        self.run_at(fut, None, Location::caller())
+        self.run_at(fut, None, "Runner::run()", Location::caller())
     }
 
     /// Like [`run`](Self::run), but the main task runs in `context` instead
@@ -267,10 +261,19 @@ impl Runner {
         F::IntoFuture: 'static,
         F::Output: 'static,
     {
-        self.run_at(fut, Some(context), Location::caller())
+        self.run_at(fut, Some(context), "Runner::run()", Location::caller())
     }
 
-    fn run_at<F>(&self, fut: F, context: Option<&Context>, _at: &'static Location<'static>) -> Result<F::Output, Error>
+    /// The body of every `run`: `caller` names the function in the
+    /// nested-run error, `at` is where the user called it (the main task's
+    /// spawn location in reports).
+    fn run_at<F>(
+        &self,
+        fut: F,
+        context: Option<&Context>,
+        caller: &'static str,
+        at: &'static Location<'static>,
+    ) -> Result<F::Output, Error>
     where
         F: IntoFuture,
         F::IntoFuture: 'static,
@@ -278,9 +281,7 @@ impl Runner {
     {
         if event_loop::get_running_loop().is_ok() {
             drop(fut);
-            return Err(Error::NestedRun {
-                caller: "Runner::run()",
-            });
+            return Err(Error::NestedRun { caller });
         }
         let (event_loop, runner_context) = match self.lazy_init() {
             Ok(v) => v,
@@ -290,7 +291,7 @@ impl Runner {
             }
         };
         let context = context.unwrap_or(&runner_context);
-        let mut main = event_loop.spawn_in_context(fut, context);
+        let mut main = event_loop.spawn_at(fut.into_future(), Some(context.clone()), at);
         main.set_name("main");
 
         // Ctrl-C cancels the main task while this run is active (see

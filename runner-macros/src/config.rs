@@ -5,7 +5,7 @@
 //! `crate = "path::to::runner_core"`; and for `#[runner_test]` only:
 //! `timeout = "5s"`, `start_paused`, `allow_task_panics`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -35,17 +35,13 @@ impl Config {
     pub(crate) fn parse(args: TokenStream, kind: Kind) -> Result<Config, syn::Error> {
         let attr = kind.attr();
         let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(args)?;
-        let mut debug: Option<(bool, Span)> = None;
+        let mut debug: Option<bool> = None;
         let mut loop_factory: Option<Expr> = None;
         let mut crate_path: Option<Path> = None;
         let mut timeout_ms: Option<u64> = None;
         let mut start_paused: Option<bool> = None;
         let mut allow_task_panics: Option<bool> = None;
         let mut errors: Option<syn::Error> = None;
-        let mut push = |e: syn::Error| match &mut errors {
-            Some(all) => all.combine(e),
-            None => errors = Some(e),
-        };
         for meta in metas {
             // Keywords such as `crate` parse as a one-segment path too.
             let path = meta.path();
@@ -53,83 +49,42 @@ impl Config {
                 .get_ident()
                 .map(|i| i.to_string())
                 .unwrap_or_else(|| quote::quote!(#path).to_string().replace(' ', ""));
-            match name.as_str() {
-                "debug" => {
-                    if debug.is_some() {
-                        push(duplicate(&meta, "debug"));
-                        continue;
-                    }
-                    match parse_debug(&meta, attr) {
-                        Ok(v) => debug = Some((v, meta.span())),
-                        Err(e) => push(e),
-                    }
-                }
-                "loop_factory" => {
-                    if loop_factory.is_some() {
-                        push(duplicate(&meta, "loop_factory"));
-                        continue;
-                    }
-                    match meta {
-                        Meta::NameValue(nv) => loop_factory = Some(nv.value),
-                        other => push(syn::Error::new_spanned(
-                            &other,
-                            format!(
-                                "`loop_factory` needs a value: write `#[{attr}(loop_factory = my_factory)]`, where \
-                                 `my_factory` is a function or closure returning `std::io::Result<runner_core::EventLoop>`"
-                            ),
-                        )),
-                    }
-                }
-                "crate" => {
-                    if crate_path.is_some() {
-                        push(duplicate(&meta, "crate"));
-                        continue;
-                    }
-                    match parse_crate(&meta, attr) {
-                        Ok(p) => crate_path = Some(p),
-                        Err(e) => push(e),
-                    }
-                }
-                "timeout" | "start_paused" | "allow_task_panics" if kind == Kind::Main => {
-                    push(syn::Error::new_spanned(
-                        meta.path(),
+            let result = match name.as_str() {
+                "debug" => set_once(&mut debug, &meta, &name, || parse_flag(&meta, &name, attr)),
+                "loop_factory" => set_once(&mut loop_factory, &meta, &name, || match &meta {
+                    Meta::NameValue(nv) => Ok(nv.value.clone()),
+                    other => Err(syn::Error::new_spanned(
+                        other,
                         format!(
-                            "`{name}` is an argument of #[runner_core::runner_test]; #[runner_core::main] does not \
-                             take it"
+                            "`loop_factory` needs a value: write `#[{attr}(loop_factory = my_factory)]`, where \
+                             `my_factory` is a function or closure returning `std::io::Result<runner_core::EventLoop>`"
                         ),
-                    ))
-                }
-                "timeout" => {
-                    if timeout_ms.is_some() {
-                        push(duplicate(&meta, "timeout"));
-                        continue;
-                    }
-                    match parse_timeout(&meta, attr) {
-                        Ok(ms) => timeout_ms = Some(ms),
-                        Err(e) => push(e),
-                    }
-                }
-                "start_paused" | "allow_task_panics" => {
-                    let slot = if name == "start_paused" {
-                        &mut start_paused
-                    } else {
-                        &mut allow_task_panics
-                    };
-                    if slot.is_some() {
-                        push(duplicate(&meta, &name));
-                        continue;
-                    }
-                    match parse_flag(&meta, &name, attr) {
-                        Ok(v) => *slot = Some(v),
-                        Err(e) => push(e),
-                    }
+                    )),
+                }),
+                "crate" => set_once(&mut crate_path, &meta, &name, || parse_crate(&meta, attr)),
+                "timeout" | "start_paused" | "allow_task_panics" if kind == Kind::Main => Err(syn::Error::new_spanned(
+                    meta.path(),
+                    format!(
+                        "`{name}` is an argument of #[runner_core::runner_test]; #[runner_core::main] does not take it"
+                    ),
+                )),
+                "timeout" => set_once(&mut timeout_ms, &meta, &name, || parse_timeout(&meta, attr)),
+                "start_paused" => set_once(&mut start_paused, &meta, &name, || parse_flag(&meta, &name, attr)),
+                "allow_task_panics" => {
+                    set_once(&mut allow_task_panics, &meta, &name, || parse_flag(&meta, &name, attr))
                 }
                 other => {
                     let also = if kind == Kind::Test { VALID_TEST_ONLY } else { "" };
-                    push(syn::Error::new_spanned(
+                    Err(syn::Error::new_spanned(
                         meta.path(),
                         format!("unknown argument `{other}` of #[{attr}]: {VALID}{also}"),
                     ))
+                }
+            };
+            if let Err(e) = result {
+                match &mut errors {
+                    Some(all) => all.combine(e),
+                    None => errors = Some(e),
                 }
             }
         }
@@ -137,7 +92,7 @@ impl Config {
             return Err(errors);
         }
         Ok(Config {
-            debug: debug.map(|(v, _)| v),
+            debug,
             loop_factory,
             crate_path: crate_path.unwrap_or_else(|| syn::parse_quote!(::runner_core)),
             timeout_ms,
@@ -160,11 +115,21 @@ impl Config {
     }
 }
 
-fn duplicate(meta: &Meta, name: &str) -> syn::Error {
-    syn::Error::new_spanned(
-        meta,
-        format!("`{name}` is given more than once; give each argument at most once"),
-    )
+/// Parses an argument into its slot, refusing a second occurrence.
+fn set_once<T>(
+    slot: &mut Option<T>,
+    meta: &Meta,
+    name: &str,
+    parse: impl FnOnce() -> Result<T, syn::Error>,
+) -> Result<(), syn::Error> {
+    if slot.is_some() {
+        return Err(syn::Error::new_spanned(
+            meta,
+            format!("`{name}` is given more than once; give each argument at most once"),
+        ));
+    }
+    *slot = Some(parse()?);
+    Ok(())
 }
 
 /// A flag argument: `name` (true) or `name = true|false`.
@@ -175,12 +140,15 @@ fn parse_flag(meta: &Meta, name: &str, attr: &str) -> Result<bool, syn::Error> {
             Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Ok(b.value),
             other => Err(syn::Error::new_spanned(
                 other,
-                format!("`{name}` takes `true` or `false`: write `#[{attr}({name})]` or `#[{attr}({name} = false)]`"),
+                format!(
+                    "`{name}` takes `true` or `false`: write `#[{attr}({name} = true)]`, `#[{attr}({name} = false)]`, \
+                     or `#[{attr}({name})]` for true"
+                ),
             )),
         },
         Meta::List(list) => Err(syn::Error::new_spanned(
             list,
-            format!("`{name}` is not called like a function: write `#[{attr}({name})]`"),
+            format!("`{name}` is not called like a function: write `#[{attr}({name} = true)]` or `#[{attr}({name})]`"),
         )),
     }
 }
@@ -220,26 +188,6 @@ fn parse_timeout(meta: &Meta, attr: &str) -> Result<u64, syn::Error> {
         _ => Err(syn::Error::new_spanned(
             s,
             format!("\"{text}\" is not a duration; {help}"),
-        )),
-    }
-}
-
-fn parse_debug(meta: &Meta, attr: &str) -> Result<bool, syn::Error> {
-    match meta {
-        Meta::Path(_) => Ok(true),
-        Meta::NameValue(nv) => match &nv.value {
-            Expr::Lit(ExprLit { lit: Lit::Bool(b), .. }) => Ok(b.value),
-            other => Err(syn::Error::new_spanned(
-                other,
-                format!(
-                    "`debug` takes `true` or `false`: write `#[{attr}(debug = true)]`, `#[{attr}(debug = false)]`, \
-                     or `#[{attr}(debug)]` for true"
-                ),
-            )),
-        },
-        Meta::List(list) => Err(syn::Error::new_spanned(
-            list,
-            format!("`debug` is not called like a function: write `#[{attr}(debug = true)]` or `#[{attr}(debug)]`"),
         )),
     }
 }
