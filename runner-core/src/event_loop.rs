@@ -272,7 +272,7 @@ impl fmt::Display for ExceptionContext {
 pub(crate) struct LoopCore {
     id: u64,
     pub(crate) shared: Arc<Shared>,
-    reactor: RefCell<Option<Reactor>>,
+    pub(crate) reactor: RefCell<Option<Reactor>>,
     ready: RefCell<VecDeque<Ready>>,
     tasks: RefCell<Slab>,
     pub(crate) timers: RefCell<Timers>,
@@ -497,18 +497,22 @@ impl LoopCore {
     /// all (the clock jumps to the deadline instead), unless real events
     /// are awaited (blocking jobs in flight), in which case, as with
     /// auto-advance paused, until a real wake-up.
-    fn idle_timeout(&self) -> Option<Duration> {
+    fn idle_timeout(self: &Rc<Self>) -> Option<Duration> {
         let next = self.timers.borrow().next_deadline();
         let timeout = match (self.clock.get_virtual(), next) {
             (_, None) => None,
             (None, Some(when)) => Some(when.saturating_duration_since(Instant::now())),
             (Some(v), Some(when)) => {
-                let may_jump = v.auto_advance
-                    && self.blocking_jobs_in_flight() == 0
-                    && !self.shared.pending.load(Ordering::SeqCst)
-                    && !self.has_io_sources();
-                if may_jump {
+                let may_jump = v.auto_advance && self.blocking_jobs_in_flight() == 0;
+                if may_jump && self.has_io_sources() {
+                    // Only jump when I/O has nothing either: look first.
+                    self.wait(Some(Duration::ZERO));
+                }
+                let quiet = self.ready.borrow().is_empty() && !self.shared.pending.load(Ordering::SeqCst);
+                if may_jump && quiet {
                     self.clock.advance_to(when);
+                }
+                if may_jump {
                     Some(Duration::ZERO)
                 } else {
                     None

@@ -32,7 +32,8 @@
 //! [`task`] (tasks, cancellation, `shield`), [`time`] (`sleep`, timeouts),
 //! [`context`] (`contextvars`), [`executor`] (`run_in_executor`).
 
-// One audited exception: `signal::sigint_handler`, a read-only FFI query.
+// Two audited exceptions, both FFI: `signal::sigint_handler` (a read-only
+// sigaction query) and `Reactor::register` (polling's `Poller::add`).
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -41,6 +42,7 @@ pub mod context;
 pub mod error;
 pub mod event_loop;
 pub mod executor;
+pub mod net;
 mod reactor;
 pub mod runner;
 pub mod signal;

@@ -78,3 +78,19 @@ fn runner_closing_normally_reports_nothing_in_debug_mode() {
     // Close step 1 cancelled the hanging task: nothing was left open.
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
 }
+
+#[test]
+fn debug_reports_sources_still_registered_when_the_loop_closes() {
+    let lp = debug_loop(true);
+    let reports = capture_reports(&lp);
+    let listener = lp
+        .run_until_complete(async { runner_core::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap() })
+        .unwrap();
+    lp.close().unwrap();
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(reports[0]
+        .message
+        .starts_with("1 file descriptor source(s) were still registered when the loop closed"));
+    drop(listener);
+}

@@ -30,6 +30,15 @@ fn close_releases_every_fd_and_thread_the_loop_started() {
                     b.await.unwrap();
                 }
                 drop(t);
+                // Sockets: a listener and both ends of a connection.
+                let listener = runner_core::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let addr = listener.local_addr().unwrap();
+                let client = spawn(runner_core::net::TcpStream::connect(addr));
+                let (server_side, _) = listener.accept().await.unwrap();
+                let client_side = client.await.unwrap().unwrap();
+                client_side.write_all(b"x").await.unwrap();
+                let mut b = [0u8; 1];
+                server_side.read_exact(&mut b).await.unwrap();
             })
             .unwrap();
         let lp = runner.get_loop().unwrap();

@@ -1,0 +1,400 @@
+//! Networking on the reactor: [`Async`] for any file descriptor, and TCP.
+//!
+//! [`Async<T>`] wraps a non-blocking I/O object registered with the running
+//! loop's reactor (as async-io's `Async`): an operation that would block
+//! waits for readiness instead. [`TcpListener`] and [`TcpStream`] are built
+//! on it; the stream implements futures-io's `AsyncRead`/`AsyncWrite`, for
+//! `&TcpStream` too, so the ecosystem's utilities (`futures::io::copy`,
+//! `split`, codecs) work on it.
+//!
+//! Errors are the operating system's, as `io::Error`: a refused connection
+//! is `ConnectionRefused`, a reset `ConnectionReset`, running out of file
+//! descriptors on accept `EMFILE` (the listener stays usable: an accept loop
+//! can report it and go on). Cancelling a pending read or write (dropping
+//! its future, or a `timeout`) leaves the socket usable: readiness waits
+//! hold no state beyond a waker.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll};
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::event_loop::{EventLoop, LoopCore};
+use crate::reactor::{Direction, Source};
+
+/// A non-blocking I/O object registered with the loop's reactor.
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use runner_core::net::Async;
+///
+/// runner_core::run(async {
+///     let a = Async::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+///     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+///     b.send_to(b"ping", a.get_ref().local_addr().unwrap()).unwrap();
+///     let mut buf = [0u8; 4];
+///     let (n, _) = a.read_with(|s| s.recv_from(&mut buf)).await.unwrap();
+///     assert_eq!(&buf[..n], b"ping");
+/// })
+/// .unwrap();
+/// ```
+pub struct Async<T: AsFd + 'static> {
+    io: Rc<T>,
+    source: Rc<Source>,
+    event_loop: Weak<LoopCore>,
+}
+
+impl<T: AsFd + 'static> Async<T> {
+    /// Puts `io` in non-blocking mode and registers it with the running
+    /// loop. Fails outside a loop (`NotConnected`, saying so) or when the OS
+    /// refuses.
+    pub fn new(io: T) -> io::Result<Async<T>> {
+        let lp = EventLoop::running().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "runner_core::net needs a running event loop: create sockets inside runner_core::run(..)",
+            )
+        })?;
+        socket2::SockRef::from(&io).set_nonblocking(true)?;
+        let io = Rc::new(io);
+        let source = {
+            let mut reactor = lp.core().reactor.borrow_mut();
+            let reactor = reactor
+                .as_mut()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the event loop is closed"))?;
+            reactor.register(io.clone())?
+        };
+        Ok(Async {
+            io,
+            source,
+            event_loop: Rc::downgrade(lp.core()),
+        })
+    }
+
+    /// The wrapped object.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// Waits for the direction's readiness: registers the waker and arms
+    /// the source. `Ready(Err)` when the loop is gone.
+    fn poll_wait(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let Some(lp) = self.event_loop.upgrade() else {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the event loop this socket belongs to was closed",
+            )));
+        };
+        self.source.add_waiter(dir, cx.waker());
+        let reactor = lp.reactor.borrow();
+        match reactor.as_ref() {
+            Some(reactor) => match reactor.arm(&self.source) {
+                Ok(()) => Poll::Pending,
+                Err(e) => Poll::Ready(Err(e)),
+            },
+            None => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the event loop is closed",
+            ))),
+        }
+    }
+
+    /// Runs a non-blocking operation, polling style: `WouldBlock` becomes
+    /// `Pending` with the waker registered.
+    fn poll_op<R>(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            match op(&self.io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.poll_wait(dir, cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(())) => continue,
+                },
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Runs `op` until it does not return `WouldBlock`, waiting for
+    /// readability in between.
+    pub async fn read_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        std::future::poll_fn(|cx| self.poll_op(Direction::Read, cx, &mut op)).await
+    }
+
+    /// Runs `op` until it does not return `WouldBlock`, waiting for
+    /// writability in between.
+    pub async fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        std::future::poll_fn(|cx| self.poll_op(Direction::Write, cx, &mut op)).await
+    }
+
+    /// Waits until the object is (probably) readable.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.wait_once(Direction::Read).await
+    }
+
+    /// Waits until the object is (probably) writable.
+    pub async fn writable(&self) -> io::Result<()> {
+        self.wait_once(Direction::Write).await
+    }
+
+    async fn wait_once(&self, dir: Direction) -> io::Result<()> {
+        let mut armed = false;
+        std::future::poll_fn(|cx| {
+            if armed {
+                return Poll::Ready(Ok(()));
+            }
+            armed = true;
+            self.poll_wait(dir, cx)
+        })
+        .await
+    }
+}
+
+impl<T: AsFd + 'static> Drop for Async<T> {
+    fn drop(&mut self) {
+        // Delete from the poller while the descriptor is still open (the
+        // source holds the object until then).
+        if let Some(lp) = self.event_loop.upgrade() {
+            if let Ok(mut reactor) = lp.reactor.try_borrow_mut() {
+                if let Some(reactor) = reactor.as_mut() {
+                    reactor.deregister(&self.source);
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsFd + 'static> AsFd for Async<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
+impl<T: AsFd + fmt::Debug + 'static> fmt::Debug for Async<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Async").field("io", &self.io).finish()
+    }
+}
+
+/// A TCP listener on the reactor.
+///
+/// ```
+/// use runner_core::net::TcpListener;
+///
+/// runner_core::run(async {
+///     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+///     let addr = listener.local_addr().unwrap();
+///     let client = std::thread::spawn(move || {
+///         use std::io::{Read, Write};
+///         let mut s = std::net::TcpStream::connect(addr).unwrap();
+///         s.write_all(b"hello").unwrap();
+///         let mut back = [0u8; 5];
+///         s.read_exact(&mut back).unwrap();
+///         back
+///     });
+///     let (stream, _) = listener.accept().await.unwrap();
+///     let mut buf = [0u8; 5];
+///     stream.read_exact(&mut buf).await.unwrap();
+///     stream.write_all(&buf).await.unwrap();
+///     assert_eq!(&client.join().unwrap(), b"hello");
+/// })
+/// .unwrap();
+/// ```
+pub struct TcpListener {
+    inner: Async<std::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (port 0: any free port) and listens.
+    pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        Ok(TcpListener {
+            inner: Async::new(std::net::TcpListener::bind(addr)?)?,
+        })
+    }
+
+    /// Accepts a connection. Errors (`EMFILE` when out of file descriptors,
+    /// say) leave the listener usable.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, addr) = self.inner.read_with(|l| l.accept()).await?;
+        Ok((TcpStream::from_std(stream)?, addr))
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("local_addr", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+/// A TCP connection on the reactor; `AsyncRead + AsyncWrite` (futures-io),
+/// also through `&TcpStream`, so one task can read while another writes.
+pub struct TcpStream {
+    inner: Async<std::net::TcpStream>,
+}
+
+impl TcpStream {
+    /// Connects to `addr` without blocking the loop. A refused connection
+    /// is `io::ErrorKind::ConnectionRefused`.
+    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        match socket.connect(&addr.into()) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc_einprogress()) || e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+        let stream = TcpStream {
+            inner: Async::new(std::net::TcpStream::from(socket))?,
+        };
+        // Writable means the connection attempt finished, one way or the
+        // other: the socket's pending error says which.
+        stream.inner.writable().await?;
+        loop {
+            if let Some(e) = stream.inner.get_ref().take_error()? {
+                return Err(e);
+            }
+            match stream.inner.get_ref().peer_addr() {
+                Ok(_) => return Ok(stream),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => stream.inner.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Wraps a connected std stream (made non-blocking).
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            inner: Async::new(stream)?,
+        })
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+
+    /// Shuts down the read, write, or both halves.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        self.inner.get_ref().shutdown(how)
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.inner.get_ref().set_nodelay(on)
+    }
+
+    /// Reads into `buf`; `Ok(0)` at end of stream.
+    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_with(|s| (&*s).read(buf)).await
+    }
+
+    /// Writes from `buf`; returns how much was written.
+    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write_with(|s| (&*s).write(buf)).await
+    }
+
+    /// Fills `buf` completely, or fails with `UnexpectedEof`.
+    pub async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.read(buf).await? {
+                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                n => buf = &mut buf[n..],
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes all of `buf`.
+    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.write(buf).await? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => buf = &buf[n..],
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `EINPROGRESS`, the answer of a non-blocking `connect` under way.
+fn libc_einprogress() -> i32 {
+    #[cfg(unix)]
+    {
+        libc::EINPROGRESS
+    }
+    #[cfg(not(unix))]
+    {
+        -1
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local_addr", &self.local_addr().ok())
+            .field("peer_addr", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
+impl AsyncRead for &TcpStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.inner.poll_op(Direction::Read, cx, |s| (&*s).read(buf))
+    }
+}
+
+impl AsyncWrite for &TcpStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.inner.poll_op(Direction::Write, cx, |s| (&*s).write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.inner.get_ref().shutdown(Shutdown::Write))
+    }
+}
+
+impl AsyncRead for TcpStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TcpStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut &*self).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut &*self).poll_close(cx)
+    }
+}

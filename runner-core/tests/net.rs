@@ -1,0 +1,250 @@
+//! TCP on the reactor, against std's blocking clients on 127.0.0.1.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::time::Duration;
+
+use runner_core::net::{TcpListener, TcpStream};
+use runner_core::{cancellable, sleep, spawn, timeout, yield_now};
+
+fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Echoes until the peer closes its write half.
+async fn echo(stream: TcpStream) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0;
+    loop {
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            stream.shutdown(Shutdown::Write)?;
+            return Ok(total);
+        }
+        stream.write_all(&buf[..n]).await?;
+        total += n as u64;
+    }
+}
+
+#[test]
+fn echo_of_one_mebibyte_through_one_connection() {
+    let echoed = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 31 % 251) as u8).collect();
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            let mut w = s.try_clone().unwrap();
+            let sent = data.clone();
+            let writer = std::thread::spawn(move || {
+                w.write_all(&sent).unwrap();
+                w.shutdown(Shutdown::Write).unwrap();
+            });
+            let mut back = Vec::new();
+            s.read_to_end(&mut back).unwrap();
+            writer.join().unwrap();
+            back == data
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let n = echo(stream).await.unwrap();
+        assert_eq!(n, 1 << 20);
+        client.join().unwrap()
+    })
+    .unwrap();
+    assert!(echoed, "every byte came back in order");
+}
+
+#[test]
+fn one_thousand_concurrent_connections_each_echo() {
+    const N: usize = 1000;
+    let ok = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            // All N connections open at once, then each talks.
+            let mut conns: Vec<std::net::TcpStream> =
+                (0..N).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+            for (i, c) in conns.iter_mut().enumerate() {
+                c.write_all(format!("message {i:04}").as_bytes()).unwrap();
+                c.shutdown(Shutdown::Write).unwrap();
+            }
+            conns.iter_mut().enumerate().all(|(i, c)| {
+                let mut back = String::new();
+                c.read_to_string(&mut back).unwrap();
+                back == format!("message {i:04}")
+            })
+        });
+        let mut handlers = Vec::with_capacity(N);
+        for _ in 0..N {
+            let (stream, _) = listener.accept().await.unwrap();
+            handlers.push(spawn(echo(stream)));
+        }
+        for h in handlers {
+            assert_eq!(h.await.unwrap().unwrap(), 12);
+        }
+        client.join().unwrap()
+    })
+    .unwrap();
+    assert!(ok);
+}
+
+#[test]
+fn half_close_lets_the_server_answer_after_the_clients_eof() {
+    let answer = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"three words here").unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).unwrap();
+            answer
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4];
+        loop {
+            match stream.read(&mut buf).await.unwrap() {
+                0 => break,
+                n => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let words = String::from_utf8(request).unwrap().split_whitespace().count();
+        stream.write_all(format!("{words} words").as_bytes()).await.unwrap();
+        stream.shutdown(Shutdown::Write).unwrap();
+        client.join().unwrap()
+    })
+    .unwrap();
+    assert_eq!(answer, "3 words");
+}
+
+#[test]
+fn connect_talks_to_a_std_server() {
+    let server = std::net::TcpListener::bind(localhost()).unwrap();
+    let addr = server.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let (mut s, _) = server.accept().unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&buf.map(|b| b.to_ascii_uppercase())).unwrap();
+    });
+    let reply = runner_core::run(async move {
+        let s = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(s.peer_addr().unwrap(), addr);
+        s.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await.unwrap();
+        buf
+    })
+    .unwrap();
+    t.join().unwrap();
+    assert_eq!(&reply, b"PING");
+}
+
+#[test]
+fn connecting_to_a_closed_port_is_connection_refused() {
+    let addr = {
+        let l = std::net::TcpListener::bind(localhost()).unwrap();
+        l.local_addr().unwrap()
+    };
+    let err = runner_core::run(async move { TcpStream::connect(addr).await.unwrap_err() }).unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+}
+
+#[test]
+fn a_read_timeout_leaves_the_socket_usable() {
+    let got = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            rx.recv().unwrap(); // write only after the server timed out once
+            s.write_all(b"late").unwrap();
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 4];
+        let first = timeout(Duration::from_millis(50), stream.read(&mut buf)).await;
+        assert!(first.is_err(), "nothing was sent yet: the read timed out");
+        tx.send(()).unwrap();
+        stream.read_exact(&mut buf).await.unwrap();
+        client.join().unwrap();
+        buf
+    })
+    .unwrap();
+    assert_eq!(&got, b"late");
+}
+
+#[test]
+fn cancelling_a_read_mid_way_then_reading_again_works() {
+    let got = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            rx.recv().unwrap();
+            s.write_all(b"after the cancel").unwrap();
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let stream = std::rc::Rc::new(stream);
+        let reader = stream.clone();
+        let pending_read = spawn(async move {
+            let mut buf = [0u8; 16];
+            cancellable(reader.read(&mut buf)).await.is_err()
+        });
+        yield_now().await;
+        yield_now().await;
+        pending_read.cancel();
+        assert!(pending_read.await.unwrap(), "the read was cancelled while waiting");
+        tx.send(()).unwrap();
+        let mut buf = [0u8; 16];
+        stream.read_exact(&mut buf).await.unwrap();
+        client.join().unwrap();
+        buf
+    })
+    .unwrap();
+    assert_eq!(&got, b"after the cancel");
+}
+
+#[test]
+fn streams_work_with_futures_io_utilities() {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let got = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = spawn(async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"through futures-io").await.unwrap();
+            s.close().await.unwrap();
+        });
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        client.await.unwrap();
+        text
+    })
+    .unwrap();
+    assert_eq!(got, "through futures-io");
+}
+
+#[test]
+fn sockets_need_a_running_loop() {
+    let err = TcpListener::bind(localhost()).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
+    assert!(err.to_string().contains("running event loop"));
+}
+
+#[test]
+fn the_virtual_clock_still_jumps_with_a_socket_registered() {
+    let wall = std::time::Instant::now();
+    runner_core::Builder::new()
+        .loop_factory(|| runner_core::EventLoop::builder().start_paused(true).build())
+        .run(async {
+            let _listener = TcpListener::bind(localhost()).unwrap();
+            sleep(Duration::from_secs(3600)).await;
+        })
+        .unwrap();
+    assert!(wall.elapsed() < Duration::from_secs(2));
+}
