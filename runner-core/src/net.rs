@@ -186,6 +186,100 @@ impl<T: AsFd + fmt::Debug + 'static> fmt::Debug for Async<T> {
     }
 }
 
+/// The byte-stream half shared by [`TcpStream`] and [`UnixStream`]: async
+/// `read`/`write` helpers and futures-io's `AsyncRead`/`AsyncWrite`, for the
+/// stream and for `&stream`.
+macro_rules! stream_io {
+    ($stream:ident, $std:ty) => {
+        impl $stream {
+            /// Reads into `buf`; `Ok(0)` at end of stream.
+            pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+                self.inner.read_with(|s| (&*s).read(buf)).await
+            }
+
+            /// Writes from `buf`; returns how much was written.
+            pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
+                self.inner.write_with(|s| (&*s).write(buf)).await
+            }
+
+            /// Fills `buf` completely, or fails with `UnexpectedEof`.
+            pub async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
+                while !buf.is_empty() {
+                    match self.read(buf).await? {
+                        0 => return Err(io::ErrorKind::UnexpectedEof.into()),
+                        n => buf = &mut buf[n..],
+                    }
+                }
+                Ok(())
+            }
+
+            /// Writes all of `buf`.
+            pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
+                while !buf.is_empty() {
+                    match self.write(buf).await? {
+                        0 => return Err(io::ErrorKind::WriteZero.into()),
+                        n => buf = &buf[n..],
+                    }
+                }
+                Ok(())
+            }
+
+            /// Shuts down the read, write, or both halves.
+            pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+                self.inner.get_ref().shutdown(how)
+            }
+
+            /// The wrapped std stream.
+            pub fn get_ref(&self) -> &$std {
+                self.inner.get_ref()
+            }
+        }
+
+        impl AsyncRead for &$stream {
+            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+                self.inner.poll_op(Direction::Read, cx, |s| (&*s).read(buf))
+            }
+        }
+
+        impl AsyncWrite for &$stream {
+            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+                self.inner.poll_op(Direction::Write, cx, |s| (&*s).write(buf))
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(Ok(()))
+            }
+
+            fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Poll::Ready(self.inner.get_ref().shutdown(Shutdown::Write))
+            }
+        }
+
+        impl AsyncRead for $stream {
+            fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+                Pin::new(&mut &*self).poll_read(cx, buf)
+            }
+        }
+
+        impl AsyncWrite for $stream {
+            fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+                Pin::new(&mut &*self).poll_write(cx, buf)
+            }
+
+            fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut &*self).poll_flush(cx)
+            }
+
+            fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                Pin::new(&mut &*self).poll_close(cx)
+            }
+        }
+    };
+}
+
+/// The listen backlog of [`TcpListener::bind`], as tokio's.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
 /// A TCP listener on the reactor.
 ///
 /// ```
@@ -215,10 +309,18 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds to `addr` (port 0: any free port) and listens.
+    /// Binds to `addr` (port 0: any free port) and listens, with a backlog
+    /// of [`LISTEN_BACKLOG`] pending connections (std's `bind` uses 128:
+    /// a burst of clients beyond it sees SYNs dropped and one-second
+    /// retries).
     pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        #[cfg(unix)]
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
         Ok(TcpListener {
-            inner: Async::new(std::net::TcpListener::bind(addr)?)?,
+            inner: Async::new(std::net::TcpListener::from(socket))?,
         })
     }
 
@@ -255,27 +357,10 @@ impl TcpStream {
     pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
         let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
-        match socket.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc_einprogress()) || e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-        let stream = TcpStream {
-            inner: Async::new(std::net::TcpStream::from(socket))?,
-        };
-        // Writable means the connection attempt finished, one way or the
-        // other: the socket's pending error says which.
-        stream.inner.writable().await?;
-        loop {
-            if let Some(e) = stream.inner.get_ref().take_error()? {
-                return Err(e);
-            }
-            match stream.inner.get_ref().peer_addr() {
-                Ok(_) => return Ok(stream),
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => stream.inner.writable().await?,
-                Err(e) => return Err(e),
-            }
-        }
+        start_connect(&socket, &addr.into())?;
+        let inner = Async::new(std::net::TcpStream::from(socket))?;
+        finish_connect(&inner).await?;
+        Ok(TcpStream { inner })
     }
 
     /// Wraps a connected std stream (made non-blocking).
@@ -295,48 +380,13 @@ impl TcpStream {
         self.inner.get_ref().local_addr()
     }
 
-    /// Shuts down the read, write, or both halves.
-    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
-        self.inner.get_ref().shutdown(how)
-    }
-
     /// Sets `TCP_NODELAY`.
     pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
         self.inner.get_ref().set_nodelay(on)
     }
-
-    /// Reads into `buf`; `Ok(0)` at end of stream.
-    pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read_with(|s| (&*s).read(buf)).await
-    }
-
-    /// Writes from `buf`; returns how much was written.
-    pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-        self.inner.write_with(|s| (&*s).write(buf)).await
-    }
-
-    /// Fills `buf` completely, or fails with `UnexpectedEof`.
-    pub async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.read(buf).await? {
-                0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                n => buf = &mut buf[n..],
-            }
-        }
-        Ok(())
-    }
-
-    /// Writes all of `buf`.
-    pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
-        while !buf.is_empty() {
-            match self.write(buf).await? {
-                0 => return Err(io::ErrorKind::WriteZero.into()),
-                n => buf = &buf[n..],
-            }
-        }
-        Ok(())
-    }
 }
+
+stream_io!(TcpStream, std::net::TcpStream);
 
 /// `EINPROGRESS`, the answer of a non-blocking `connect` under way.
 fn libc_einprogress() -> i32 {
@@ -359,42 +409,248 @@ impl fmt::Debug for TcpStream {
     }
 }
 
-impl AsyncRead for &TcpStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.inner.poll_op(Direction::Read, cx, |s| (&*s).read(buf))
+/// Waits for a non-blocking connect under way on `inner` to finish; the
+/// socket's pending error says whether it succeeded.
+async fn finish_connect<T: AsFd + 'static>(inner: &Async<T>) -> io::Result<()> {
+    loop {
+        inner.writable().await?;
+        let socket = socket2::SockRef::from(inner.get_ref());
+        if let Some(e) = socket.take_error()? {
+            return Err(e);
+        }
+        // A wake-up can be spurious: connected only once there is a peer.
+        match socket.peer_addr() {
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
+            Err(e) => return Err(e),
+        }
     }
 }
 
-impl AsyncWrite for &TcpStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        self.inner.poll_op(Direction::Write, cx, |s| (&*s).write(buf))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Poll::Ready(self.inner.get_ref().shutdown(Shutdown::Write))
+/// Starts a non-blocking connect: `Ok` whether it finished or is under way.
+fn start_connect(socket: &socket2::Socket, addr: &socket2::SockAddr) -> io::Result<()> {
+    match socket.connect(addr) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc_einprogress()) || e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
-impl AsyncRead for TcpStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self).poll_read(cx, buf)
+/// A UDP socket on the reactor.
+///
+/// ```
+/// use runner_core::net::UdpSocket;
+///
+/// runner_core::run(async {
+///     let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+///     let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+///     a.send_to(b"hi", b.local_addr().unwrap()).await.unwrap();
+///     let mut buf = [0u8; 8];
+///     let (n, from) = b.recv_from(&mut buf).await.unwrap();
+///     assert_eq!((&buf[..n], from), (&b"hi"[..], a.local_addr().unwrap()));
+/// })
+/// .unwrap();
+/// ```
+pub struct UdpSocket {
+    inner: Async<std::net::UdpSocket>,
+}
+
+impl UdpSocket {
+    /// Binds to `addr` (port 0: any free port).
+    pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            inner: Async::new(std::net::UdpSocket::bind(addr)?)?,
+        })
+    }
+
+    /// Sends a datagram to `addr`.
+    pub async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
+        self.inner.write_with(|s| s.send_to(buf, addr)).await
+    }
+
+    /// Receives a datagram and who sent it.
+    pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.inner.read_with(|s| s.recv_from(buf)).await
+    }
+
+    /// Sets the default destination (and the only source received from).
+    pub fn connect(&self, addr: SocketAddr) -> io::Result<()> {
+        self.inner.get_ref().connect(addr)
+    }
+
+    /// Sends to the connected address.
+    pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.inner.write_with(|s| s.send(buf)).await
+    }
+
+    /// Receives from the connected address.
+    pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read_with(|s| s.recv(buf)).await
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
     }
 }
 
-impl AsyncWrite for TcpStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self).poll_write(cx, buf)
+impl fmt::Debug for UdpSocket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UdpSocket")
+            .field("local_addr", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+#[cfg(unix)]
+pub use unix::{UnixDatagram, UnixListener, UnixStream};
+
+#[cfg(unix)]
+mod unix {
+    use std::fmt;
+    use std::io::{self, Read, Write};
+    use std::net::Shutdown;
+    use std::os::unix::net::SocketAddr;
+    use std::path::Path;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use futures_io::{AsyncRead, AsyncWrite};
+
+    use super::{finish_connect, start_connect, Async};
+    use crate::reactor::Direction;
+
+    /// A Unix-domain stream listener on the reactor.
+    pub struct UnixListener {
+        inner: Async<std::os::unix::net::UnixListener>,
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self).poll_flush(cx)
+    impl UnixListener {
+        /// Binds to the socket file `path` (which must not exist yet).
+        pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
+            Ok(UnixListener {
+                inner: Async::new(std::os::unix::net::UnixListener::bind(path)?)?,
+            })
+        }
+
+        /// Accepts a connection.
+        pub async fn accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
+            let (stream, addr) = self.inner.read_with(|l| l.accept()).await?;
+            Ok((
+                UnixStream {
+                    inner: Async::new(stream)?,
+                },
+                addr,
+            ))
+        }
+
+        /// The address the listener is bound to.
+        pub fn local_addr(&self) -> io::Result<SocketAddr> {
+            self.inner.get_ref().local_addr()
+        }
     }
 
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self).poll_close(cx)
+    impl fmt::Debug for UnixListener {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("UnixListener")
+                .field("local_addr", &self.local_addr().ok())
+                .finish()
+        }
+    }
+
+    /// A Unix-domain stream on the reactor; `AsyncRead + AsyncWrite`.
+    pub struct UnixStream {
+        inner: Async<std::os::unix::net::UnixStream>,
+    }
+
+    impl UnixStream {
+        /// Connects to the socket file `path` without blocking the loop.
+        pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+            let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+            socket.set_nonblocking(true)?;
+            start_connect(&socket, &socket2::SockAddr::unix(path)?)?;
+            let inner = Async::new(std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(socket)))?;
+            finish_connect(&inner).await?;
+            Ok(UnixStream { inner })
+        }
+
+        /// A connected pair of streams.
+        pub fn pair() -> io::Result<(UnixStream, UnixStream)> {
+            let (a, b) = std::os::unix::net::UnixStream::pair()?;
+            Ok((
+                UnixStream { inner: Async::new(a)? },
+                UnixStream { inner: Async::new(b)? },
+            ))
+        }
+
+        /// The peer's address.
+        pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+            self.inner.get_ref().peer_addr()
+        }
+    }
+
+    stream_io!(UnixStream, std::os::unix::net::UnixStream);
+
+    impl fmt::Debug for UnixStream {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("UnixStream").finish_non_exhaustive()
+        }
+    }
+
+    /// A Unix-domain datagram socket on the reactor.
+    pub struct UnixDatagram {
+        inner: Async<std::os::unix::net::UnixDatagram>,
+    }
+
+    impl UnixDatagram {
+        /// Binds to the socket file `path`.
+        pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
+            Ok(UnixDatagram {
+                inner: Async::new(std::os::unix::net::UnixDatagram::bind(path)?)?,
+            })
+        }
+
+        /// An unbound socket (it can send, and receive replies once connected).
+        pub fn unbound() -> io::Result<UnixDatagram> {
+            Ok(UnixDatagram {
+                inner: Async::new(std::os::unix::net::UnixDatagram::unbound()?)?,
+            })
+        }
+
+        /// A connected pair of datagram sockets.
+        pub fn pair() -> io::Result<(UnixDatagram, UnixDatagram)> {
+            let (a, b) = std::os::unix::net::UnixDatagram::pair()?;
+            Ok((
+                UnixDatagram { inner: Async::new(a)? },
+                UnixDatagram { inner: Async::new(b)? },
+            ))
+        }
+
+        /// Sends a datagram to the socket file `path`.
+        pub async fn send_to(&self, buf: &[u8], path: impl AsRef<Path>) -> io::Result<usize> {
+            let path = path.as_ref();
+            self.inner.write_with(|s| s.send_to(buf, path)).await
+        }
+
+        /// Receives a datagram and who sent it.
+        pub async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+            self.inner.read_with(|s| s.recv_from(buf)).await
+        }
+
+        /// Sends to the connected peer.
+        pub async fn send(&self, buf: &[u8]) -> io::Result<usize> {
+            self.inner.write_with(|s| s.send(buf)).await
+        }
+
+        /// Receives from the connected peer.
+        pub async fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+            self.inner.read_with(|s| s.recv(buf)).await
+        }
+    }
+
+    impl fmt::Debug for UnixDatagram {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("UnixDatagram").finish_non_exhaustive()
+        }
     }
 }

@@ -248,3 +248,99 @@ fn the_virtual_clock_still_jumps_with_a_socket_registered() {
         .unwrap();
     assert!(wall.elapsed() < Duration::from_secs(2));
 }
+
+#[test]
+fn udp_round_trips() {
+    use runner_core::net::UdpSocket;
+    let replies = runner_core::run(async {
+        let server = UdpSocket::bind(localhost()).unwrap();
+        let server_addr = server.local_addr().unwrap();
+        let serve = spawn(async move {
+            let mut buf = [0u8; 64];
+            for _ in 0..100 {
+                let (n, from) = server.recv_from(&mut buf).await.unwrap();
+                let reply: Vec<u8> = buf[..n].iter().rev().copied().collect();
+                server.send_to(&reply, from).await.unwrap();
+            }
+        });
+        let client = UdpSocket::bind(localhost()).unwrap();
+        client.connect(server_addr).unwrap();
+        let mut ok = 0;
+        for i in 0..100 {
+            let msg = format!("dgram-{i:03}");
+            client.send(msg.as_bytes()).await.unwrap();
+            let mut buf = [0u8; 64];
+            let n = client.recv(&mut buf).await.unwrap();
+            let expected: String = msg.chars().rev().collect();
+            ok += usize::from(buf[..n] == *expected.as_bytes());
+        }
+        serve.await.unwrap();
+        ok
+    })
+    .unwrap();
+    assert_eq!(replies, 100);
+}
+
+#[cfg(unix)]
+#[test]
+fn unix_stream_and_datagram_sockets_work() {
+    use runner_core::net::{UnixDatagram, UnixListener, UnixStream};
+    let dir = std::env::temp_dir().join(format!("runner-unix-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let sock = dir.join("echo.sock");
+    let (stream_reply, dgram_reply, pair_reply) = runner_core::run({
+        let sock = sock.clone();
+        let dir = dir.clone();
+        async move {
+            let listener = UnixListener::bind(&sock).unwrap();
+            let server = spawn(async move {
+                let (s, _) = listener.accept().await.unwrap();
+                echo_unix(s).await;
+            });
+            let c = UnixStream::connect(&sock).await.unwrap();
+            c.write_all(b"over a unix stream").await.unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+            let mut back = Vec::new();
+            let mut buf = [0u8; 8];
+            loop {
+                match c.read(&mut buf).await.unwrap() {
+                    0 => break,
+                    n => back.extend_from_slice(&buf[..n]),
+                }
+            }
+            server.await.unwrap();
+
+            let a = UnixDatagram::bind(dir.join("a.sock")).unwrap();
+            let b = UnixDatagram::bind(dir.join("b.sock")).unwrap();
+            a.send_to(b"dgram", dir.join("b.sock")).await.unwrap();
+            let mut buf = [0u8; 16];
+            let (n, _) = b.recv_from(&mut buf).await.unwrap();
+            let dgram = buf[..n].to_vec();
+
+            let (x, y) = UnixStream::pair().unwrap();
+            x.write_all(b"pair").await.unwrap();
+            let mut p = [0u8; 4];
+            y.read_exact(&mut p).await.unwrap();
+            (back, dgram, p)
+        }
+    })
+    .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(stream_reply, b"over a unix stream");
+    assert_eq!(dgram_reply, b"dgram");
+    assert_eq!(&pair_reply, b"pair");
+}
+
+#[cfg(unix)]
+async fn echo_unix(s: runner_core::net::UnixStream) {
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            s.shutdown(Shutdown::Write).unwrap();
+            return;
+        }
+        s.write_all(&buf[..n]).await.unwrap();
+    }
+}
