@@ -349,6 +349,10 @@ pub(crate) fn schedule_local(header: &Header) -> bool {
 }
 
 impl LoopCore {
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
     fn schedule(&self, header: &Header) {
         if !header.scheduled.load(Ordering::Relaxed) {
             header.scheduled.store(true, Ordering::Relaxed);

@@ -242,12 +242,18 @@ enum Deadline {
 }
 
 /// The future of [`sleep`] and [`sleep_until`].
+///
+/// `Send + Sync` (it holds only its deadline, its timer's key and the id of
+/// the loop the timer is on), so it fits traits that ask for it, such as
+/// hyper's `rt::Timer`; it is polled, like every runner future, on its
+/// loop's thread.
 #[must_use = "futures do nothing unless awaited"]
 pub struct Sleep {
     deadline: Deadline,
-    /// The timer entry and the loop it is on (weak: a pending sleep inside
-    /// a task must not keep its loop alive).
-    registered: Option<(TimerKey, Weak<LoopCore>)>,
+    /// The timer entry and the id of the loop it is on; the loop is found
+    /// through the thread's running loop (a pending sleep does not keep its
+    /// loop alive).
+    registered: Option<(TimerKey, u64)>,
 }
 
 impl Sleep {
@@ -266,23 +272,22 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        if let Some((key, lp)) = &this.registered {
-            let Some(lp) = lp.upgrade() else {
-                // The loop is gone; nothing will ever fire this timer.
-                this.registered = None;
-                return Poll::Ready(());
-            };
-            let mut timers = lp.timers.borrow_mut();
-            if !timers.contains(key) {
-                drop(timers);
-                this.registered = None;
-                return Poll::Ready(());
-            }
-            timers.update_waker(key, cx.waker());
-            return Poll::Pending;
-        }
         let lp = EventLoop::running()
             .expect("sleep() must be awaited inside a running event loop: await it inside runner_core::run(..)");
+        if let Some((key, loop_id)) = this.registered {
+            if loop_id == lp.core().id() {
+                let mut timers = lp.core().timers.borrow_mut();
+                if !timers.contains(&key) {
+                    drop(timers);
+                    this.registered = None;
+                    return Poll::Ready(());
+                }
+                timers.update_waker(&key, cx.waker());
+                return Poll::Pending;
+            }
+            // Moved to another loop: the deadline stands, the timer moves.
+            this.registered = None;
+        }
         let now = lp.time();
         let when = match this.deadline {
             Deadline::At(when) => when,
@@ -299,16 +304,18 @@ impl Future for Sleep {
             .timers
             .borrow_mut()
             .insert(when, TimerEntry::Waker(cx.waker().clone()));
-        this.registered = Some((key, Rc::downgrade(lp.core())));
+        this.registered = Some((key, lp.core().id()));
         Poll::Pending
     }
 }
 
 impl Drop for Sleep {
     fn drop(&mut self) {
-        if let Some((key, lp)) = self.registered.take() {
-            if let Some(lp) = lp.upgrade() {
-                if let Ok(mut timers) = lp.timers.try_borrow_mut() {
+        if let Some((key, loop_id)) = self.registered.take() {
+            // On the loop's thread (the normal case) the timer is removed;
+            // elsewhere it fires once, waking nobody who still waits.
+            if let Some(lp) = EventLoop::running().filter(|lp| lp.core().id() == loop_id) {
+                if let Ok(mut timers) = lp.core().timers.try_borrow_mut() {
                     timers.remove(&key);
                 }
             }

@@ -640,3 +640,13 @@ fn not_inherited_variable_is_kept_by_explicit_context_copies() {
     .unwrap();
     assert_eq!(copied, Some(vec![9]));
 }
+
+#[test]
+fn sleep_is_send_and_sync_for_traits_that_ask_for_it() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    let s = sleep(Duration::from_millis(1));
+    assert_send_sync(&s);
+    let t = timeout(Duration::from_millis(1), std::future::ready(()));
+    assert_send_sync(&t);
+    run(s).unwrap();
+}

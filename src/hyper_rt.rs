@@ -1,0 +1,120 @@
+//! hyper 1.x on runner-core, through hyper's `rt` traits: [`HyperIo`] (its
+//! `Read`/`Write` over runner's sockets), [`RunnerExecutor`] (spawns on the
+//! running loop) and [`RunnerTimer`] (runner's timers). No tokio involved.
+//!
+//! ```no_run
+//! use std::convert::Infallible;
+//! use bytes::Bytes;
+//! use http_body_util::Full;
+//! use hyper::{server::conn::http1, service::service_fn, Response};
+//! use runner::hyper_rt::{HyperIo, RunnerTimer};
+//! use runner_core::net::TcpListener;
+//!
+//! #[runner_core::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let listener = TcpListener::bind("127.0.0.1:8080".parse().unwrap())?;
+//!     loop {
+//!         let (stream, _) = listener.accept().await?;
+//!         runner_core::spawn(async move {
+//!             let hello = service_fn(|_req| async {
+//!                 Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("Hello from runner\n"))))
+//!             });
+//!             let _ = http1::Builder::new()
+//!                 .timer(RunnerTimer)
+//!                 .serve_connection(HyperIo(stream), hello)
+//!                 .await;
+//!         });
+//!     }
+//! }
+//! ```
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+/// A runner stream (anything `AsyncRead + AsyncWrite` from futures-io) as
+/// hyper's `rt::Read + rt::Write`.
+#[derive(Debug)]
+pub struct HyperIo<T>(pub T);
+
+impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<io::Result<()>> {
+        // Through a stack buffer: hyper's cursor hands out uninitialized
+        // memory only through `unsafe`, and a copy of a few KiB is cheap
+        // next to the system call.
+        let mut tmp = [0u8; 16 * 1024];
+        let want = buf.remaining().min(tmp.len());
+        match Pin::new(&mut self.0).poll_read(cx, &mut tmp[..want]) {
+            Poll::Ready(Ok(n)) => {
+                buf.put_slice(&tmp[..n]);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+/// hyper's `rt::Executor`: spawns onto the running loop (futures need not
+/// be `Send`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunnerExecutor;
+
+impl<F> hyper::rt::Executor<F> for RunnerExecutor
+where
+    F: Future + 'static,
+    F::Output: 'static,
+{
+    fn execute(&self, fut: F) {
+        drop(runner_core::spawn(fut));
+    }
+}
+
+/// hyper's `rt::Timer`, on runner's timers (so it follows a paused clock
+/// too).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunnerTimer;
+
+/// runner's `Sleep` as hyper's `rt::Sleep`.
+struct HyperSleep(runner_core::Sleep);
+
+impl Future for HyperSleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl hyper::rt::Sleep for HyperSleep {}
+
+impl hyper::rt::Timer for RunnerTimer {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(runner_core::sleep(duration)))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HyperSleep(runner_core::sleep_until(deadline)))
+    }
+}
