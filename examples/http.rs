@@ -61,7 +61,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr) {
     let conn = http1::Builder::new()
         .timer(RunnerTimer)
         .header_read_timeout(Duration::from_secs(30))
-        .serve_connection(HyperIo(stream), service_fn(hello));
+        .serve_connection(HyperIo::new(stream), service_fn(hello));
     let mut conn = pin!(conn);
     let result = match cancellable(conn.as_mut()).await {
         Ok(result) => result,

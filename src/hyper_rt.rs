@@ -21,13 +21,14 @@
 //!             });
 //!             let _ = http1::Builder::new()
 //!                 .timer(RunnerTimer)
-//!                 .serve_connection(HyperIo(stream), hello)
+//!                 .serve_connection(HyperIo::new(stream), hello)
 //!                 .await;
 //!         });
 //!     }
 //! }
 //! ```
 
+use std::fmt;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -38,23 +39,55 @@ use futures_io::{AsyncRead, AsyncWrite};
 
 /// A runner stream (anything `AsyncRead + AsyncWrite` from futures-io) as
 /// hyper's `rt::Read + rt::Write`.
-#[derive(Debug)]
-pub struct HyperIo<T>(pub T);
+///
+/// Reads go through a buffer of 8 KiB allocated on the first read: hyper's
+/// cursor hands out uninitialized memory only through `unsafe`, and copying
+/// the bytes read is cheap next to the system call.
+pub struct HyperIo<T> {
+    io: T,
+    buf: Box<[u8]>,
+}
+
+impl<T> HyperIo<T> {
+    /// Wraps a stream.
+    pub fn new(io: T) -> HyperIo<T> {
+        HyperIo {
+            io,
+            buf: Box::default(),
+        }
+    }
+
+    /// The stream.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// Unwraps the stream.
+    pub fn into_inner(self) -> T {
+        self.io
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for HyperIo<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("HyperIo").field(&self.io).finish()
+    }
+}
 
 impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
     fn poll_read(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         mut buf: hyper::rt::ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
-        // Through a stack buffer: hyper's cursor hands out uninitialized
-        // memory only through `unsafe`, and a copy of a few KiB is cheap
-        // next to the system call.
-        let mut tmp = [0u8; 16 * 1024];
-        let want = buf.remaining().min(tmp.len());
-        match Pin::new(&mut self.0).poll_read(cx, &mut tmp[..want]) {
+        let this = self.get_mut();
+        if this.buf.is_empty() {
+            this.buf = vec![0; 8 * 1024].into_boxed_slice();
+        }
+        let want = buf.remaining().min(this.buf.len());
+        match Pin::new(&mut this.io).poll_read(cx, &mut this.buf[..want]) {
             Poll::Ready(Ok(n)) => {
-                buf.put_slice(&tmp[..n]);
+                buf.put_slice(&this.buf[..n]);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -65,15 +98,15 @@ impl<T: AsyncRead + Unpin> hyper::rt::Read for HyperIo<T> {
 
 impl<T: AsyncWrite + Unpin> hyper::rt::Write for HyperIo<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        Pin::new(&mut self.io).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.io).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
+        Pin::new(&mut self.io).poll_close(cx)
     }
 }
 

@@ -81,30 +81,25 @@ impl<T: AsFd + 'static> Async<T> {
         &self.io
     }
 
-    /// Waits for the direction's readiness: registers the waker and arms
-    /// the source. `Ready(Err)` when the loop is gone.
+    /// Registers the waker for the direction's next readiness event.
+    /// `Ready(Err)` when the loop is gone (nothing would ever wake it).
     fn poll_wait(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let Some(lp) = self.event_loop.upgrade() else {
+        let open = self
+            .event_loop
+            .upgrade()
+            .is_some_and(|lp| lp.reactor.borrow().is_some());
+        if !open {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "the event loop this socket belongs to was closed",
             )));
-        };
-        self.source.add_waiter(dir, cx.waker());
-        let reactor = lp.reactor.borrow();
-        match reactor.as_ref() {
-            Some(reactor) => match reactor.arm(&self.source) {
-                Ok(()) => Poll::Pending,
-                Err(e) => Poll::Ready(Err(e)),
-            },
-            None => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the event loop is closed",
-            ))),
         }
+        self.source.add_waiter(dir, cx.waker());
+        Poll::Pending
     }
 
-    /// Runs a non-blocking operation, polling style: `WouldBlock` becomes
+    /// Runs a non-blocking operation, polling style: tried while the
+    /// direction is believed ready; `WouldBlock` clears that and becomes
     /// `Pending` with the waker registered.
     fn poll_op<R>(
         &self,
@@ -113,12 +108,14 @@ impl<T: AsFd + 'static> Async<T> {
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         loop {
+            if !self.source.is_ready(dir) {
+                return match self.poll_wait(dir, cx) {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    _ => Poll::Pending,
+                };
+            }
             match op(&self.io) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => match self.poll_wait(dir, cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Ready(Ok(())) => continue,
-                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.source.clear_ready(dir),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => return Poll::Ready(result),
             }
@@ -137,23 +134,27 @@ impl<T: AsFd + 'static> Async<T> {
         std::future::poll_fn(|cx| self.poll_op(Direction::Write, cx, &mut op)).await
     }
 
-    /// Waits until the object is (probably) readable.
+    /// Waits until the object is believed readable: at once unless an
+    /// operation through [`read_with`](Self::read_with) (or the stream
+    /// methods built on it) last returned `WouldBlock`, else until the next
+    /// readiness event. An I/O call made directly on [`get_ref`](Self::get_ref)
+    /// does not update that belief, so do the I/O through `read_with`, or a
+    /// loop of `readable()` and a direct call spins.
     pub async fn readable(&self) -> io::Result<()> {
-        self.wait_once(Direction::Read).await
+        self.wait_ready(Direction::Read).await
     }
 
-    /// Waits until the object is (probably) writable.
+    /// Waits until the object is believed writable; as [`readable`](Self::readable),
+    /// with [`write_with`](Self::write_with).
     pub async fn writable(&self) -> io::Result<()> {
-        self.wait_once(Direction::Write).await
+        self.wait_ready(Direction::Write).await
     }
 
-    async fn wait_once(&self, dir: Direction) -> io::Result<()> {
-        let mut armed = false;
+    async fn wait_ready(&self, dir: Direction) -> io::Result<()> {
         std::future::poll_fn(|cx| {
-            if armed {
+            if self.source.is_ready(dir) {
                 return Poll::Ready(Ok(()));
             }
-            armed = true;
             self.poll_wait(dir, cx)
         })
         .await
@@ -412,19 +413,21 @@ impl fmt::Debug for TcpStream {
 /// Waits for a non-blocking connect under way on `inner` to finish; the
 /// socket's pending error says whether it succeeded.
 async fn finish_connect<T: AsFd + 'static>(inner: &Async<T>) -> io::Result<()> {
-    loop {
-        inner.writable().await?;
-        let socket = socket2::SockRef::from(inner.get_ref());
-        if let Some(e) = socket.take_error()? {
-            return Err(e);
-        }
-        // A wake-up can be spurious: connected only once there is a peer.
-        match socket.peer_addr() {
-            Ok(_) => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotConnected => continue,
-            Err(e) => return Err(e),
-        }
-    }
+    inner
+        .write_with(|io| {
+            let socket = socket2::SockRef::from(io);
+            if let Some(e) = socket.take_error()? {
+                return Err(e);
+            }
+            // Writable without an error can be spurious (or the socket's
+            // first readiness): connected only once there is a peer.
+            match socket.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
 }
 
 /// Starts a non-blocking connect: `Ok` whether it finished or is under way.

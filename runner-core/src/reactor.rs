@@ -9,14 +9,21 @@
 //!
 //! # Sources
 //!
-//! A source is a registered file descriptor with a list of wakers per
-//! direction. Registration uses `polling`'s oneshot, level-triggered mode:
-//! a task whose I/O call returned `WouldBlock` adds its waker and *arms*
-//! the source (`Poller::modify` with the directions somebody waits for).
-//! Arming is level-triggered, so readiness that arrived between the
-//! `WouldBlock` and the arming is reported at once: no wake-up is lost.
-//! When an event comes, the wakers of the ready directions are woken and
-//! the source is re-armed if a direction still has waiters.
+//! A source is a registered file descriptor with, per direction, a cached
+//! readiness flag and a list of wakers. Sources are registered once, for
+//! both directions, in `polling`'s edge-triggered mode (epoll's `EPOLLET`),
+//! so waiting never costs a system call to re-arm:
+//!
+//! - a direction starts out *ready*, and an I/O call is tried while it is;
+//! - an I/O call that returns `WouldBlock` clears the flag, and the task
+//!   adds its waker;
+//! - an event sets the flag and wakes the direction's waiters.
+//!
+//! No wake-up is lost: the flag is cleared only right after the system
+//! call said `WouldBlock`, on the loop's thread, and events are read only
+//! between task polls; anything that arrives after that call makes a new
+//! edge, hence a new event. A task that polls again while the flag is clear
+//! gets `Pending` without a system call.
 //!
 //! The source holds the I/O object (an `Rc<dyn AsFd>`), so its file
 //! descriptor stays open until the source is deleted from the poller: the
@@ -26,7 +33,7 @@
 //! a `Weak`: closing the loop drops the `Arc`, which releases the poller's
 //! file descriptors even while wakers elsewhere still point at the loop.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::rc::Rc;
@@ -34,7 +41,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
-use polling::{Event, Events, Poller};
+use polling::{Event, Events, PollMode, Poller};
 
 /// Which readiness a task waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,36 +50,67 @@ pub(crate) enum Direction {
     Write,
 }
 
-/// A registered file descriptor and who waits on it.
+/// A registered file descriptor: per direction, whether it is (believed)
+/// ready and who waits on it.
 pub(crate) struct Source {
     key: usize,
     io: Rc<dyn AsFd>,
-    readers: RefCell<Vec<Waker>>,
-    writers: RefCell<Vec<Waker>>,
+    read: Readiness,
+    write: Readiness,
+}
+
+struct Readiness {
+    ready: Cell<bool>,
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl Readiness {
+    fn new() -> Readiness {
+        Readiness {
+            ready: Cell::new(true),
+            waiters: RefCell::default(),
+        }
+    }
+
+    /// Sets the flag and wakes the waiters. The list is taken out while
+    /// waking (a waker may run foreign code) and its buffer put back.
+    fn fire(&self) {
+        self.ready.set(true);
+        let mut woken = std::mem::take(&mut *self.waiters.borrow_mut());
+        for w in woken.drain(..) {
+            w.wake();
+        }
+        let mut list = self.waiters.borrow_mut();
+        if list.is_empty() {
+            *list = woken;
+        }
+    }
 }
 
 impl Source {
-    fn waiters(&self, dir: Direction) -> &RefCell<Vec<Waker>> {
+    fn dir(&self, dir: Direction) -> &Readiness {
         match dir {
-            Direction::Read => &self.readers,
-            Direction::Write => &self.writers,
+            Direction::Read => &self.read,
+            Direction::Write => &self.write,
         }
+    }
+
+    /// Whether the direction is believed ready (an I/O call is worth trying).
+    pub(crate) fn is_ready(&self, dir: Direction) -> bool {
+        self.dir(dir).ready.get()
+    }
+
+    /// Records that an I/O call in this direction returned `WouldBlock`.
+    pub(crate) fn clear_ready(&self, dir: Direction) {
+        self.dir(dir).ready.set(false);
     }
 
     /// Adds `waker` to the direction's waiters (once).
     pub(crate) fn add_waiter(&self, dir: Direction, waker: &Waker) {
-        let mut list = self.waiters(dir).borrow_mut();
+        let mut list = self.dir(dir).waiters.borrow_mut();
         if !list.iter().any(|w| w.will_wake(waker)) {
             list.push(waker.clone());
         }
-    }
-
-    fn interest(&self) -> Event {
-        Event::new(
-            self.key,
-            !self.readers.borrow().is_empty(),
-            !self.writers.borrow().is_empty(),
-        )
     }
 }
 
@@ -112,7 +150,7 @@ impl Reactor {
         self.sources
     }
 
-    /// Registers `io` with no interest yet.
+    /// Registers `io` for both directions, edge-triggered.
     #[allow(unsafe_code)]
     pub(crate) fn register(&mut self, io: Rc<dyn AsFd>) -> io::Result<Rc<Source>> {
         let key = self.free.pop().unwrap_or(self.table.len());
@@ -123,7 +161,7 @@ impl Reactor {
         // table; `deregister` deletes it from the poller before dropping the
         // source, and if the reactor itself is dropped first, the poller is
         // closed with it, which ends every registration.
-        let added = unsafe { self.poller.add(fd, Event::none(key)) };
+        let added = unsafe { self.poller.add_with_mode(fd, Event::all(key), PollMode::Edge) };
         if let Err(e) = added {
             self.free.push(key);
             return Err(e);
@@ -131,8 +169,8 @@ impl Reactor {
         let source = Rc::new(Source {
             key,
             io,
-            readers: RefCell::new(Vec::new()),
-            writers: RefCell::new(Vec::new()),
+            read: Readiness::new(),
+            write: Readiness::new(),
         });
         if key == self.table.len() {
             self.table.push(Some(source.clone()));
@@ -156,13 +194,9 @@ impl Reactor {
         }
     }
 
-    /// Arms the source for the directions that have waiters.
-    pub(crate) fn arm(&self, source: &Source) -> io::Result<()> {
-        self.poller.modify(source.io.as_fd(), source.interest())
-    }
-
     /// Blocks until an event, a notification, or the timeout (`None`: no
-    /// timeout), then wakes the waiters of every ready source. An
+    /// timeout), then marks the ready directions of every source that had an event and
+    /// wakes their waiters. An
     /// interrupted wait (EINTR, e.g. by a signal) is not an error: the loop
     /// simply goes round again.
     pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
@@ -176,21 +210,11 @@ impl Reactor {
             let Some(source) = self.table.get(ev.key).and_then(|s| s.clone()) else {
                 continue;
             };
-            let mut woken = Vec::new();
             if ev.readable {
-                woken.append(&mut source.readers.borrow_mut());
+                source.read.fire();
             }
             if ev.writable {
-                woken.append(&mut source.writers.borrow_mut());
-            }
-            // Oneshot: the event disarmed the source; re-arm it for the
-            // directions that still have waiters.
-            let interest = source.interest();
-            if interest.readable || interest.writable {
-                let _ = self.poller.modify(source.io.as_fd(), interest);
-            }
-            for w in woken {
-                w.wake();
+                source.write.fire();
             }
         }
         Ok(n)

@@ -344,3 +344,100 @@ async fn echo_unix(s: runner_core::net::UnixStream) {
         s.write_all(&buf[..n]).await.unwrap();
     }
 }
+
+/// This thread's CPU time (user + system), from /proc.
+fn thread_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+#[test]
+fn blocked_reads_and_writes_wait_without_spinning_then_wake() {
+    // One task waits to read from a silent peer; another is stuck writing
+    // into a peer that does not read (send buffer full). For 300 ms the
+    // loop must sleep; then the peer reads and writes, and both finish.
+    let before = thread_cpu();
+    let (read_back, written) = runner_core::run(async move {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let peer = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            go_rx.recv().unwrap();
+            s.write_all(b"wake up").unwrap();
+            let mut sink = Vec::new();
+            let mut r = s.try_clone().unwrap();
+            r.read_to_end(&mut sink).unwrap();
+            sink.len()
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let stream = std::rc::Rc::new(stream);
+        let reader = {
+            let s = stream.clone();
+            spawn(async move {
+                let mut buf = [0u8; 16];
+                let n = s.read(&mut buf).await.unwrap();
+                buf[..n].to_vec()
+            })
+        };
+        let writer = {
+            let s = stream.clone();
+            spawn(async move {
+                let chunk = vec![7u8; 64 * 1024];
+                let mut total = 0;
+                // Far more than the socket buffers hold: blocks until the
+                // peer reads.
+                while total < 32 << 20 {
+                    s.write_all(&chunk).await.unwrap();
+                    total += chunk.len();
+                }
+                s.shutdown(Shutdown::Write).unwrap();
+                total
+            })
+        };
+        sleep(Duration::from_millis(300)).await;
+        assert!(!reader.is_done() && !writer.is_done(), "both are blocked");
+        let cpu = thread_cpu() - before;
+        assert!(
+            cpu < Duration::from_millis(150),
+            "the loop used {cpu:?} of CPU while blocked"
+        );
+        go_tx.send(()).unwrap();
+        let got = reader.await.unwrap();
+        let written = writer.await.unwrap();
+        assert_eq!(peer.join().unwrap(), written);
+        (got, written)
+    })
+    .unwrap();
+    assert_eq!(read_back, b"wake up");
+    assert_eq!(written, 32 << 20);
+}
+
+#[test]
+fn readable_waits_for_data_after_a_would_block() {
+    use runner_core::net::Async;
+    let got = runner_core::run(async {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let a = Async::new(a).unwrap();
+        let mut b = b;
+        // Drain what's there: nothing, so the read would block...
+        let mut buf = [0u8; 8];
+        let first = timeout(Duration::from_millis(50), a.read_with(|s| (&*s).read(&mut buf))).await;
+        assert!(first.is_err(), "nothing to read yet");
+        // ...and readable() now waits until the peer writes.
+        let waiter = timeout(Duration::from_millis(50), a.readable()).await;
+        assert!(waiter.is_err(), "readable() must wait while nothing came");
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            b.write_all(b"hi").unwrap();
+        });
+        a.readable().await.unwrap();
+        let n = a.read_with(|s| (&*s).read(&mut buf)).await.unwrap();
+        t.join().unwrap();
+        buf[..n].to_vec()
+    })
+    .unwrap();
+    assert_eq!(got, b"hi");
+}

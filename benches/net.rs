@@ -1,0 +1,457 @@
+//! Network throughput, runner against tokio current-thread, smol
+//! (async-executor + async-io) and a bare level-triggered epoll loop (the
+//! `polling` crate, no runtime), on the same work in one run:
+//!
+//! - **echo**: `CONNS` connections, each sending a `MSG`-byte message and
+//!   waiting for its echo, over and over (round trips per second);
+//! - **http**: the same hyper 1.x HTTP/1.1 hello server on runner
+//!   (`runner::hyper_rt`) and on tokio (`hyper-util`), `CONNS` keep-alive
+//!   connections each sending GET after GET (requests per second).
+//!
+//! Every server runs on one thread; the load comes from one client thread,
+//! a bare epoll loop shared by all servers, so only the server differs.
+//! Rounds interleave the servers (1 s each, `ROUNDS` rounds) and medians
+//! are reported, with ratios against tokio and the bare loop.
+//!
+//! `cargo bench -p runner --bench net [echo|http]`; environment:
+//! `NET_BENCH_CONNS` (default 64), `NET_BENCH_ROUNDS` (5),
+//! `NET_BENCH_SECS` (1.0), `NET_BENCH_MSG` (echo message size, 512).
+
+use std::convert::Infallible;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::Response;
+use polling::{Event, Events, PollMode, Poller};
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+const HELLO: &[u8] = b"Hello, World!";
+const GET: &[u8] = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n";
+
+fn localhost() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Starts `server` on its own thread; it sends back its address.
+fn start(server: fn(mpsc::Sender<SocketAddr>)) -> SocketAddr {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || server(tx));
+    rx.recv().expect("the server reports its address")
+}
+
+// ---------------------------------------------------------------- echo servers
+
+fn runner_echo(tx: mpsc::Sender<SocketAddr>) {
+    runner_core::run(async move {
+        let listener = runner_core::net::TcpListener::bind(localhost()).unwrap();
+        tx.send(listener.local_addr().unwrap()).unwrap();
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
+            drop(runner_core::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+    })
+    .unwrap();
+}
+
+fn tokio_echo(tx: mpsc::Sender<SocketAddr>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(localhost()).await.unwrap();
+        tx.send(listener.local_addr().unwrap()).unwrap();
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if s.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+}
+
+fn smol_echo(tx: mpsc::Sender<SocketAddr>) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    let ex = async_executor::LocalExecutor::new();
+    async_io::block_on(ex.run(async {
+        let listener = async_io::Async::<TcpListener>::bind(localhost()).unwrap();
+        tx.send(listener.get_ref().local_addr().unwrap()).unwrap();
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            s.get_ref().set_nodelay(true).unwrap();
+            ex.spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                loop {
+                    match (&s).read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if (&s).write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            })
+            .detach();
+        }
+    }));
+}
+
+/// The bare loop: level-triggered epoll, a slab of connections, each read
+/// written straight back (what is left of a short write waits for
+/// writability).
+fn bare_echo(tx: mpsc::Sender<SocketAddr>) {
+    struct Conn {
+        s: TcpStream,
+        pending: Vec<u8>,
+    }
+    let listener = TcpListener::bind(localhost()).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    tx.send(listener.local_addr().unwrap()).unwrap();
+    let poller = Poller::new().unwrap();
+    // SAFETY: the listener outlives the poller's use of it (both live until
+    // this function returns, which it never does).
+    unsafe { poller.add_with_mode(&listener, Event::readable(0), PollMode::Level) }.unwrap();
+    let mut conns: Vec<Option<Conn>> = Vec::new();
+    let mut events = Events::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        events.clear();
+        poller.wait(&mut events, None).unwrap();
+        for ev in events.iter() {
+            if ev.key == 0 {
+                while let Ok((s, _)) = listener.accept() {
+                    s.set_nonblocking(true).unwrap();
+                    s.set_nodelay(true).unwrap();
+                    let key = conns.iter().position(Option::is_none).unwrap_or_else(|| {
+                        conns.push(None);
+                        conns.len() - 1
+                    });
+                    // SAFETY: the stream is deleted from the poller before it
+                    // is dropped (see `close` below).
+                    unsafe { poller.add_with_mode(&s, Event::readable(key + 1), PollMode::Level) }.unwrap();
+                    conns[key] = Some(Conn { s, pending: Vec::new() });
+                }
+                continue;
+            }
+            let key = ev.key - 1;
+            let Some(c) = conns[key].as_mut() else { continue };
+            let mut close = false;
+            if ev.writable && !c.pending.is_empty() {
+                match c.s.write(&c.pending) {
+                    Ok(n) => drop(c.pending.drain(..n)),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => close = true,
+                }
+                if c.pending.is_empty() {
+                    poller
+                        .modify_with_mode(&c.s, Event::readable(key + 1), PollMode::Level)
+                        .unwrap();
+                }
+            } else if ev.readable {
+                match c.s.read(&mut buf) {
+                    Ok(0) => close = true,
+                    Ok(n) => match c.s.write(&buf[..n]) {
+                        Ok(w) if w == n => {}
+                        Ok(w) => {
+                            c.pending.extend_from_slice(&buf[w..n]);
+                            poller
+                                .modify_with_mode(&c.s, Event::writable(key + 1), PollMode::Level)
+                                .unwrap();
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            c.pending.extend_from_slice(&buf[..n]);
+                            poller
+                                .modify_with_mode(&c.s, Event::writable(key + 1), PollMode::Level)
+                                .unwrap();
+                        }
+                        Err(_) => close = true,
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(_) => close = true,
+                }
+            }
+            if close {
+                let c = conns[key].take().unwrap();
+                poller.delete(&c.s).unwrap();
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- http servers
+
+async fn hello_service(_req: hyper::Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    Ok(Response::new(Full::new(Bytes::from_static(HELLO))))
+}
+
+fn runner_http(tx: mpsc::Sender<SocketAddr>) {
+    use runner::hyper_rt::{HyperIo, RunnerTimer};
+    runner_core::run(async move {
+        let listener = runner_core::net::TcpListener::bind(localhost()).unwrap();
+        tx.send(listener.local_addr().unwrap()).unwrap();
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
+            drop(runner_core::spawn(async move {
+                let _ = http1::Builder::new()
+                    .timer(RunnerTimer)
+                    .serve_connection(HyperIo::new(s), service_fn(hello_service))
+                    .await;
+            }));
+        }
+    })
+    .unwrap();
+}
+
+fn tokio_http(tx: mpsc::Sender<SocketAddr>) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(localhost()).await.unwrap();
+        tx.send(listener.local_addr().unwrap()).unwrap();
+        loop {
+            let (s, _) = listener.accept().await.unwrap();
+            s.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .serve_connection(TokioIo::new(s), service_fn(hello_service))
+                    .await;
+            });
+        }
+    });
+}
+
+// ---------------------------------------------------------------- the client
+
+/// How long the complete reply at the start of `buf` is, if it is there.
+type Complete = fn(&[u8]) -> Option<usize>;
+
+fn http_response_len(buf: &[u8]) -> Option<usize> {
+    let head = buf.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = std::str::from_utf8(&buf[..head]).ok()?;
+    let len: usize = text
+        .split("\r\n")
+        .find_map(|l| {
+            let (n, v) = l.split_once(':')?;
+            n.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse().ok())?
+        })
+        .expect("a Content-Length");
+    (buf.len() >= head + len).then_some(head + len)
+}
+
+/// Opens `conns` connections to `addr`, then for `secs` keeps each of them
+/// sending `request` and waiting for a complete reply; returns replies per
+/// second. One thread, level-triggered epoll.
+fn load(addr: SocketAddr, conns: usize, request: &[u8], complete: Complete, secs: f64) -> f64 {
+    struct Conn {
+        s: TcpStream,
+        inbuf: Vec<u8>,
+        out: usize,
+    }
+    let poller = Poller::new().unwrap();
+    let mut cs: Vec<Conn> = (0..conns)
+        .map(|_| {
+            let s = TcpStream::connect(addr).unwrap();
+            s.set_nodelay(true).unwrap();
+            s.set_nonblocking(true).unwrap();
+            Conn {
+                s,
+                inbuf: Vec::with_capacity(4096),
+                out: 0,
+            }
+        })
+        .collect();
+    for (i, c) in cs.iter().enumerate() {
+        // SAFETY: the streams are deleted from the poller before they drop
+        // (end of this function).
+        unsafe { poller.add_with_mode(&c.s, Event::writable(i), PollMode::Level) }.unwrap();
+    }
+    let mut events = Events::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut replies = 0u64;
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    while Instant::now() < end {
+        events.clear();
+        poller.wait(&mut events, Some(Duration::from_millis(100))).unwrap();
+        for ev in events.iter() {
+            let c = &mut cs[ev.key];
+            if ev.writable {
+                match c.s.write(&request[c.out..]) {
+                    Ok(n) => c.out += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("client write: {e}"),
+                }
+                if c.out == request.len() {
+                    poller
+                        .modify_with_mode(&c.s, Event::readable(ev.key), PollMode::Level)
+                        .unwrap();
+                }
+            } else if ev.readable {
+                match c.s.read(&mut buf) {
+                    Ok(0) => panic!("the server closed a connection"),
+                    Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => panic!("client read: {e}"),
+                }
+                if let Some(len) = complete(&c.inbuf) {
+                    assert_eq!(len, c.inbuf.len(), "one request in flight, one reply");
+                    c.inbuf.clear();
+                    replies += 1;
+                    c.out = match c.s.write(request) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                        Err(e) => panic!("client write: {e}"),
+                    };
+                    if c.out < request.len() {
+                        poller
+                            .modify_with_mode(&c.s, Event::writable(ev.key), PollMode::Level)
+                            .unwrap();
+                    }
+                }
+            }
+        }
+    }
+    let rate = replies as f64 / start.elapsed().as_secs_f64();
+    for c in &cs {
+        poller.delete(&c.s).unwrap();
+    }
+    rate
+}
+
+// ---------------------------------------------------------------- the driver
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn compare(title: &str, unit: &str, servers: &[(&str, SocketAddr)], request: &[u8], complete: Complete) {
+    // NET_BENCH_SERVERS=runner,tokio keeps the servers whose names start so.
+    let only: Option<String> = std::env::var("NET_BENCH_SERVERS").ok();
+    let servers: Vec<(&str, SocketAddr)> = servers
+        .iter()
+        .filter(|(n, _)| only.as_ref().is_none_or(|o| o.split(',').any(|p| n.starts_with(p))))
+        .cloned()
+        .collect();
+    let servers = &servers[..];
+    let conns = env_or("NET_BENCH_CONNS", 64usize);
+    let rounds = env_or("NET_BENCH_ROUNDS", 5usize);
+    let secs = env_or("NET_BENCH_SECS", 1.0f64);
+    // Warm-up: every server, briefly.
+    for (_, addr) in servers {
+        load(*addr, conns, request, complete, 0.2);
+    }
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    for round in 0..rounds {
+        // Rotate the order, so no server always runs first or last.
+        for k in 0..servers.len() {
+            let i = (k + round) % servers.len();
+            rates[i].push(load(servers[i].1, conns, request, complete, secs));
+        }
+    }
+    let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
+    let find = |name: &str| servers.iter().position(|(n, _)| *n == name).map(|i| medians[i]);
+    let tokio = find("tokio current-thread");
+    let bare = find("bare epoll loop");
+    println!("\n### {title}: {conns} connections, {rounds} rounds of {secs} s, medians\n");
+    println!("| server | {unit} (median) | min | max | runner ÷ this |");
+    println!("|---|---:|---:|---:|---:|");
+    let runner = medians[0];
+    for (i, (name, _)) in servers.iter().enumerate() {
+        let min = rates[i].iter().cloned().fold(f64::INFINITY, f64::min);
+        let max = rates[i].iter().cloned().fold(0.0, f64::max);
+        println!(
+            "| {name} | {:.0} | {min:.0} | {max:.0} | {:.2}× |",
+            medians[i],
+            runner / medians[i]
+        );
+    }
+    if let Some(t) = tokio {
+        println!("\nrunner ÷ tokio current-thread: {:.2}×", runner / t);
+    }
+    if let Some(b) = bare {
+        println!("runner ÷ bare epoll loop: {:.2}×", runner / b);
+    }
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
+    let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    if wants("echo") {
+        let msg = vec![b'x'; env_or("NET_BENCH_MSG", 512usize)];
+        let servers = [
+            ("runner", start(runner_echo)),
+            ("tokio current-thread", start(tokio_echo)),
+            ("smol (async-executor + async-io)", start(smol_echo)),
+            ("bare epoll loop", start(bare_echo)),
+        ];
+        let title = format!("echo, {}-byte messages", msg.len());
+        // The message's length is the reply's: a `fn` pointer can't capture
+        // it, so the echo check reads it from a thread-local.
+        MSG_LEN.with(|l| l.set(msg.len()));
+        compare(&title, "round trips/s", &servers, &msg, echo_len);
+    }
+    if wants("http") {
+        let servers = [
+            ("runner", start(runner_http)),
+            ("tokio current-thread", start(tokio_http)),
+        ];
+        compare(
+            "hyper 1.x HTTP/1.1 hello, keep-alive",
+            "requests/s",
+            &servers,
+            GET,
+            http_response_len,
+        );
+    }
+}
+
+thread_local! {
+    static MSG_LEN: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn echo_len(buf: &[u8]) -> Option<usize> {
+    let n = MSG_LEN.with(|l| l.get());
+    (buf.len() >= n).then_some(n)
+}
