@@ -126,7 +126,7 @@ fn accept_out_of_file_descriptors_reports_and_loses_no_connection() {
         .map(|i| {
             let mut s = TcpStream::connect(addr).expect("the kernel completes the handshake (backlog)");
             s.set_read_timeout(Some(PATIENCE)).unwrap();
-            write!(s, "hello {i:03}\n").unwrap();
+            writeln!(s, "hello {i:03}").unwrap();
             s
         })
         .collect();
