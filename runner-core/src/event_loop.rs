@@ -30,6 +30,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,7 +42,7 @@ use polling::Poller;
 
 use crate::context::{self, ContextHolder, Map};
 use crate::executor::{self, Blocking, Executor, DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT};
-use crate::reactor::Reactor;
+use crate::reactor::{Direction, FdCallback, Reactor};
 use crate::task::{self, Header, JoinHandle, RawTask, RunResult, TaskInfo};
 use crate::time::{Clock, TimerEntry, TimerHandle, Timers};
 use crate::{Context, Error};
@@ -108,6 +109,8 @@ impl Shared {
 enum Ready {
     Task(usize),
     Callback(Rc<CallbackCell>),
+    /// An `add_reader`/`add_writer` callback whose descriptor is ready.
+    Fd(Rc<FdCallback>),
 }
 
 /// A callback scheduled on the loop, with the context it runs in.
@@ -477,6 +480,11 @@ impl LoopCore {
         if blocking {
             self.shared.sleeping.store(false, Ordering::SeqCst);
         }
+        let fired = reactor.take_fired();
+        if !fired.is_empty() {
+            let mut ready = self.ready.borrow_mut();
+            ready.extend(fired.into_iter().map(Ready::Fd));
+        }
         if let Err(e) = result {
             // The poller itself failed (not a timeout, not EINTR): report and
             // go on; the next iteration tries again.
@@ -572,6 +580,19 @@ impl LoopCore {
                 }
                 Ready::Callback(cell) => {
                     self.run_callback(&cell);
+                    if let Some(started) = started {
+                        self.check_slow(started, None);
+                    }
+                }
+                Ready::Fd(cb) => {
+                    let holder: Rc<dyn ContextHolder> = cb.clone();
+                    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| context::enter(holder, || cb.call()))) {
+                        self.report(ExceptionContext {
+                            message: "an add_reader/add_writer callback panicked (it stays registered)".into(),
+                            panic: Some(task::panic_message(payload.as_ref())),
+                            task: None,
+                        });
+                    }
                     if let Some(started) = started {
                         self.check_slow(started, None);
                     }
@@ -900,6 +921,103 @@ impl EventLoop {
         let cell = CallbackCell::new(Box::new(f));
         self.core.ready.borrow_mut().push_back(Ready::Callback(cell.clone()));
         Ok(CallbackHandle { cell })
+    }
+
+    /// Calls `callback` whenever `fd` is readable, at every loop iteration
+    /// while it stays readable, until [`remove_reader`](Self::remove_reader)
+    /// (asyncio's `add_reader`). The callback runs in a copy of the current
+    /// context. A second call for the same descriptor replaces the callback.
+    ///
+    /// The loop keeps `fd` (an `OwnedFd`, a socket, an `Rc` of one, ...)
+    /// until the descriptor is no longer watched in either direction, so it
+    /// cannot be closed while registered. Fails with an I/O error when the
+    /// OS refuses the descriptor (a regular file, say) or when it is
+    /// already registered otherwise (wrapped in a [`net`](crate::net)
+    /// socket).
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use std::io::{Read, Write};
+    /// use std::os::fd::AsRawFd;
+    /// use std::os::unix::net::UnixStream;
+    /// use std::rc::Rc;
+    /// use runner_core::EventLoop;
+    ///
+    /// let lp = EventLoop::new().unwrap();
+    /// let (a, mut b) = UnixStream::pair().unwrap();
+    /// let a = Rc::new(a);
+    /// let fd = a.as_raw_fd();
+    /// let got = Rc::new(RefCell::new(Vec::new()));
+    /// let (reader, sink, handle) = (a.clone(), got.clone(), lp.clone());
+    /// lp.add_reader(a, move || {
+    ///     let mut buf = [0u8; 16];
+    ///     let n = (&*reader).read(&mut buf).unwrap();
+    ///     sink.borrow_mut().extend_from_slice(&buf[..n]);
+    ///     handle.remove_reader(fd);
+    ///     handle.stop();
+    /// })
+    /// .unwrap();
+    /// b.write_all(b"ping").unwrap();
+    /// lp.run_forever().unwrap();
+    /// assert_eq!(&got.borrow()[..], b"ping");
+    /// ```
+    pub fn add_reader(&self, fd: impl AsFd + 'static, callback: impl FnMut() + 'static) -> Result<(), Error> {
+        self.add_watch(Direction::Read, Box::new(fd), Box::new(callback))
+    }
+
+    /// Calls `callback` whenever `fd` is writable, until
+    /// [`remove_writer`](Self::remove_writer) (asyncio's `add_writer`); as
+    /// [`add_reader`](Self::add_reader).
+    pub fn add_writer(&self, fd: impl AsFd + 'static, callback: impl FnMut() + 'static) -> Result<(), Error> {
+        self.add_watch(Direction::Write, Box::new(fd), Box::new(callback))
+    }
+
+    /// Stops calling the reader callback of descriptor `fd`; whether one
+    /// was registered (asyncio's `remove_reader`). When no writer callback
+    /// is left either, the loop drops what it kept of the descriptor.
+    pub fn remove_reader(&self, fd: RawFd) -> bool {
+        self.remove_watch(fd, Direction::Read)
+    }
+
+    /// Stops calling the writer callback of descriptor `fd`; whether one
+    /// was registered (asyncio's `remove_writer`).
+    pub fn remove_writer(&self, fd: RawFd) -> bool {
+        self.remove_watch(fd, Direction::Write)
+    }
+
+    fn add_watch(&self, dir: Direction, holder: Box<dyn AsFd>, f: Box<dyn FnMut()>) -> Result<(), Error> {
+        self.check_open()?;
+        let fd = holder.as_fd().as_raw_fd();
+        let refused = {
+            let mut reactor = self.core.reactor.borrow_mut();
+            let reactor = reactor.as_mut().ok_or(Error::LoopClosed)?;
+            match reactor.watch(dir, holder, FdCallback::new(f)) {
+                Ok(()) => return Ok(()),
+                Err(refused) => refused,
+            }
+        };
+        // The holder is dropped here, with the reactor no longer borrowed.
+        let (e, _holder) = refused;
+        let why = match e.raw_os_error() {
+            Some(libc::EEXIST) => "it is already registered with this loop (does a runner socket wrap it?)".to_string(),
+            Some(libc::EPERM) => "the OS cannot poll this kind of file (regular files are always ready: read them \
+                                  directly or in spawn_blocking)"
+                .to_string(),
+            _ => e.to_string(),
+        };
+        Err(Error::Io(io::Error::new(
+            e.kind(),
+            format!("cannot watch file descriptor {fd}: {why}"),
+        )))
+    }
+
+    fn remove_watch(&self, fd: RawFd, dir: Direction) -> bool {
+        let (had, holders) = match self.core.reactor.borrow_mut().as_mut() {
+            Some(reactor) => reactor.unwatch(fd, dir),
+            None => return false,
+        };
+        drop(holders);
+        had
     }
 
     /// Schedules `f` to run after `delay` (asyncio's `call_later`).

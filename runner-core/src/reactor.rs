@@ -34,14 +34,17 @@
 //! file descriptors even while wakers elsewhere still point at the loop.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
 use polling::{Event, Events, PollMode, Poller};
+
+use crate::context::{self, ContextHolder, Map};
 
 /// Which readiness a task waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,15 +117,72 @@ impl Source {
     }
 }
 
+/// A callback watching a file descriptor (`EventLoop::add_reader` and
+/// `add_writer`), with the context it was added in.
+pub(crate) struct FdCallback {
+    context_id: u64,
+    f: RefCell<Box<dyn FnMut()>>,
+    ctx: RefCell<Map>,
+}
+
+impl FdCallback {
+    pub(crate) fn new(f: Box<dyn FnMut()>) -> Rc<FdCallback> {
+        Rc::new(FdCallback {
+            context_id: context::new_context_id(),
+            f: RefCell::new(f),
+            ctx: RefCell::new(context::current_map()),
+        })
+    }
+
+    /// Calls the callback (not re-entrantly: a callback that is somehow
+    /// fired from inside itself is skipped).
+    pub(crate) fn call(&self) {
+        if let Ok(mut f) = self.f.try_borrow_mut() {
+            f();
+        }
+    }
+}
+
+impl ContextHolder for FdCallback {
+    fn map_cell(&self) -> &RefCell<Map> {
+        &self.ctx
+    }
+
+    fn context_id(&self) -> u64 {
+        self.context_id
+    }
+}
+
+/// A file descriptor watched by callbacks, level-triggered (asyncio's
+/// `add_reader`/`add_writer`: the callback runs at every iteration while
+/// the descriptor stays ready).
+struct Watch {
+    fd: RawFd,
+    /// What keeps the descriptor open; dropped only after the descriptor
+    /// has been deleted from the poller.
+    holders: Vec<Box<dyn AsFd>>,
+    reader: Option<Rc<FdCallback>>,
+    writer: Option<Rc<FdCallback>>,
+}
+
+enum Slot {
+    Source(Rc<Source>),
+    Watch(Watch),
+}
+
 pub(crate) struct Reactor {
     poller: Arc<Poller>,
     events: Events,
-    table: Vec<Option<Rc<Source>>>,
+    table: Vec<Option<Slot>>,
     free: Vec<usize>,
-    /// How many sources are registered. While it is zero, a zero-timeout
-    /// poll cannot find anything (cross-thread wake-ups have their own
-    /// flag), so the busy loop skips that system call.
+    /// How many sources and watches are registered. While it is zero, a
+    /// zero-timeout poll cannot find anything (cross-thread wake-ups have
+    /// their own flag), so the busy loop skips that system call.
     sources: usize,
+    /// Watched descriptors and their keys in `table`.
+    watches: HashMap<RawFd, usize>,
+    /// Callbacks whose descriptors were found ready by the last wait.
+    fired: Vec<Rc<FdCallback>>,
 }
 
 impl Reactor {
@@ -133,6 +193,8 @@ impl Reactor {
             table: Vec::new(),
             free: Vec::new(),
             sources: 0,
+            watches: HashMap::new(),
+            fired: Vec::new(),
         })
     }
 
@@ -150,53 +212,167 @@ impl Reactor {
         self.sources
     }
 
-    /// Registers `io` for both directions, edge-triggered.
+    /// Adds `fd` to the poller under a fresh key and puts `slot(key)` in
+    /// the table. The slot must own what keeps `fd` open (callers pass the
+    /// descriptor of the object they move into the slot).
     #[allow(unsafe_code)]
-    pub(crate) fn register(&mut self, io: Rc<dyn AsFd>) -> io::Result<Rc<Source>> {
+    fn add(
+        &mut self,
+        fd: RawFd,
+        interest: impl FnOnce(usize) -> Event,
+        mode: PollMode,
+        slot: impl FnOnce(usize) -> Slot,
+    ) -> io::Result<usize> {
         let key = self.free.pop().unwrap_or(self.table.len());
-        let fd = io.as_fd().as_raw_fd();
         // SAFETY: `Poller::add` requires the descriptor to be deleted from
-        // the poller before it is closed. The source created here owns `io`
-        // (an `Rc`), so the descriptor stays open while the source is in the
-        // table; `deregister` deletes it from the poller before dropping the
-        // source, and if the reactor itself is dropped first, the poller is
-        // closed with it, which ends every registration.
-        let added = unsafe { self.poller.add_with_mode(fd, Event::all(key), PollMode::Edge) };
+        // the poller before it is closed. Every slot owns what keeps its
+        // descriptor open (a source its `Rc<dyn AsFd>`, a watch its
+        // holders), so the descriptor stays open while the slot is in the
+        // table; `deregister` and `unwatch` delete it from the poller before
+        // dropping the slot, and if the reactor itself is dropped first, the
+        // poller (its first field) is closed first, which ends every
+        // registration.
+        let added = unsafe { self.poller.add_with_mode(fd, interest(key), mode) };
         if let Err(e) = added {
             self.free.push(key);
             return Err(e);
         }
-        let source = Rc::new(Source {
-            key,
-            io,
-            read: Readiness::new(),
-            write: Readiness::new(),
-        });
+        let slot = Some(slot(key));
         if key == self.table.len() {
-            self.table.push(Some(source.clone()));
+            self.table.push(slot);
         } else {
-            self.table[key] = Some(source.clone());
+            self.table[key] = slot;
         }
         self.sources += 1;
-        Ok(source)
+        Ok(key)
+    }
+
+    /// Empties a slot whose descriptor was deleted from the poller.
+    fn release(&mut self, key: usize) -> Option<Slot> {
+        let slot = self.table.get_mut(key)?.take()?;
+        self.free.push(key);
+        self.sources -= 1;
+        Some(slot)
+    }
+
+    /// Registers `io` for both directions, edge-triggered.
+    pub(crate) fn register(&mut self, io: Rc<dyn AsFd>) -> io::Result<Rc<Source>> {
+        let mut made = None;
+        self.add(io.as_fd().as_raw_fd(), Event::all, PollMode::Edge, |key| {
+            let source = Rc::new(Source {
+                key,
+                io: io.clone(),
+                read: Readiness::new(),
+                write: Readiness::new(),
+            });
+            made = Some(source.clone());
+            Slot::Source(source)
+        })?;
+        Ok(made.expect("the slot was made"))
     }
 
     /// Deletes the source from the poller (its descriptor still open) and
     /// forgets it.
     pub(crate) fn deregister(&mut self, source: &Source) {
-        let _ = self.poller.delete(source.io.as_fd());
-        if let Some(slot) = self.table.get_mut(source.key) {
-            if slot.as_ref().is_some_and(|s| std::ptr::eq(&**s, source)) {
-                *slot = None;
-                self.free.push(source.key);
-                self.sources -= 1;
-            }
+        let ours = matches!(
+            self.table.get(source.key),
+            Some(Some(Slot::Source(s))) if std::ptr::eq(&**s, source)
+        );
+        if ours {
+            let _ = self.poller.delete(source.io.as_fd());
+            self.release(source.key);
         }
     }
 
+    /// Sets (or replaces) the callback of one direction of a watched
+    /// descriptor, starting the watch if needed. `holder` keeps the
+    /// descriptor open until the whole watch ends. On failure the holder is
+    /// handed back (when it was not kept), for the caller to drop once it no longer borrows the
+    /// reactor (dropping it may deregister runner sockets).
+    pub(crate) fn watch(
+        &mut self,
+        dir: Direction,
+        holder: Box<dyn AsFd>,
+        cb: Rc<FdCallback>,
+    ) -> Result<(), (io::Error, Option<Box<dyn AsFd>>)> {
+        let fd = holder.as_fd().as_raw_fd();
+        if let Some(&key) = self.watches.get(&fd) {
+            let Some(Some(Slot::Watch(w))) = self.table.get_mut(key) else {
+                unreachable!("the watch table points at a watch");
+            };
+            match dir {
+                Direction::Read => w.reader = Some(cb),
+                Direction::Write => w.writer = Some(cb),
+            }
+            w.holders.push(holder);
+            let interest = Event::new(key, w.reader.is_some(), w.writer.is_some());
+            return self
+                .poller
+                .modify_with_mode(holder_fd(w), interest, PollMode::Level)
+                .map_err(|e| (e, None));
+        }
+        let read = dir == Direction::Read;
+        let mut holder = Some(holder);
+        let added = self.add(
+            fd,
+            |key| Event::new(key, read, !read),
+            PollMode::Level,
+            |_| {
+                Slot::Watch(Watch {
+                    fd,
+                    holders: vec![holder.take().expect("the slot is made once")],
+                    reader: if read { Some(cb.clone()) } else { None },
+                    writer: if read { None } else { Some(cb) },
+                })
+            },
+        );
+        match added {
+            Ok(key) => {
+                self.watches.insert(fd, key);
+                Ok(())
+            }
+            Err(e) => Err((e, holder)),
+        }
+    }
+
+    /// Stops one direction's callback; ends the watch (deleting the
+    /// descriptor from the poller) when neither is left, and then returns
+    /// the holders, for the caller to drop once it no longer borrows the
+    /// reactor. The flag says whether that direction was watched.
+    pub(crate) fn unwatch(&mut self, fd: RawFd, dir: Direction) -> (bool, Vec<Box<dyn AsFd>>) {
+        let Some(&key) = self.watches.get(&fd) else {
+            return (false, Vec::new());
+        };
+        let Some(Some(Slot::Watch(w))) = self.table.get_mut(key) else {
+            return (false, Vec::new());
+        };
+        let had = match dir {
+            Direction::Read => w.reader.take(),
+            Direction::Write => w.writer.take(),
+        }
+        .is_some();
+        if w.reader.is_some() || w.writer.is_some() {
+            let interest = Event::new(key, w.reader.is_some(), w.writer.is_some());
+            let _ = self.poller.modify_with_mode(holder_fd(w), interest, PollMode::Level);
+            return (had, Vec::new());
+        }
+        let _ = self.poller.delete(holder_fd(w));
+        self.watches.remove(&fd);
+        match self.release(key) {
+            Some(Slot::Watch(w)) => (had, w.holders),
+            _ => (had, Vec::new()),
+        }
+    }
+
+    /// The callbacks found ready by the last wait, in event order.
+    pub(crate) fn take_fired(&mut self) -> Vec<Rc<FdCallback>> {
+        std::mem::take(&mut self.fired)
+    }
+
     /// Blocks until an event, a notification, or the timeout (`None`: no
-    /// timeout), then marks the ready directions of every source that had an event and
-    /// wakes their waiters. An
+    /// timeout), then marks the ready directions of every source that had
+    /// an event and wakes their waiters, and collects the callbacks of
+    /// ready watched descriptors (run by the loop afterwards). An
     /// interrupted wait (EINTR, e.g. by a signal) is not an error: the loop
     /// simply goes round again.
     pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
@@ -207,16 +383,33 @@ impl Reactor {
             Err(e) => return Err(e),
         };
         for ev in self.events.iter() {
-            let Some(source) = self.table.get(ev.key).and_then(|s| s.clone()) else {
-                continue;
-            };
-            if ev.readable {
-                source.read.fire();
-            }
-            if ev.writable {
-                source.write.fire();
+            match self.table.get(ev.key) {
+                Some(Some(Slot::Source(source))) => {
+                    let source = source.clone();
+                    if ev.readable {
+                        source.read.fire();
+                    }
+                    if ev.writable {
+                        source.write.fire();
+                    }
+                }
+                Some(Some(Slot::Watch(w))) => {
+                    if ev.readable {
+                        self.fired.extend(w.reader.clone());
+                    }
+                    if ev.writable {
+                        self.fired.extend(w.writer.clone());
+                    }
+                }
+                _ => {}
             }
         }
         Ok(n)
     }
+}
+
+/// The watched descriptor, borrowed from the holder that keeps it open.
+fn holder_fd(w: &Watch) -> BorrowedFd<'_> {
+    debug_assert!(w.holders.iter().all(|h| h.as_fd().as_raw_fd() == w.fd));
+    w.holders[0].as_fd()
 }
