@@ -153,6 +153,26 @@ fn connecting_to_a_closed_port_is_connection_refused() {
 }
 
 #[test]
+fn a_reset_by_the_peer_is_connection_reset() {
+    // The client closes with SO_LINGER 0, which sends RST instead of FIN.
+    let err = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let s = std::net::TcpStream::connect(addr).unwrap();
+            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+            drop(s);
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        client.join().unwrap();
+        let mut buf = [0u8; 8];
+        stream.read(&mut buf).await.unwrap_err()
+    })
+    .unwrap();
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
+}
+
+#[test]
 fn a_read_timeout_leaves_the_socket_usable() {
     let got = runner_core::run(async {
         let listener = TcpListener::bind(localhost()).unwrap();
@@ -227,6 +247,47 @@ fn streams_work_with_futures_io_utilities() {
     })
     .unwrap();
     assert_eq!(got, "through futures-io");
+}
+
+#[test]
+fn buffered_line_reading_and_split_halves_work() {
+    // AsyncBufRead through futures-io's BufReader, and the stream split
+    // into owned read and write halves used by two tasks at once.
+    use futures_lite::io::{split, AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let lines = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.write_all(b"one\ntwo\nthree\n").unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut back = String::new();
+            s.read_to_string(&mut back).unwrap();
+            back
+        });
+        let (stream, _) = listener.accept().await.unwrap();
+        let (reader, mut writer) = split(stream);
+        let echo_upper = spawn(async move {
+            let mut lines = BufReader::new(reader).lines();
+            let mut seen = Vec::new();
+            while let Some(line) = futures_lite::StreamExt::next(&mut lines).await {
+                seen.push(line.unwrap());
+            }
+            seen
+        });
+        let seen = echo_upper.await.unwrap();
+        for l in &seen {
+            writer
+                .write_all(format!("{}\n", l.to_uppercase()).as_bytes())
+                .await
+                .unwrap();
+        }
+        writer.close().await.unwrap();
+        assert_eq!(client.join().unwrap(), "ONE\nTWO\nTHREE\n");
+        seen
+    })
+    .unwrap();
+    assert_eq!(lines, ["one", "two", "three"]);
 }
 
 #[test]
