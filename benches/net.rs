@@ -13,7 +13,11 @@
 //! Rounds interleave the servers (1 s each, `ROUNDS` rounds) and medians
 //! are reported, with ratios against tokio and the bare loop.
 //!
-//! `cargo bench -p runner --bench net [echo|http]`; environment:
+//! - **idle**: the resident memory of a server process (runner, tokio,
+//!   smol) holding `NET_BENCH_IDLE` (10,000) idle connections, each with a
+//!   task waiting to read.
+//!
+//! `cargo bench -p runner --bench net [echo|http|idle]`; environment:
 //! `NET_BENCH_CONNS` (default 64), `NET_BENCH_ROUNDS` (5),
 //! `NET_BENCH_SECS` (1.0), `NET_BENCH_MSG` (echo message size, 512).
 
@@ -415,7 +419,152 @@ fn compare(title: &str, unit: &str, servers: &[(&str, SocketAddr)], request: &[u
     }
 }
 
+// ---------------------------------------------------------------- idle memory
+
+/// Resident memory of this process, in KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The child side of the idle-memory comparison: a server on `runtime`
+/// that accepts `n` connections, each served by a task echoing through a
+/// 64-byte buffer, and prints its resident memory before and after; it
+/// exits when all have closed.
+fn idle_server(runtime: &str, n: usize) {
+    fn report(before: u64) {
+        println!("rss {before} {}", rss_kib());
+    }
+    match runtime {
+        "runner" => runner_core::run(async move {
+            let listener = runner_core::net::TcpListener::bind(localhost()).unwrap();
+            println!("listening {}", listener.local_addr().unwrap());
+            let before = rss_kib();
+            let mut tasks = Vec::with_capacity(n);
+            for _ in 0..n {
+                let (s, _) = listener.accept().await.unwrap();
+                tasks.push(runner_core::spawn(async move {
+                    let mut buf = [0u8; 64];
+                    while let Ok(k @ 1..) = s.read(&mut buf).await {
+                        if s.write_all(&buf[..k]).await.is_err() {
+                            break;
+                        }
+                    }
+                }));
+            }
+            runner_core::yield_now().await;
+            report(before);
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+        .unwrap(),
+        "tokio" => {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(localhost()).await.unwrap();
+                println!("listening {}", listener.local_addr().unwrap());
+                let before = rss_kib();
+                let mut tasks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let (mut s, _) = listener.accept().await.unwrap();
+                    tasks.push(tokio::spawn(async move {
+                        let mut buf = [0u8; 64];
+                        while let Ok(k @ 1..) = s.read(&mut buf).await {
+                            if s.write_all(&buf[..k]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }));
+                }
+                tokio::task::yield_now().await;
+                report(before);
+                for t in tasks {
+                    t.await.unwrap();
+                }
+            });
+        }
+        "smol" => {
+            use futures_lite::{AsyncReadExt, AsyncWriteExt};
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                let listener = async_io::Async::<TcpListener>::bind(localhost()).unwrap();
+                println!("listening {}", listener.get_ref().local_addr().unwrap());
+                let before = rss_kib();
+                let mut tasks = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let (s, _) = listener.accept().await.unwrap();
+                    tasks.push(ex.spawn(async move {
+                        let mut buf = [0u8; 64];
+                        while let Ok(k @ 1..) = (&s).read(&mut buf).await {
+                            if (&s).write_all(&buf[..k]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }));
+                }
+                futures_lite::future::yield_now().await;
+                report(before);
+                for t in tasks {
+                    t.await;
+                }
+            }));
+        }
+        other => panic!("unknown runtime {other}"),
+    }
+}
+
+/// Starts an idle server child per runtime, holds `n` client connections
+/// to it, and reports the child's memory growth per connection.
+fn idle_memory(n: usize) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    println!("\n### {n} idle connections: resident memory of the server process\n");
+    println!("| server | before (KiB) | after (KiB) | bytes per connection |");
+    println!("|---|---:|---:|---:|");
+    for runtime in ["runner", "tokio", "smol"] {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--idle-server", runtime, &n.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = out.next().unwrap().unwrap();
+        let addr: SocketAddr = line.strip_prefix("listening ").unwrap().parse().unwrap();
+        let clients: Vec<TcpStream> = (0..n)
+            .map(|i| {
+                TcpStream::connect(addr).unwrap_or_else(|e| {
+                    panic!("connection {i} failed: {e} (raise `ulimit -n` above {n} to hold them all)")
+                })
+            })
+            .collect();
+        let line = out.next().unwrap().unwrap();
+        let nums: Vec<u64> = line.split_whitespace().skip(1).map(|v| v.parse().unwrap()).collect();
+        let (before, after) = (nums[0], nums[1]);
+        drop(clients);
+        child.wait().unwrap();
+        let name = match runtime {
+            "tokio" => "tokio current-thread",
+            "smol" => "smol (async-executor + async-io)",
+            r => r,
+        };
+        println!(
+            "| {name} | {before} | {after} | {} |",
+            (after - before) * 1024 / n as u64
+        );
+    }
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--idle-server") {
+        return idle_server(&args[2], args[3].parse().unwrap());
+    }
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
     if wants("echo") {
@@ -444,6 +593,9 @@ fn main() {
             GET,
             http_response_len,
         );
+    }
+    if wants("idle") {
+        idle_memory(env_or("NET_BENCH_IDLE", 10_000usize));
     }
 }
 

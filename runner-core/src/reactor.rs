@@ -62,28 +62,56 @@ pub(crate) struct Source {
     write: Readiness,
 }
 
+/// One direction of a source. The usual single waiter is kept inline (no
+/// allocation per connection); more tasks waiting on one socket and
+/// direction go to `more`.
 struct Readiness {
     ready: Cell<bool>,
-    waiters: RefCell<Vec<Waker>>,
+    first: RefCell<Option<Waker>>,
+    more: RefCell<Vec<Waker>>,
 }
 
 impl Readiness {
     fn new() -> Readiness {
         Readiness {
             ready: Cell::new(true),
-            waiters: RefCell::default(),
+            first: RefCell::new(None),
+            more: RefCell::new(Vec::new()),
         }
     }
 
-    /// Sets the flag and wakes the waiters. The list is taken out while
-    /// waking (a waker may run foreign code) and its buffer put back.
+    /// Adds `waker` (once).
+    fn add(&self, waker: &Waker) {
+        let mut first = self.first.borrow_mut();
+        match &*first {
+            None => *first = Some(waker.clone()),
+            Some(w) if w.will_wake(waker) => {}
+            Some(_) => {
+                let mut more = self.more.borrow_mut();
+                if !more.iter().any(|w| w.will_wake(waker)) {
+                    more.push(waker.clone());
+                }
+            }
+        }
+    }
+
+    /// Sets the flag and wakes the waiters. They are taken out before
+    /// waking (a waker may run foreign code); the overflow list's buffer is
+    /// put back.
     fn fire(&self) {
         self.ready.set(true);
-        let mut woken = std::mem::take(&mut *self.waiters.borrow_mut());
+        let first = self.first.borrow_mut().take();
+        if let Some(w) = first {
+            w.wake();
+        }
+        if self.more.borrow().is_empty() {
+            return;
+        }
+        let mut woken = std::mem::take(&mut *self.more.borrow_mut());
         for w in woken.drain(..) {
             w.wake();
         }
-        let mut list = self.waiters.borrow_mut();
+        let mut list = self.more.borrow_mut();
         if list.is_empty() {
             *list = woken;
         }
@@ -110,10 +138,7 @@ impl Source {
 
     /// Adds `waker` to the direction's waiters (once).
     pub(crate) fn add_waiter(&self, dir: Direction, waker: &Waker) {
-        let mut list = self.dir(dir).waiters.borrow_mut();
-        if !list.iter().any(|w| w.will_wake(waker)) {
-            list.push(waker.clone());
-        }
+        self.dir(dir).add(waker);
     }
 }
 
