@@ -1,6 +1,6 @@
 //! Network throughput, runner against tokio current-thread, smol
-//! (async-executor + async-io) and a bare level-triggered epoll loop (the
-//! `polling` crate, no runtime), on the same work in one run:
+//! (async-executor + async-io) and a bare level-triggered epoll loop (raw
+//! `epoll_wait` through rustix, no runtime), on the same work in one run:
 //!
 //! - **echo**: `CONNS` connections, each sending a `MSG`-byte message and
 //!   waiting for its echo, over and over (round trips per second);
@@ -32,7 +32,61 @@ use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Response;
-use polling::{Event, Events, PollMode, Poller};
+use rustix::event::epoll;
+
+/// A bare level-triggered epoll set (rustix's safe wrappers): one
+/// `epoll_wait` per wait, nothing else.
+struct Epoll(std::os::fd::OwnedFd);
+
+impl Epoll {
+    fn new() -> Epoll {
+        Epoll(epoll::create(epoll::CreateFlags::CLOEXEC).unwrap())
+    }
+    fn flags(r: bool, w: bool) -> epoll::EventFlags {
+        let mut f = epoll::EventFlags::empty();
+        if r {
+            f |= epoll::EventFlags::IN;
+        }
+        if w {
+            f |= epoll::EventFlags::OUT;
+        }
+        f
+    }
+    fn add(&self, fd: impl std::os::fd::AsFd, key: usize, r: bool, w: bool) {
+        epoll::add(&self.0, fd, epoll::EventData::new_u64(key as u64), Self::flags(r, w)).unwrap();
+    }
+    fn modify(&self, fd: impl std::os::fd::AsFd, key: usize, r: bool, w: bool) {
+        epoll::modify(&self.0, fd, epoll::EventData::new_u64(key as u64), Self::flags(r, w)).unwrap();
+    }
+    fn delete(&self, fd: impl std::os::fd::AsFd) {
+        epoll::delete(&self.0, fd).unwrap();
+    }
+    /// Waits (at most `timeout_ms`, -1 for no limit) into `out` as
+    /// `(key, readable, writable)`.
+    fn wait(&self, buf: &mut Vec<epoll::Event>, out: &mut Vec<(usize, bool, bool)>, timeout_ms: i64) {
+        buf.clear();
+        out.clear();
+        let ts = rustix::event::Timespec {
+            tv_sec: timeout_ms / 1000,
+            tv_nsec: (timeout_ms % 1000) * 1_000_000,
+        };
+        let timeout = (timeout_ms >= 0).then_some(&ts);
+        match epoll::wait(&self.0, rustix::buffer::spare_capacity(buf), timeout) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("epoll_wait: {e}"),
+        }
+        use epoll::EventFlags as F;
+        out.extend(buf.iter().map(|e| {
+            let (flags, data) = (e.flags, e.data); // copied out of the packed struct
+            let bad = flags.intersects(F::ERR | F::HUP);
+            (
+                data.u64() as usize,
+                bad || flags.contains(F::IN),
+                bad || flags.contains(F::OUT),
+            )
+        }));
+    }
+}
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -146,18 +200,15 @@ fn bare_echo(tx: mpsc::Sender<SocketAddr>) {
     let listener = TcpListener::bind(localhost()).unwrap();
     listener.set_nonblocking(true).unwrap();
     tx.send(listener.local_addr().unwrap()).unwrap();
-    let poller = Poller::new().unwrap();
-    // SAFETY: the listener outlives the poller's use of it (both live until
-    // this function returns, which it never does).
-    unsafe { poller.add_with_mode(&listener, Event::readable(0), PollMode::Level) }.unwrap();
+    let ep = Epoll::new();
+    ep.add(&listener, 0, true, false);
     let mut conns: Vec<Option<Conn>> = Vec::new();
-    let mut events = Events::new();
+    let (mut raw, mut events) = (Vec::with_capacity(1024), Vec::with_capacity(1024));
     let mut buf = vec![0u8; 4096];
     loop {
-        events.clear();
-        poller.wait(&mut events, None).unwrap();
-        for ev in events.iter() {
-            if ev.key == 0 {
+        ep.wait(&mut raw, &mut events, -1);
+        for &(key, readable, writable) in &events {
+            if key == 0 {
                 while let Ok((s, _)) = listener.accept() {
                     s.set_nonblocking(true).unwrap();
                     s.set_nodelay(true).unwrap();
@@ -165,43 +216,35 @@ fn bare_echo(tx: mpsc::Sender<SocketAddr>) {
                         conns.push(None);
                         conns.len() - 1
                     });
-                    // SAFETY: the stream is deleted from the poller before it
-                    // is dropped (see `close` below).
-                    unsafe { poller.add_with_mode(&s, Event::readable(key + 1), PollMode::Level) }.unwrap();
+                    ep.add(&s, key + 1, true, false);
                     conns[key] = Some(Conn { s, pending: Vec::new() });
                 }
                 continue;
             }
-            let key = ev.key - 1;
+            let key = key - 1;
             let Some(c) = conns[key].as_mut() else { continue };
             let mut close = false;
-            if ev.writable && !c.pending.is_empty() {
+            if writable && !c.pending.is_empty() {
                 match c.s.write(&c.pending) {
                     Ok(n) => drop(c.pending.drain(..n)),
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(_) => close = true,
                 }
                 if c.pending.is_empty() {
-                    poller
-                        .modify_with_mode(&c.s, Event::readable(key + 1), PollMode::Level)
-                        .unwrap();
+                    ep.modify(&c.s, key + 1, true, false);
                 }
-            } else if ev.readable {
+            } else if readable {
                 match c.s.read(&mut buf) {
                     Ok(0) => close = true,
                     Ok(n) => match c.s.write(&buf[..n]) {
                         Ok(w) if w == n => {}
                         Ok(w) => {
                             c.pending.extend_from_slice(&buf[w..n]);
-                            poller
-                                .modify_with_mode(&c.s, Event::writable(key + 1), PollMode::Level)
-                                .unwrap();
+                            ep.modify(&c.s, key + 1, false, true);
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                             c.pending.extend_from_slice(&buf[..n]);
-                            poller
-                                .modify_with_mode(&c.s, Event::writable(key + 1), PollMode::Level)
-                                .unwrap();
+                            ep.modify(&c.s, key + 1, false, true);
                         }
                         Err(_) => close = true,
                     },
@@ -211,7 +254,7 @@ fn bare_echo(tx: mpsc::Sender<SocketAddr>) {
             }
             if close {
                 let c = conns[key].take().unwrap();
-                poller.delete(&c.s).unwrap();
+                ep.delete(&c.s);
             }
         }
     }
@@ -292,7 +335,7 @@ fn load(addr: SocketAddr, conns: usize, request: &[u8], complete: Complete, secs
         inbuf: Vec<u8>,
         out: usize,
     }
-    let poller = Poller::new().unwrap();
+    let ep = Epoll::new();
     let mut cs: Vec<Conn> = (0..conns)
         .map(|_| {
             let s = TcpStream::connect(addr).unwrap();
@@ -306,32 +349,27 @@ fn load(addr: SocketAddr, conns: usize, request: &[u8], complete: Complete, secs
         })
         .collect();
     for (i, c) in cs.iter().enumerate() {
-        // SAFETY: the streams are deleted from the poller before they drop
-        // (end of this function).
-        unsafe { poller.add_with_mode(&c.s, Event::writable(i), PollMode::Level) }.unwrap();
+        ep.add(&c.s, i, false, true);
     }
-    let mut events = Events::new();
+    let (mut raw, mut events) = (Vec::with_capacity(1024), Vec::with_capacity(1024));
     let mut buf = vec![0u8; 64 * 1024];
     let mut replies = 0u64;
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(secs);
     while Instant::now() < end {
-        events.clear();
-        poller.wait(&mut events, Some(Duration::from_millis(100))).unwrap();
-        for ev in events.iter() {
-            let c = &mut cs[ev.key];
-            if ev.writable {
+        ep.wait(&mut raw, &mut events, 100);
+        for &(key, readable, writable) in &events {
+            let c = &mut cs[key];
+            if writable {
                 match c.s.write(&request[c.out..]) {
                     Ok(n) => c.out += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => panic!("client write: {e}"),
                 }
                 if c.out == request.len() {
-                    poller
-                        .modify_with_mode(&c.s, Event::readable(ev.key), PollMode::Level)
-                        .unwrap();
+                    ep.modify(&c.s, key, true, false);
                 }
-            } else if ev.readable {
+            } else if readable {
                 match c.s.read(&mut buf) {
                     Ok(0) => panic!("the server closed a connection"),
                     Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
@@ -348,9 +386,7 @@ fn load(addr: SocketAddr, conns: usize, request: &[u8], complete: Complete, secs
                         Err(e) => panic!("client write: {e}"),
                     };
                     if c.out < request.len() {
-                        poller
-                            .modify_with_mode(&c.s, Event::writable(ev.key), PollMode::Level)
-                            .unwrap();
+                        ep.modify(&c.s, key, false, true);
                     }
                 }
             }
@@ -358,7 +394,7 @@ fn load(addr: SocketAddr, conns: usize, request: &[u8], complete: Complete, secs
     }
     let rate = replies as f64 / start.elapsed().as_secs_f64();
     for c in &cs {
-        poller.delete(&c.s).unwrap();
+        ep.delete(&c.s);
     }
     rate
 }

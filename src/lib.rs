@@ -26,4 +26,6 @@ mod guide {
     struct Debug;
     #[doc = include_str!("../docs/testing.md")]
     struct Testing;
+    #[doc = include_str!("../docs/networking.md")]
+    struct Networking;
 }

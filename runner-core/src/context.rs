@@ -11,7 +11,7 @@
 //! # Design
 //!
 //! A context's contents are an immutable sorted array of `(variable id,
-//! value)` pairs behind an `Rc` ([`Map`]). Copying a context clones that
+//! value)` pairs behind an `Rc` (`Map`). Copying a context clones that
 //! `Rc`: O(1), no allocation, which keeps `spawn` cheap. Setting a variable
 //! builds a new array (O(number of variables set in the context)), as a
 //! persistent map does; programs set few variables and spawn often, so this

@@ -38,10 +38,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
-use polling::Poller;
 
 use crate::context::{self, ContextHolder, Map};
 use crate::executor::{self, Blocking, Executor, DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT};
+use crate::poll::Poller;
 use crate::reactor::{Direction, FdCallback, Reactor};
 use crate::task::{self, Header, JoinHandle, RawTask, RunResult, TaskInfo};
 use crate::time::{Clock, TimerEntry, TimerHandle, Timers};

@@ -43,6 +43,7 @@ pub mod error;
 pub mod event_loop;
 pub mod executor;
 pub mod net;
+mod poll;
 mod reactor;
 pub mod runner;
 pub mod signal;

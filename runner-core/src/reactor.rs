@@ -1,8 +1,9 @@
 //! The reactor: where the loop blocks when it has nothing to run, and where
 //! sockets report readiness.
 //!
-//! It owns the `polling::Poller` (epoll on Linux, kqueue on BSDs/macOS, IOCP
-//! on Windows), its event buffer and a table of registered [`Source`]s. The
+//! It owns the poller ([`crate::poll`]: epoll on Linux, `polling`'s kqueue
+//! elsewhere), its event buffer and a table of registered [`Source`]s and
+//! watched descriptors (`add_reader`/`add_writer`, level-triggered). The
 //! loop blocks in [`Reactor::wait`] with a timeout computed from its next
 //! timer; other threads interrupt that wait with `Poller::notify` (see
 //! `event_loop::Shared`).
@@ -11,7 +12,7 @@
 //!
 //! A source is a registered file descriptor with, per direction, a cached
 //! readiness flag and a list of wakers. Sources are registered once, for
-//! both directions, in `polling`'s edge-triggered mode (epoll's `EPOLLET`),
+//! both directions, edge-triggered (epoll's `EPOLLET`),
 //! so waiting never costs a system call to re-arm:
 //!
 //! - a direction starts out *ready*, and an I/O call is tried while it is;
@@ -25,9 +26,11 @@
 //! edge, hence a new event. A task that polls again while the flag is clear
 //! gets `Pending` without a system call.
 //!
-//! The source holds the I/O object (an `Rc<dyn AsFd>`), so its file
-//! descriptor stays open until the source is deleted from the poller: the
-//! condition `Poller::add` asks of its callers.
+//! The source holds the I/O object (an `Rc<dyn AsFd>`), and a watch the
+//! objects it was given, so a registered descriptor stays open until it is
+//! deleted from the poller (the condition `polling::Poller::add` asks of
+//! its callers; on Linux, a descriptor closed while registered would leave
+//! its registration behind in epoll).
 //!
 //! The poller is held in an `Arc` so that other threads can notify it through
 //! a `Weak`: closing the loop drops the `Arc`, which releases the poller's
@@ -42,7 +45,7 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
-use polling::{Event, Events, PollMode, Poller};
+use crate::poll::{Events, Mode, Poller};
 
 use crate::context::{self, ContextHolder, Map};
 
@@ -237,39 +240,23 @@ impl Reactor {
         self.sources
     }
 
-    /// Adds `fd` to the poller under a fresh key and puts `slot(key)` in
-    /// the table. The slot must own what keeps `fd` open (callers pass the
-    /// descriptor of the object they move into the slot).
-    #[allow(unsafe_code)]
-    fn add(
-        &mut self,
-        fd: RawFd,
-        interest: impl FnOnce(usize) -> Event,
-        mode: PollMode,
-        slot: impl FnOnce(usize) -> Slot,
-    ) -> io::Result<usize> {
+    /// The key the next slot gets.
+    fn next_key(&self) -> usize {
+        self.free.last().copied().unwrap_or(self.table.len())
+    }
+
+    /// Puts a slot (whose descriptor was just added to the poller under
+    /// [`next_key`](Self::next_key)) in the table. The slot owns what keeps
+    /// its descriptor open until it is deleted from the poller.
+    fn put(&mut self, slot: Slot) -> usize {
         let key = self.free.pop().unwrap_or(self.table.len());
-        // SAFETY: `Poller::add` requires the descriptor to be deleted from
-        // the poller before it is closed. Every slot owns what keeps its
-        // descriptor open (a source its `Rc<dyn AsFd>`, a watch its
-        // holders), so the descriptor stays open while the slot is in the
-        // table; `deregister` and `unwatch` delete it from the poller before
-        // dropping the slot, and if the reactor itself is dropped first, the
-        // poller (its first field) is closed first, which ends every
-        // registration.
-        let added = unsafe { self.poller.add_with_mode(fd, interest(key), mode) };
-        if let Err(e) = added {
-            self.free.push(key);
-            return Err(e);
-        }
-        let slot = Some(slot(key));
         if key == self.table.len() {
-            self.table.push(slot);
+            self.table.push(Some(slot));
         } else {
-            self.table[key] = slot;
+            self.table[key] = Some(slot);
         }
         self.sources += 1;
-        Ok(key)
+        key
     }
 
     /// Empties a slot whose descriptor was deleted from the poller.
@@ -282,18 +269,16 @@ impl Reactor {
 
     /// Registers `io` for both directions, edge-triggered.
     pub(crate) fn register(&mut self, io: Rc<dyn AsFd>) -> io::Result<Rc<Source>> {
-        let mut made = None;
-        self.add(io.as_fd().as_raw_fd(), Event::all, PollMode::Edge, |key| {
-            let source = Rc::new(Source {
-                key,
-                io: io.clone(),
-                read: Readiness::new(),
-                write: Readiness::new(),
-            });
-            made = Some(source.clone());
-            Slot::Source(source)
-        })?;
-        Ok(made.expect("the slot was made"))
+        let key = self.next_key();
+        self.poller.add(io.as_fd(), key, true, true, Mode::Edge)?;
+        let source = Rc::new(Source {
+            key,
+            io,
+            read: Readiness::new(),
+            write: Readiness::new(),
+        });
+        self.put(Slot::Source(source.clone()));
+        Ok(source)
     }
 
     /// Deletes the source from the poller (its descriptor still open) and
@@ -330,34 +315,25 @@ impl Reactor {
                 Direction::Write => w.writer = Some(cb),
             }
             w.holders.push(holder);
-            let interest = Event::new(key, w.reader.is_some(), w.writer.is_some());
+            let (r, wr) = (w.reader.is_some(), w.writer.is_some());
             return self
                 .poller
-                .modify_with_mode(holder_fd(w), interest, PollMode::Level)
+                .modify(holder_fd(w), key, r, wr, Mode::Level)
                 .map_err(|e| (e, None));
         }
         let read = dir == Direction::Read;
-        let mut holder = Some(holder);
-        let added = self.add(
-            fd,
-            |key| Event::new(key, read, !read),
-            PollMode::Level,
-            |_| {
-                Slot::Watch(Watch {
-                    fd,
-                    holders: vec![holder.take().expect("the slot is made once")],
-                    reader: if read { Some(cb.clone()) } else { None },
-                    writer: if read { None } else { Some(cb) },
-                })
-            },
-        );
-        match added {
-            Ok(key) => {
-                self.watches.insert(fd, key);
-                Ok(())
-            }
-            Err(e) => Err((e, holder)),
+        let key = self.next_key();
+        if let Err(e) = self.poller.add(holder.as_fd(), key, read, !read, Mode::Level) {
+            return Err((e, Some(holder)));
         }
+        let key = self.put(Slot::Watch(Watch {
+            fd,
+            holders: vec![holder],
+            reader: if read { Some(cb.clone()) } else { None },
+            writer: if read { None } else { Some(cb) },
+        }));
+        self.watches.insert(fd, key);
+        Ok(())
     }
 
     /// Stops one direction's callback; ends the watch (deleting the
@@ -377,8 +353,8 @@ impl Reactor {
         }
         .is_some();
         if w.reader.is_some() || w.writer.is_some() {
-            let interest = Event::new(key, w.reader.is_some(), w.writer.is_some());
-            let _ = self.poller.modify_with_mode(holder_fd(w), interest, PollMode::Level);
+            let (r, wr) = (w.reader.is_some(), w.writer.is_some());
+            let _ = self.poller.modify(holder_fd(w), key, r, wr, Mode::Level);
             return (had, Vec::new());
         }
         let _ = self.poller.delete(holder_fd(w));
@@ -401,7 +377,6 @@ impl Reactor {
     /// interrupted wait (EINTR, e.g. by a signal) is not an error: the loop
     /// simply goes round again.
     pub(crate) fn wait(&mut self, timeout: Option<Duration>) -> io::Result<usize> {
-        self.events.clear();
         let n = match self.poller.wait(&mut self.events, timeout) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(0),

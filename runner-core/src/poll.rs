@@ -1,0 +1,234 @@
+//! The OS poller under the reactor: register descriptors, wait for events,
+//! wake a waiting thread from another one.
+//!
+//! On Linux this is epoll, called directly through rustix's safe wrappers
+//! (rustix is what `polling` itself is built on). The reason is measured:
+//! `polling`'s `wait` makes five system calls where one suffices
+//! (`timerfd_settime`, two `epoll_ctl` re-arms of its timer and notifier,
+//! and a `read` of the notifier, around the `epoll_wait`), and the echo
+//! benchmark waits once for every few round trips. Here a wait is one
+//! `epoll_wait` (timeouts rounded up to the millisecond), and the notifier
+//! (an eventfd, edge-triggered) is read only when it fired.
+//!
+//! Elsewhere (macOS, the BSDs: kqueue) it is the `polling` crate.
+
+/// One readiness event: the key the descriptor was registered with and
+/// what it is ready for (errors and hang-ups count as both).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ev {
+    pub(crate) key: usize,
+    pub(crate) readable: bool,
+    pub(crate) writable: bool,
+}
+
+/// How a registration reports readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Once per change (epoll's `EPOLLET`): sockets, which keep their own
+    /// readiness flags.
+    Edge,
+    /// At every wait while ready: `add_reader`/`add_writer` callbacks.
+    Level,
+}
+
+#[cfg(target_os = "linux")]
+pub(crate) use linux::{Events, Poller};
+#[cfg(not(target_os = "linux"))]
+pub(crate) use portable::{Events, Poller};
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use super::{Ev, Mode};
+    use std::io;
+    use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+    use std::time::Duration;
+
+    use rustix::buffer::spare_capacity;
+    use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
+    use rustix::event::{eventfd, EventfdFlags, Timespec};
+
+    /// The notifier's key; no table slot reaches it.
+    const NOTIFY: u64 = u64::MAX;
+
+    pub(crate) struct Poller {
+        epoll: OwnedFd,
+        notifier: OwnedFd,
+    }
+
+    pub(crate) struct Events {
+        list: Vec<epoll::Event>,
+    }
+
+    impl Events {
+        pub(crate) fn new() -> Events {
+            Events {
+                list: Vec::with_capacity(1024),
+            }
+        }
+
+        pub(crate) fn iter(&self) -> impl Iterator<Item = Ev> + '_ {
+            self.list.iter().filter_map(|e| {
+                let key = e.data.u64();
+                if key == NOTIFY {
+                    return None;
+                }
+                let flags = e.flags;
+                let failed = flags.intersects(EventFlags::ERR | EventFlags::HUP);
+                Some(Ev {
+                    key: key as usize,
+                    readable: failed || flags.intersects(EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI),
+                    writable: failed || flags.contains(EventFlags::OUT),
+                })
+            })
+        }
+    }
+
+    fn flags(readable: bool, writable: bool, mode: Mode) -> EventFlags {
+        let mut f = EventFlags::empty();
+        if readable {
+            f |= EventFlags::IN | EventFlags::RDHUP;
+        }
+        if writable {
+            f |= EventFlags::OUT;
+        }
+        if mode == Mode::Edge {
+            f |= EventFlags::ET;
+        }
+        f
+    }
+
+    impl Poller {
+        pub(crate) fn new() -> io::Result<Poller> {
+            let epoll = epoll::create(CreateFlags::CLOEXEC)?;
+            let notifier = eventfd(0, EventfdFlags::CLOEXEC | EventfdFlags::NONBLOCK)?;
+            epoll::add(
+                &epoll,
+                &notifier,
+                EventData::new_u64(NOTIFY),
+                EventFlags::IN | EventFlags::ET,
+            )?;
+            Ok(Poller { epoll, notifier })
+        }
+
+        pub(crate) fn add(&self, fd: BorrowedFd<'_>, key: usize, r: bool, w: bool, mode: Mode) -> io::Result<()> {
+            Ok(epoll::add(
+                &self.epoll,
+                fd,
+                EventData::new_u64(key as u64),
+                flags(r, w, mode),
+            )?)
+        }
+
+        pub(crate) fn modify(&self, fd: BorrowedFd<'_>, key: usize, r: bool, w: bool, mode: Mode) -> io::Result<()> {
+            Ok(epoll::modify(
+                &self.epoll,
+                fd,
+                EventData::new_u64(key as u64),
+                flags(r, w, mode),
+            )?)
+        }
+
+        pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+            Ok(epoll::delete(&self.epoll, fd)?)
+        }
+
+        pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+            events.list.clear();
+            // Whole milliseconds, rounded up (a timer must not fire early),
+            // capped where `epoll_pwait` stops taking them.
+            let timeout = timeout.map(|t| {
+                let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i64;
+                Timespec {
+                    tv_sec: ms / 1000,
+                    tv_nsec: (ms % 1000) * 1_000_000,
+                }
+            });
+            epoll::wait(&self.epoll, spare_capacity(&mut events.list), timeout.as_ref())?;
+            if events.list.iter().any(|e| e.data.u64() == NOTIFY) {
+                // Reset the counter; a notification racing with this read
+                // makes a new edge, so it is seen by the next wait.
+                let mut buf = [0u8; 8];
+                let _ = rustix::io::read(&self.notifier, &mut buf);
+            }
+            Ok(events.list.len())
+        }
+
+        /// Wakes the thread blocked in [`wait`](Self::wait), or makes the
+        /// next wait return at once. Callable from any thread.
+        pub(crate) fn notify(&self) -> io::Result<()> {
+            match rustix::io::write(self.notifier.as_fd(), &1u64.to_ne_bytes()) {
+                // The counter is saturated: a wake-up is pending anyway.
+                Ok(_) | Err(rustix::io::Errno::AGAIN) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod portable {
+    use super::{Ev, Mode};
+    use std::io;
+    use std::os::fd::{AsRawFd, BorrowedFd};
+    use std::time::Duration;
+
+    use polling::{Event, PollMode};
+
+    pub(crate) struct Poller(polling::Poller);
+
+    pub(crate) struct Events(polling::Events);
+
+    impl Events {
+        pub(crate) fn new() -> Events {
+            Events(polling::Events::new())
+        }
+
+        pub(crate) fn iter(&self) -> impl Iterator<Item = Ev> + '_ {
+            self.0.iter().map(|e| Ev {
+                key: e.key,
+                readable: e.readable,
+                writable: e.writable,
+            })
+        }
+    }
+
+    fn mode(m: Mode) -> PollMode {
+        match m {
+            Mode::Edge => PollMode::Edge,
+            Mode::Level => PollMode::Level,
+        }
+    }
+
+    impl Poller {
+        pub(crate) fn new() -> io::Result<Poller> {
+            Ok(Poller(polling::Poller::new()?))
+        }
+
+        #[allow(unsafe_code)]
+        pub(crate) fn add(&self, fd: BorrowedFd<'_>, key: usize, r: bool, w: bool, m: Mode) -> io::Result<()> {
+            // SAFETY: `Poller::add` requires the descriptor to be deleted
+            // from the poller before it is closed. The reactor only adds
+            // descriptors of objects its table slot owns, deletes them
+            // before dropping the slot, and drops the poller (ending every
+            // registration) before the table when it is dropped itself.
+            unsafe { self.0.add_with_mode(fd.as_raw_fd(), Event::new(key, r, w), mode(m)) }
+        }
+
+        pub(crate) fn modify(&self, fd: BorrowedFd<'_>, key: usize, r: bool, w: bool, m: Mode) -> io::Result<()> {
+            self.0.modify_with_mode(fd, Event::new(key, r, w), mode(m))
+        }
+
+        pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+            self.0.delete(fd)
+        }
+
+        pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
+            events.0.clear();
+            self.0.wait(&mut events.0, timeout)
+        }
+
+        pub(crate) fn notify(&self) -> io::Result<()> {
+            self.0.notify()
+        }
+    }
+}
