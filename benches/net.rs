@@ -100,10 +100,36 @@ fn localhost() -> SocketAddr {
 }
 
 /// Starts `server` on its own thread; it sends back its address.
-fn start(server: fn(mpsc::Sender<SocketAddr>)) -> SocketAddr {
+/// A running server: where it listens and the id of its thread (to read
+/// its CPU time).
+#[derive(Clone, Copy)]
+struct Server {
+    addr: SocketAddr,
+    tid: u32,
+}
+
+fn start(server: fn(mpsc::Sender<SocketAddr>)) -> Server {
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || server(tx));
-    rx.recv().expect("the server reports its address")
+    let (tid_tx, tid_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        // "PID/task/TID"
+        let me = std::fs::read_link("/proc/thread-self").unwrap();
+        tid_tx
+            .send(me.file_name().unwrap().to_str().unwrap().parse().unwrap())
+            .unwrap();
+        server(tx)
+    });
+    Server {
+        tid: tid_rx.recv().unwrap(),
+        addr: rx.recv().expect("the server reports its address"),
+    }
+}
+
+/// CPU time (user + system) a thread has used, in clock ticks (1/100 s).
+fn thread_ticks(tid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
 }
 
 // ---------------------------------------------------------------- echo servers
@@ -406,53 +432,62 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-fn compare(title: &str, unit: &str, servers: &[(&str, SocketAddr)], request: &[u8], complete: Complete) {
+fn compare(title: &str, unit: &str, servers: &[(&str, Server)], request: &[u8], complete: Complete) {
     // NET_BENCH_SERVERS=runner,tokio keeps the servers whose names start so.
     let only: Option<String> = std::env::var("NET_BENCH_SERVERS").ok();
-    let servers: Vec<(&str, SocketAddr)> = servers
+    let servers: Vec<(&str, Server)> = servers
         .iter()
         .filter(|(n, _)| only.as_ref().is_none_or(|o| o.split(',').any(|p| n.starts_with(p))))
         .cloned()
         .collect();
     let servers = &servers[..];
     let conns = env_or("NET_BENCH_CONNS", 64usize);
-    let rounds = env_or("NET_BENCH_ROUNDS", 5usize);
+    let rounds = env_or("NET_BENCH_ROUNDS", 9usize);
     let secs = env_or("NET_BENCH_SECS", 1.0f64);
     // Warm-up: every server, briefly.
-    for (_, addr) in servers {
-        load(*addr, conns, request, complete, 0.2);
+    for (_, s) in servers {
+        load(s.addr, conns, request, complete, 0.2);
     }
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); servers.len()];
     for round in 0..rounds {
         // Rotate the order, so no server always runs first or last.
         for k in 0..servers.len() {
             let i = (k + round) % servers.len();
-            rates[i].push(load(servers[i].1, conns, request, complete, secs));
+            let s = servers[i].1;
+            let ticks = thread_ticks(s.tid);
+            let rate = load(s.addr, conns, request, complete, secs);
+            let used = (thread_ticks(s.tid) - ticks) as f64 * 10_000.0; // µs
+            rates[i].push(rate);
+            cpu[i].push(used / (rate * secs));
         }
     }
     let medians: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
-    let find = |name: &str| servers.iter().position(|(n, _)| *n == name).map(|i| medians[i]);
-    let tokio = find("tokio current-thread");
-    let bare = find("bare epoll loop");
+    let cpu_medians: Vec<f64> = cpu.iter_mut().map(|c| median(c)).collect();
     println!("\n### {title}: {conns} connections, {rounds} rounds of {secs} s, medians\n");
-    println!("| server | {unit} (median) | min | max | runner ÷ this |");
-    println!("|---|---:|---:|---:|---:|");
-    let runner = medians[0];
+    println!("| server | {unit} (median) | min | max | runner ÷ this | server CPU per op (µs) | this ÷ runner |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let (runner, runner_cpu) = (medians[0], cpu_medians[0]);
     for (i, (name, _)) in servers.iter().enumerate() {
         let min = rates[i].iter().cloned().fold(f64::INFINITY, f64::min);
         let max = rates[i].iter().cloned().fold(0.0, f64::max);
         println!(
-            "| {name} | {:.0} | {min:.0} | {max:.0} | {:.2}× |",
+            "| {name} | {:.0} | {min:.0} | {max:.0} | {:.2}× | {:.2} | {:.2}× |",
             medians[i],
-            runner / medians[i]
+            runner / medians[i],
+            cpu_medians[i],
+            cpu_medians[i] / runner_cpu,
         );
     }
-    if let Some(t) = tokio {
-        println!("\nrunner ÷ tokio current-thread: {:.2}×", runner / t);
-    }
-    if let Some(b) = bare {
-        println!("runner ÷ bare epoll loop: {:.2}×", runner / b);
-    }
+    println!(
+        "\nThroughput: above 1× means runner served more. CPU per op: the server thread's user + system \
+         time per {}, above 1× means runner used less.",
+        if unit.starts_with("round") {
+            "round trip"
+        } else {
+            "request"
+        }
+    );
 }
 
 // ---------------------------------------------------------------- idle memory

@@ -195,12 +195,40 @@ macro_rules! stream_io {
         impl $stream {
             /// Reads into `buf`; `Ok(0)` at end of stream.
             pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-                self.inner.read_with(|s| (&*s).read(buf)).await
+                std::future::poll_fn(|cx| self.poll_read_buf(cx, buf)).await
             }
 
             /// Writes from `buf`; returns how much was written.
             pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-                self.inner.write_with(|s| (&*s).write(buf)).await
+                std::future::poll_fn(|cx| self.poll_write_buf(cx, buf)).await
+            }
+
+            /// A read that came back short emptied the receive buffer, so
+            /// the next one would be `WouldBlock`: the readiness is cleared
+            /// now, saving that system call (edge-triggered: data arriving
+            /// later makes a new event). Streams only: a datagram read is
+            /// one message whatever is left queued.
+            fn poll_read_buf(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+                let len = buf.len();
+                let r = self.inner.poll_op(Direction::Read, cx, |s| (&*s).read(buf));
+                if let Poll::Ready(Ok(n)) = r {
+                    if n > 0 && n < len {
+                        self.inner.source.clear_ready_after_short(Direction::Read);
+                    }
+                }
+                r
+            }
+
+            /// As [`poll_read_buf`](Self::poll_read_buf): a short write
+            /// filled the send buffer.
+            fn poll_write_buf(&self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+                let r = self.inner.poll_op(Direction::Write, cx, |s| (&*s).write(buf));
+                if let Poll::Ready(Ok(n)) = r {
+                    if n < buf.len() {
+                        self.inner.source.clear_ready_after_short(Direction::Write);
+                    }
+                }
+                r
             }
 
             /// Fills `buf` completely, or fails with `UnexpectedEof`.
@@ -238,13 +266,13 @@ macro_rules! stream_io {
 
         impl AsyncRead for &$stream {
             fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-                self.inner.poll_op(Direction::Read, cx, |s| (&*s).read(buf))
+                self.poll_read_buf(cx, buf)
             }
         }
 
         impl AsyncWrite for &$stream {
             fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-                self.inner.poll_op(Direction::Write, cx, |s| (&*s).write(buf))
+                self.poll_write_buf(cx, buf)
             }
 
             fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -19,6 +19,12 @@ pub(crate) struct Ev {
     pub(crate) key: usize,
     pub(crate) readable: bool,
     pub(crate) writable: bool,
+    /// The read side will not block again: the peer shut down its writing
+    /// (or both), or the socket failed. Where the poller cannot tell, true.
+    pub(crate) read_closed: bool,
+    /// The write side will not block again (hang-up or error); where the
+    /// poller cannot tell, true.
+    pub(crate) write_closed: bool,
 }
 
 /// How a registration reports readiness.
@@ -78,6 +84,8 @@ mod linux {
                     key: key as usize,
                     readable: failed || flags.intersects(EventFlags::IN | EventFlags::RDHUP | EventFlags::PRI),
                     writable: failed || flags.contains(EventFlags::OUT),
+                    read_closed: failed || flags.contains(EventFlags::RDHUP),
+                    write_closed: failed,
                 })
             })
         }
@@ -188,6 +196,8 @@ mod portable {
                 key: e.key,
                 readable: e.readable,
                 writable: e.writable,
+                read_closed: true,
+                write_closed: true,
             })
         }
     }

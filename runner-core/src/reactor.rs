@@ -70,6 +70,10 @@ pub(crate) struct Source {
 /// direction go to `more`.
 struct Readiness {
     ready: Cell<bool>,
+    /// An event said this side will not block again (end of stream,
+    /// hang-up, error): sticky, so a short read does not wait for an edge
+    /// that already came.
+    closed: Cell<bool>,
     first: RefCell<Option<Waker>>,
     more: RefCell<Vec<Waker>>,
 }
@@ -78,6 +82,7 @@ impl Readiness {
     fn new() -> Readiness {
         Readiness {
             ready: Cell::new(true),
+            closed: Cell::new(false),
             first: RefCell::new(None),
             more: RefCell::new(Vec::new()),
         }
@@ -137,6 +142,17 @@ impl Source {
     /// Records that an I/O call in this direction returned `WouldBlock`.
     pub(crate) fn clear_ready(&self, dir: Direction) {
         self.dir(dir).ready.set(false);
+    }
+
+    /// Records that a stream read (write) came back short, so the buffer
+    /// is (probably) drained (full): cleared unless the side is closed, in
+    /// which case the next call returns at once (end of stream or error)
+    /// and no new edge would come to wake a waiter.
+    pub(crate) fn clear_ready_after_short(&self, dir: Direction) {
+        let d = self.dir(dir);
+        if !d.closed.get() {
+            d.ready.set(false);
+        }
     }
 
     /// Adds `waker` to the direction's waiters (once).
@@ -386,6 +402,12 @@ impl Reactor {
             match self.table.get(ev.key) {
                 Some(Some(Slot::Source(source))) => {
                     let source = source.clone();
+                    if ev.read_closed {
+                        source.read.closed.set(true);
+                    }
+                    if ev.write_closed {
+                        source.write.closed.set(true);
+                    }
                     if ev.readable {
                         source.read.fire();
                     }
