@@ -278,3 +278,64 @@ fn shutdown_answers_the_request_in_flight_then_closes() {
     assert!(eof, "the connection closed after the answer");
     assert_eq!(served, 1);
 }
+
+#[runner_core::runner_test(start_paused, timeout = "20s")]
+async fn hyper_timers_run_on_runner_timers_and_follow_a_paused_clock() {
+    // hyper's header-read timeout (30 s) runs on RunnerTimer: with the
+    // loop's clock paused, it fires as soon as the loop has nothing else to
+    // do, in far less than 30 s of real time, and hyper closes the
+    // connection of a client that never finished its request head.
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use runner::hyper_rt::{HyperIo, RunnerTimer};
+
+    let started = std::time::Instant::now();
+    let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::thread::spawn(move || {
+        let (mut s, _) = connect(addr);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: slow").unwrap(); // never finished
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest); // until the server closes
+        String::from_utf8_lossy(&rest).into_owned()
+    });
+    let (stream, _) = listener.accept().await.unwrap();
+    let served = http1::Builder::new()
+        .timer(RunnerTimer)
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(
+            HyperIo::new(stream),
+            service_fn(|_req| async { Ok::<_, std::convert::Infallible>(hyper::Response::new(String::new())) }),
+        )
+        .await;
+    let err = served.expect_err("the request head never completed");
+    assert!(err.is_timeout(), "hyper's header timeout fired: {err}");
+    let answer = client.join().unwrap();
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "closed (or 408) after the timeout: {answer:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "virtual time, not 30 real seconds"
+    );
+}
+
+#[test]
+fn runner_executor_spawns_hyper_futures_on_the_running_loop() {
+    use hyper::rt::Executor;
+    use runner::hyper_rt::RunnerExecutor;
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let ran = runner_core::run(async {
+        let flag = Rc::new(Cell::new(false));
+        let f = flag.clone();
+        // Not Send: hyper's executor trait is generic over the future.
+        RunnerExecutor.execute(async move { f.set(true) });
+        assert!(!flag.get(), "spawned, not run inline");
+        runner_core::yield_now().await;
+        flag.get()
+    })
+    .unwrap();
+    assert!(ran);
+}
