@@ -392,6 +392,46 @@ impl TcpStream {
         Ok(TcpStream { inner })
     }
 
+    /// Resolves `host` (a name or an address literal) and connects to
+    /// the first of its addresses that answers, in the resolver's order
+    /// (asyncio's `open_connection(host, port)`). The name lookup is
+    /// blocking in the OS, so it runs on the blocking pool; the loop goes
+    /// on meanwhile. Fails with the last address's error, or `NotFound`
+    /// when the name has no address.
+    ///
+    /// ```
+    /// use runner_core::net::{TcpListener, TcpStream};
+    ///
+    /// runner_core::run(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    ///     let port = listener.local_addr().unwrap().port();
+    ///     let client = TcpStream::connect_to("localhost", port).await.unwrap();
+    ///     let (_server_side, peer) = listener.accept().await.unwrap();
+    ///     assert_eq!(peer, client.local_addr().unwrap());
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn connect_to(host: &str, port: u16) -> io::Result<TcpStream> {
+        use std::net::ToSocketAddrs;
+        let name = host.to_string();
+        let addrs = crate::spawn_blocking(move || (name.as_str(), port).to_socket_addrs().map(Vec::from_iter))
+            .await
+            .map_err(|e| io::Error::other(format!("resolving {host:?} failed: {e}")))??;
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host:?} has no address to connect to"),
+            )
+        }))
+    }
+
     /// Wraps a connected std stream (made non-blocking).
     pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
         Ok(TcpStream {

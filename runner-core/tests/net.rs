@@ -502,3 +502,24 @@ fn readable_waits_for_data_after_a_would_block() {
     .unwrap();
     assert_eq!(got, b"hi");
 }
+
+#[test]
+fn connect_to_resolves_names_and_reports_refusal() {
+    // (No lookup of a missing name: without a reachable DNS server that
+    // can take the resolver's full timeout.)
+    let (ok, refused) = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = TcpStream::connect_to("localhost", port).await;
+        let ok = client.is_ok() && listener.accept().await.is_ok();
+        let closed_port = {
+            let l = std::net::TcpListener::bind(localhost()).unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let refused = TcpStream::connect_to("127.0.0.1", closed_port).await.unwrap_err();
+        (ok, refused)
+    })
+    .unwrap();
+    assert!(ok, "localhost resolved and connected");
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
+}
