@@ -134,12 +134,63 @@ impl<T: AsFd + 'static> Async<T> {
         std::future::poll_fn(|cx| self.poll_op(Direction::Write, cx, &mut op)).await
     }
 
+    /// Runs `op` once, now, if the object is believed readable; otherwise,
+    /// or when `op` says `WouldBlock`, returns `WouldBlock` (and records
+    /// it, so that [`readable`](Self::readable) then waits for the next
+    /// event). The non-waiting half of [`read_with`](Self::read_with), for
+    /// loops around `readable()` (tokio's `try_io`).
+    ///
+    /// ```
+    /// use std::io::{self, Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use runner_core::net::Async;
+    ///
+    /// runner_core::run(async {
+    ///     let (a, mut b) = UnixStream::pair().unwrap();
+    ///     let a = Async::new(a).unwrap();
+    ///     let mut buf = [0u8; 8];
+    ///     // Nothing yet: WouldBlock, and readable() will now wait.
+    ///     let e = a.try_read_with(|s| (&*s).read(&mut buf)).unwrap_err();
+    ///     assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    ///     b.write_all(b"hi").unwrap();
+    ///     let n = loop {
+    ///         a.readable().await.unwrap();
+    ///         match a.try_read_with(|s| (&*s).read(&mut buf)) {
+    ///             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+    ///             other => break other.unwrap(),
+    ///         }
+    ///     };
+    ///     assert_eq!(&buf[..n], b"hi");
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn try_read_with<R>(&self, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
+        self.try_op(Direction::Read, op)
+    }
+
+    /// As [`try_read_with`](Self::try_read_with), for writing.
+    pub fn try_write_with<R>(&self, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
+        self.try_op(Direction::Write, op)
+    }
+
+    fn try_op<R>(&self, dir: Direction, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
+        if !self.source.is_ready(dir) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let result = op(&self.io);
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.source.clear_ready(dir);
+        }
+        result
+    }
+
     /// Waits until the object is believed readable: at once unless an
     /// operation through [`read_with`](Self::read_with) (or the stream
     /// methods built on it) last returned `WouldBlock`, else until the next
     /// readiness event. An I/O call made directly on [`get_ref`](Self::get_ref)
-    /// does not update that belief, so do the I/O through `read_with`, or a
-    /// loop of `readable()` and a direct call spins.
+    /// does not update that belief, so do the I/O through `read_with` or
+    /// [`try_read_with`](Self::try_read_with); a loop of `readable()` and a
+    /// direct call that keeps getting `WouldBlock` would spin.
     pub async fn readable(&self) -> io::Result<()> {
         self.wait_ready(Direction::Read).await
     }

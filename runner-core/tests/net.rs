@@ -523,3 +523,39 @@ fn connect_to_resolves_names_and_reports_refusal() {
     assert!(ok, "localhost resolved and connected");
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused, "{refused}");
 }
+
+#[test]
+fn a_readable_and_try_read_loop_waits_instead_of_spinning() {
+    use runner_core::net::Async;
+    let before = thread_cpu();
+    let got = runner_core::run(async move {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let a = Async::new(a).unwrap();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(250));
+            b.write_all(b"late").unwrap();
+        });
+        let mut buf = [0u8; 8];
+        let mut would_block = 0;
+        let n = loop {
+            a.readable().await.unwrap();
+            match a.try_read_with(|s| (&*s).read(&mut buf)) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => would_block += 1,
+                other => break other.unwrap(),
+            }
+        };
+        t.join().unwrap();
+        assert!(
+            would_block <= 2,
+            "readable() waited after the WouldBlock ({would_block} tries)"
+        );
+        buf[..n].to_vec()
+    })
+    .unwrap();
+    assert_eq!(got, b"late");
+    let cpu = thread_cpu() - before;
+    assert!(
+        cpu < Duration::from_millis(120),
+        "the loop used {cpu:?} of CPU while waiting"
+    );
+}
