@@ -17,7 +17,7 @@
 //! persistent map does; programs set few variables and spawn often, so this
 //! trade is the right one.
 //!
-//! Which context is *current* is a thread-local [`Slot`]: the task being
+//! Which context is *current* is a thread-local `Slot`: the task being
 //! polled (tasks carry their map inline, so spawning allocates nothing for
 //! the context, and entering a task's context is one enum write), a
 //! [`Context`] entered with [`Context::run`], or the thread's base context.

@@ -3,7 +3,7 @@
 //! An [`EventLoop`] belongs to the thread that created it (it is `!Send`);
 //! everything on the same-thread path is `Cell`/`RefCell`, with no lock and
 //! no atomic read-modify-write. The part other threads may touch is
-//! [`Shared`] (behind an `Arc`): a lock-free queue of wake-ups and callbacks
+//! `Shared` (behind an `Arc`): a lock-free queue of wake-ups and callbacks
 //! (`crossbeam-channel`) and a `Weak` to the poller so they can interrupt
 //! its wait. A [`LoopHandle`] wraps it for user code.
 //!
@@ -12,7 +12,7 @@
 //! 1. Decide how long the reactor may block: not at all when something is
 //!    ready or a stop is pending, else until the next timer, else forever.
 //! 2. Block in the reactor (skipped when the timeout is zero, except every
-//!    [`REACTOR_INTERVAL`] iterations when file descriptors are registered,
+//!    `REACTOR_INTERVAL` iterations when file descriptors are registered,
 //!    so I/O is never starved by busy tasks), then take what other threads
 //!    sent.
 //! 3. Move every expired timer to the ready queue.

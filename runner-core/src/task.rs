@@ -1,7 +1,7 @@
 //! Tasks: spawned futures, their handles, and cancellation.
 //!
 //! A task is one `Rc` allocation holding the boxed future (or, once done, its
-//! outcome) and a [`TaskCore`] of plain `Cell`s: the loop thread is the only
+//! outcome) and a `TaskCore` of plain `Cell`s: the loop thread is the only
 //! one that ever touches a task, so no field needs a lock or an atomic. The
 //! one part other threads see is the [`Waker`], an `Arc<Header>` holding
 //! only the task's slot number and the loop's thread-safe queue. Waking on

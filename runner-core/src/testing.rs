@@ -120,7 +120,7 @@ impl Drop for Watchdog {
     }
 }
 
-/// Runs a `#[runner_test]` body: see the [module docs](self).
+/// Runs a `#[runner_test]` body: see the module docs of `runner_core::testing`.
 #[track_caller]
 pub fn run_test<F>(builder: Builder, options: TestOptions, body: F) -> F::Output
 where

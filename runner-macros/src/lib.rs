@@ -4,7 +4,7 @@
 //! them and documents them with examples.
 //!
 //! The design follows tokio-macros: the attribute's arguments are parsed
-//! into a [`config::Config`] first, every misuse is a `syn::Error` spanned on
+//! into a `config::Config` first, every misuse is a `syn::Error` spanned on
 //! the offending tokens, and the function body is kept as raw tokens (never
 //! parsed), so errors inside it point at the user's code and a half-written
 //! body still expands.
