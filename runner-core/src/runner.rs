@@ -20,7 +20,7 @@
 //!    loop, release the context.
 //!
 //! While a `run` is active on the main thread, Ctrl-C cancels the main task
-//! (see [`signal`](crate::signal)); a second Ctrl-C returns
+//! (see [`signal`]); a second Ctrl-C returns
 //! [`Error::KeyboardInterrupt`] at once.
 //!
 //! [`run`] is a runner used once: build, run, close.
