@@ -585,14 +585,11 @@ impl LoopCore {
                     }
                 }
                 Ready::Fd(cb) => {
-                    let holder: Rc<dyn ContextHolder> = cb.clone();
-                    if let Err(payload) = catch_unwind(AssertUnwindSafe(|| context::enter(holder, || cb.call()))) {
-                        self.report(ExceptionContext {
-                            message: "an add_reader/add_writer callback panicked (it stays registered)".into(),
-                            panic: Some(task::panic_message(payload.as_ref())),
-                            task: None,
-                        });
-                    }
+                    self.call_in_context(
+                        cb.clone(),
+                        || cb.call(),
+                        "an add_reader/add_writer callback panicked (it stays registered)",
+                    );
                     if let Some(started) = started {
                         self.check_slow(started, None);
                     }
@@ -604,10 +601,14 @@ impl LoopCore {
     fn run_callback(self: &Rc<Self>, cell: &Rc<CallbackCell>) {
         let f = cell.f.borrow_mut().take();
         let Some(f) = f else { return };
-        let holder: Rc<dyn ContextHolder> = cell.clone();
+        self.call_in_context(cell.clone(), f, "a callback scheduled on the loop panicked");
+    }
+
+    /// Calls `f` in `holder`'s context; a panic is reported as `what`.
+    fn call_in_context(self: &Rc<Self>, holder: Rc<dyn ContextHolder>, f: impl FnOnce(), what: &str) {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| context::enter(holder, f))) {
             self.report(ExceptionContext {
-                message: "a callback scheduled on the loop panicked".into(),
+                message: what.into(),
                 panic: Some(task::panic_message(payload.as_ref())),
                 task: None,
             });

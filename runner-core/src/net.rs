@@ -98,9 +98,8 @@ impl<T: AsFd + 'static> Async<T> {
         Poll::Pending
     }
 
-    /// Runs a non-blocking operation, polling style: tried while the
-    /// direction is believed ready; `WouldBlock` clears that and becomes
-    /// `Pending` with the waker registered.
+    /// Runs a non-blocking operation, polling style: [`try_op`](Self::try_op),
+    /// with its `WouldBlock` turned into `Pending` and the waker registered.
     fn poll_op<R>(
         &self,
         dir: Direction,
@@ -108,14 +107,13 @@ impl<T: AsFd + 'static> Async<T> {
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         loop {
-            if !self.source.is_ready(dir) {
-                return match self.poll_wait(dir, cx) {
-                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                    _ => Poll::Pending,
-                };
-            }
-            match op(&self.io) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.source.clear_ready(dir),
+            match self.try_op(dir, &mut op) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return match self.poll_wait(dir, cx) {
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        _ => Poll::Pending,
+                    };
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 result => return Poll::Ready(result),
             }
@@ -173,6 +171,8 @@ impl<T: AsFd + 'static> Async<T> {
         self.try_op(Direction::Write, op)
     }
 
+    /// Runs `op` if the direction is believed ready, else says
+    /// `WouldBlock`; a `WouldBlock` from `op` clears the belief.
     fn try_op<R>(&self, dir: Direction, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
         if !self.source.is_ready(dir) {
             return Err(io::ErrorKind::WouldBlock.into());

@@ -201,9 +201,9 @@ impl ContextHolder for FdCallback {
 /// `add_reader`/`add_writer`: the callback runs at every iteration while
 /// the descriptor stays ready).
 struct Watch {
-    fd: RawFd,
-    /// What keeps the descriptor open; dropped only after the descriptor
-    /// has been deleted from the poller.
+    /// What keeps the descriptor open (all of one descriptor; the first
+    /// one is used to name it to the poller); dropped only after the
+    /// descriptor has been deleted from the poller.
     holders: Vec<Box<dyn AsFd>>,
     reader: Option<Rc<FdCallback>>,
     writer: Option<Rc<FdCallback>>,
@@ -343,7 +343,6 @@ impl Reactor {
             return Err((e, Some(holder)));
         }
         let key = self.put(Slot::Watch(Watch {
-            fd,
             holders: vec![holder],
             reader: if read { Some(cb.clone()) } else { None },
             writer: if read { None } else { Some(cb) },
@@ -401,7 +400,6 @@ impl Reactor {
         for ev in self.events.iter() {
             match self.table.get(ev.key) {
                 Some(Some(Slot::Source(source))) => {
-                    let source = source.clone();
                     if ev.read_closed {
                         source.read.closed.set(true);
                     }
@@ -432,6 +430,5 @@ impl Reactor {
 
 /// The watched descriptor, borrowed from the holder that keeps it open.
 fn holder_fd(w: &Watch) -> BorrowedFd<'_> {
-    debug_assert!(w.holders.iter().all(|h| h.as_fd().as_raw_fd() == w.fd));
     w.holders[0].as_fd()
 }
