@@ -4,11 +4,13 @@
 
 #![cfg(unix)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
+
+mod common;
 
 const FIXTURE: &str = env!("CARGO_BIN_EXE_ctrl-c-fixture");
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -37,15 +39,7 @@ impl Fixture {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the fixture starts");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = common::lines_of(child.stdout.take().unwrap());
         Fixture {
             child,
             lines,

@@ -5,11 +5,13 @@
 
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver};
+use std::sync::mpsc::Receiver;
 use std::time::Duration;
+
+mod common;
 
 const FIXTURE: &str = env!("CARGO_BIN_EXE_net-fixture");
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -35,24 +37,8 @@ impl Fixture {
             .stderr(Stdio::piped())
             .spawn()
             .expect("the fixture starts");
-        let (tx, lines) = channel();
-        let out = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for line in out.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (tx, stderr) = channel();
-        let err = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in err.lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
+        let lines = common::lines_of(child.stdout.take().unwrap());
+        let stderr = common::lines_of(child.stderr.take().unwrap());
         Fixture {
             stdin: child.stdin.take(),
             child,

@@ -4,7 +4,7 @@ mod common;
 
 use std::cell::{Cell, RefCell};
 
-use common::capture_reports;
+use common::{capture_reports, thread_cpu};
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -202,12 +202,6 @@ fn call_soon_threadsafe_from_another_thread_wakes_a_blocked_loop() {
 fn blocked_loop_sleeps_instead_of_spinning() {
     // A loop waiting on a timer must block in the poller, not busy-loop:
     // measure the CPU time of this thread across a 100 ms sleep.
-    fn thread_cpu() -> Duration {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 10)
-    }
     let before = thread_cpu();
     runner_core::run(sleep(Duration::from_millis(200))).unwrap();
     let used = thread_cpu() - before;

@@ -11,12 +11,21 @@ use std::time::Duration;
 use runner_core::net::Async;
 use runner_core::{sleep, ContextVar, Error, EventLoop};
 
+mod common;
+use common::capture_reports;
+
+/// A socket pair: the end to watch (non-blocking, shared through an `Rc`
+/// so callbacks can read it) and the peer.
+fn watched_pair() -> (Rc<UnixStream>, UnixStream) {
+    let (a, b) = UnixStream::pair().unwrap();
+    a.set_nonblocking(true).unwrap();
+    (Rc::new(a), b)
+}
+
 #[test]
 fn reader_callback_runs_when_data_arrives_and_stops_after_removal() {
     let lp = EventLoop::new().unwrap();
-    let (a, mut b) = UnixStream::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    let a = Rc::new(a);
+    let (a, mut b) = watched_pair();
     let fd = a.as_raw_fd();
     let got = Rc::new(RefCell::new(Vec::new()));
     let calls = Rc::new(Cell::new(0));
@@ -58,9 +67,7 @@ fn reader_callback_is_level_triggered() {
     // Data left unread keeps the descriptor readable: the callback runs
     // again at every iteration (asyncio's semantics), until it reads.
     let lp = EventLoop::new().unwrap();
-    let (a, mut b) = UnixStream::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    let a = Rc::new(a);
+    let (a, mut b) = watched_pair();
     b.write_all(b"x").unwrap();
     let calls = Rc::new(Cell::new(0));
     {
@@ -82,9 +89,7 @@ fn reader_callback_is_level_triggered() {
 #[test]
 fn writer_callback_can_remove_itself_and_reader_and_writer_share_a_descriptor() {
     let lp = EventLoop::new().unwrap();
-    let (a, mut b) = UnixStream::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    let a = Rc::new(a);
+    let (a, mut b) = watched_pair();
     let fd = a.as_raw_fd();
     let events = Rc::new(RefCell::new(Vec::new()));
     {
@@ -142,9 +147,7 @@ fn the_loop_keeps_the_descriptor_until_the_watch_ends() {
 #[test]
 fn a_second_add_reader_replaces_the_callback() {
     let lp = EventLoop::new().unwrap();
-    let (a, mut b) = UnixStream::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    let a = Rc::new(a);
+    let (a, mut b) = watched_pair();
     let who = Rc::new(RefCell::new(Vec::new()));
     for name in ["first", "second"] {
         let (a, who) = (a.clone(), who.clone());
@@ -165,14 +168,8 @@ fn a_second_add_reader_replaces_the_callback() {
 fn callbacks_run_in_the_context_they_were_added_in_and_panics_are_reported() {
     static USER: ContextVar<&'static str> = ContextVar::new("user");
     let lp = EventLoop::new().unwrap();
-    let reports = Rc::new(RefCell::new(Vec::new()));
-    {
-        let reports = reports.clone();
-        lp.set_exception_handler(move |_, ctx| reports.borrow_mut().push((ctx.message.clone(), ctx.panic.clone())));
-    }
-    let (a, mut b) = UnixStream::pair().unwrap();
-    a.set_nonblocking(true).unwrap();
-    let a = Rc::new(a);
+    let reports = capture_reports(&lp);
+    let (a, mut b) = watched_pair();
     let seen = Rc::new(RefCell::new(Vec::new()));
     let (lp2, a2, seen2) = (lp.clone(), a.clone(), seen.clone());
     lp.run_until_complete(async move {
@@ -200,8 +197,8 @@ fn callbacks_run_in_the_context_they_were_added_in_and_panics_are_reported() {
     );
     let reports = reports.borrow();
     assert_eq!(reports.len(), 1);
-    assert!(reports[0].0.contains("add_reader/add_writer callback panicked"));
-    assert_eq!(reports[0].1.as_deref(), Some("reader exploded"));
+    assert!(reports[0].message.contains("add_reader/add_writer callback panicked"));
+    assert_eq!(reports[0].panic.as_deref(), Some("reader exploded"));
     assert!(lp.remove_reader(a.as_raw_fd()));
 }
 

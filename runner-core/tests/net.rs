@@ -7,8 +7,24 @@ use std::time::Duration;
 use runner_core::net::{TcpListener, TcpStream};
 use runner_core::{cancellable, sleep, spawn, timeout, yield_now};
 
+mod common;
+use common::thread_cpu;
+
 fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
+}
+
+/// A std client on its own thread: sends `data`, closes its write half,
+/// and returns what comes back until the server closes.
+fn std_client(addr: SocketAddr, data: &'static [u8]) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(data).unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).unwrap();
+        answer
+    })
 }
 
 /// Echoes until the peer closes its write half.
@@ -93,14 +109,7 @@ fn half_close_lets_the_server_answer_after_the_clients_eof() {
     let answer = runner_core::run(async {
         let listener = TcpListener::bind(localhost()).unwrap();
         let addr = listener.local_addr().unwrap();
-        let client = std::thread::spawn(move || {
-            let mut s = std::net::TcpStream::connect(addr).unwrap();
-            s.write_all(b"three words here").unwrap();
-            s.shutdown(Shutdown::Write).unwrap();
-            let mut answer = String::new();
-            s.read_to_string(&mut answer).unwrap();
-            answer
-        });
+        let client = std_client(addr, b"three words here");
         let (stream, _) = listener.accept().await.unwrap();
         let mut request = Vec::new();
         let mut buf = [0u8; 4];
@@ -257,14 +266,7 @@ fn buffered_line_reading_and_split_halves_work() {
     let lines = runner_core::run(async {
         let listener = TcpListener::bind(localhost()).unwrap();
         let addr = listener.local_addr().unwrap();
-        let client = std::thread::spawn(move || {
-            let mut s = std::net::TcpStream::connect(addr).unwrap();
-            s.write_all(b"one\ntwo\nthree\n").unwrap();
-            s.shutdown(Shutdown::Write).unwrap();
-            let mut back = String::new();
-            s.read_to_string(&mut back).unwrap();
-            back
-        });
+        let client = std_client(addr, b"one\ntwo\nthree\n");
         let (stream, _) = listener.accept().await.unwrap();
         let (reader, mut writer) = split(stream);
         let echo_upper = spawn(async move {
@@ -404,14 +406,6 @@ async fn echo_unix(s: runner_core::net::UnixStream) {
         }
         s.write_all(&buf[..n]).await.unwrap();
     }
-}
-
-/// This thread's CPU time (user + system), from /proc.
-fn thread_cpu() -> Duration {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    Duration::from_millis(ticks * 10)
 }
 
 #[test]

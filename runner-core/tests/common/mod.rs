@@ -6,9 +6,20 @@ use std::rc::Rc;
 use runner_core::{EventLoop, ExceptionContext};
 
 /// Routes `lp`'s reports to a list the test can read.
+#[allow(dead_code)] // not every test file uses every helper
 pub fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
     let seen = Rc::new(RefCell::new(Vec::new()));
     let sink = seen.clone();
     lp.set_exception_handler(move |_, ctx| sink.borrow_mut().push(ctx.clone()));
     seen
+}
+
+/// This thread's CPU time (user + system), from /proc, to check that a
+/// waiting loop sleeps rather than spins.
+#[allow(dead_code)]
+pub fn thread_cpu() -> std::time::Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    std::time::Duration::from_millis(ticks * 10)
 }
