@@ -99,7 +99,6 @@ fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
-/// Starts `server` on its own thread; it sends back its address.
 /// A running server: where it listens and the id of its thread (to read
 /// its CPU time).
 #[derive(Clone, Copy)]
@@ -108,6 +107,7 @@ struct Server {
     tid: u32,
 }
 
+/// Starts `server` on its own thread; it sends back its address.
 fn start(server: fn(mpsc::Sender<SocketAddr>)) -> Server {
     let (tx, rx) = mpsc::channel();
     let (tid_tx, tid_rx) = mpsc::channel();
@@ -134,6 +134,42 @@ fn thread_ticks(tid: u32) -> u64 {
 
 // ---------------------------------------------------------------- echo servers
 
+/// The same per-connection echo on each runtime: read into `buf`, write it
+/// all back, until end of stream or an error.
+async fn runner_echo_conn(s: runner_core::net::TcpStream, buf: &mut [u8]) {
+    while let Ok(n @ 1..) = s.read(buf).await {
+        if s.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn tokio_echo_conn(mut s: tokio::net::TcpStream, buf: &mut [u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    while let Ok(n @ 1..) = s.read(buf).await {
+        if s.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn smol_echo_conn(s: async_io::Async<TcpStream>, buf: &mut [u8]) {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    while let Ok(n @ 1..) = (&s).read(buf).await {
+        if (&s).write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// tokio's current-thread runtime as `#[tokio::main(flavor = "current_thread")]` builds it.
+fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 fn runner_echo(tx: mpsc::Sender<SocketAddr>) {
     runner_core::run(async move {
         let listener = runner_core::net::TcpListener::bind(localhost()).unwrap();
@@ -142,17 +178,7 @@ fn runner_echo(tx: mpsc::Sender<SocketAddr>) {
             let (s, _) = listener.accept().await.unwrap();
             s.set_nodelay(true).unwrap();
             drop(runner_core::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
+                runner_echo_conn(s, &mut vec![0u8; 4096]).await
             }));
         }
     })
@@ -160,36 +186,18 @@ fn runner_echo(tx: mpsc::Sender<SocketAddr>) {
 }
 
 fn tokio_echo(tx: mpsc::Sender<SocketAddr>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    tokio_rt().block_on(async move {
         let listener = tokio::net::TcpListener::bind(localhost()).await.unwrap();
         tx.send(listener.local_addr().unwrap()).unwrap();
         loop {
-            let (mut s, _) = listener.accept().await.unwrap();
+            let (s, _) = listener.accept().await.unwrap();
             s.set_nodelay(true).unwrap();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                loop {
-                    match s.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            });
+            tokio::spawn(async move { tokio_echo_conn(s, &mut vec![0u8; 4096]).await });
         }
     });
 }
 
 fn smol_echo(tx: mpsc::Sender<SocketAddr>) {
-    use futures_lite::{AsyncReadExt, AsyncWriteExt};
     let ex = async_executor::LocalExecutor::new();
     async_io::block_on(ex.run(async {
         let listener = async_io::Async::<TcpListener>::bind(localhost()).unwrap();
@@ -197,20 +205,8 @@ fn smol_echo(tx: mpsc::Sender<SocketAddr>) {
         loop {
             let (s, _) = listener.accept().await.unwrap();
             s.get_ref().set_nodelay(true).unwrap();
-            ex.spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                loop {
-                    match (&s).read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if (&s).write_all(&buf[..n]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }
-                }
-            })
-            .detach();
+            ex.spawn(async move { smol_echo_conn(s, &mut vec![0u8; 4096]).await })
+                .detach();
         }
     }));
 }
@@ -313,11 +309,7 @@ fn runner_http(tx: mpsc::Sender<SocketAddr>) {
 
 fn tokio_http(tx: mpsc::Sender<SocketAddr>) {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async move {
+    tokio_rt().block_on(async move {
         let listener = tokio::net::TcpListener::bind(localhost()).await.unwrap();
         tx.send(listener.local_addr().unwrap()).unwrap();
         loop {
@@ -515,14 +507,9 @@ fn idle_server(runtime: &str, n: usize) {
             let mut tasks = Vec::with_capacity(n);
             for _ in 0..n {
                 let (s, _) = listener.accept().await.unwrap();
-                tasks.push(runner_core::spawn(async move {
-                    let mut buf = [0u8; 64];
-                    while let Ok(k @ 1..) = s.read(&mut buf).await {
-                        if s.write_all(&buf[..k]).await.is_err() {
-                            break;
-                        }
-                    }
-                }));
+                tasks.push(runner_core::spawn(
+                    async move { runner_echo_conn(s, &mut [0u8; 64]).await },
+                ));
             }
             runner_core::yield_now().await;
             report(before);
@@ -532,26 +519,14 @@ fn idle_server(runtime: &str, n: usize) {
         })
         .unwrap(),
         "tokio" => {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
+            tokio_rt().block_on(async move {
                 let listener = tokio::net::TcpListener::bind(localhost()).await.unwrap();
                 println!("listening {}", listener.local_addr().unwrap());
                 let before = rss_kib();
                 let mut tasks = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let (mut s, _) = listener.accept().await.unwrap();
-                    tasks.push(tokio::spawn(async move {
-                        let mut buf = [0u8; 64];
-                        while let Ok(k @ 1..) = s.read(&mut buf).await {
-                            if s.write_all(&buf[..k]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }));
+                    let (s, _) = listener.accept().await.unwrap();
+                    tasks.push(tokio::spawn(async move { tokio_echo_conn(s, &mut [0u8; 64]).await }));
                 }
                 tokio::task::yield_now().await;
                 report(before);
@@ -561,7 +536,6 @@ fn idle_server(runtime: &str, n: usize) {
             });
         }
         "smol" => {
-            use futures_lite::{AsyncReadExt, AsyncWriteExt};
             let ex = async_executor::LocalExecutor::new();
             async_io::block_on(ex.run(async {
                 let listener = async_io::Async::<TcpListener>::bind(localhost()).unwrap();
@@ -570,14 +544,7 @@ fn idle_server(runtime: &str, n: usize) {
                 let mut tasks = Vec::with_capacity(n);
                 for _ in 0..n {
                     let (s, _) = listener.accept().await.unwrap();
-                    tasks.push(ex.spawn(async move {
-                        let mut buf = [0u8; 64];
-                        while let Ok(k @ 1..) = (&s).read(&mut buf).await {
-                            if (&s).write_all(&buf[..k]).await.is_err() {
-                                break;
-                            }
-                        }
-                    }));
+                    tasks.push(ex.spawn(async move { smol_echo_conn(s, &mut [0u8; 64]).await }));
                 }
                 futures_lite::future::yield_now().await;
                 report(before);
