@@ -4,7 +4,6 @@
 
 #![cfg(unix)]
 
-use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::Receiver;
@@ -19,6 +18,8 @@ struct Fixture {
     child: Child,
     lines: Receiver<String>,
     seen: Vec<String>,
+    errors: Receiver<String>,
+    seen_errors: Vec<String>,
 }
 
 impl Fixture {
@@ -40,31 +41,33 @@ impl Fixture {
             .spawn()
             .expect("the fixture starts");
         let lines = common::lines_of(child.stdout.take().unwrap());
+        let errors = common::lines_of(child.stderr.take().unwrap());
         Fixture {
             child,
             lines,
             seen: Vec::new(),
+            errors,
+            seen_errors: Vec::new(),
         }
     }
 
     fn expect_line(&mut self, want: &str) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line == want;
-                    self.seen.push(line);
-                    if found {
-                        return;
-                    }
-                }
-                Err(_) => {
-                    let _ = self.child.kill();
-                    panic!("no line {want:?} from the fixture; it printed {:?}", self.seen);
-                }
-            }
+        if !wait_for(&self.lines, &mut self.seen, |l| l == want) {
+            let _ = self.child.kill();
+            panic!("no line {want:?} from the fixture; it printed {:?}", self.seen);
         }
+    }
+
+    /// Waits for a line on stderr that contains `want`; returns it.
+    fn expect_error_line(&mut self, want: &str) -> String {
+        if !wait_for(&self.errors, &mut self.seen_errors, |l| l.contains(want)) {
+            let _ = self.child.kill();
+            panic!(
+                "no line with {want:?} on the fixture's stderr; it printed {:?}",
+                self.seen_errors
+            );
+        }
+        self.seen_errors.last().cloned().unwrap_or_default()
     }
 
     fn sigint(&self) {
@@ -78,28 +81,54 @@ impl Fixture {
     /// Waits for the exit (bounded); returns the status, the rest of stdout
     /// and all of stderr.
     fn wait(mut self) -> (ExitStatus, Vec<String>, String) {
-        let deadline = Instant::now() + PATIENCE;
+        self.wait_within(PATIENCE)
+    }
+
+    /// As [`wait`](Self::wait), failing when the exit takes longer than
+    /// `limit`.
+    fn wait_within(&mut self, limit: Duration) -> (ExitStatus, Vec<String>, String) {
+        let deadline = Instant::now() + limit;
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 break status;
             }
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
-                panic!("the fixture did not exit; it printed {:?}", self.seen);
+                panic!("the fixture did not exit within {limit:?}; it printed {:?}", self.seen);
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(Duration::from_millis(2));
         };
-        let mut stderr = String::new();
-        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-        let mut rest = self.seen;
+        let mut rest = std::mem::take(&mut self.seen);
         while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
             rest.push(line);
         }
-        (status, rest, stderr)
+        let mut errors = std::mem::take(&mut self.seen_errors);
+        while let Ok(line) = self.errors.recv_timeout(Duration::from_millis(200)) {
+            errors.push(line);
+        }
+        (status, rest, errors.join("\n"))
     }
 
     fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+}
+
+/// Receives lines until one matches (recording all), within `PATIENCE`.
+fn wait_for(lines: &Receiver<String>, seen: &mut Vec<String>, matches: impl Fn(&str) -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = matches(&line);
+                seen.push(line);
+                if found {
+                    return true;
+                }
+            }
+            Err(_) => return false,
+        }
     }
 }
 
@@ -261,4 +290,197 @@ fn runner_can_run_again_after_ctrl_c_and_closes_cleanly() {
         ["ready", "first run: KeyboardInterrupt", "second run: 5", "closed"],
         "{stderr}"
     );
+}
+
+/// The second Ctrl-C of a `#[main]` program is final: `KeyboardInterrupt`
+/// on stderr and death by SIGINT within a second, whatever is still being
+/// waited on. `first` is the line that shows the first Ctrl-C was taken.
+fn second_ctrl_c_is_final(mode: &str, first: &str) {
+    let mut f = Fixture::start(mode);
+    f.expect_line("ready");
+    f.sigint();
+    f.expect_line(first);
+    let sent = Instant::now();
+    f.sigint();
+    let (status, _, stderr) = f.wait_within(Duration::from_secs(5));
+    let took = sent.elapsed();
+    assert!(died_by_sigint(&status), "{status:?} {stderr}");
+    assert!(stderr.contains("KeyboardInterrupt"), "{stderr}");
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+}
+
+#[test]
+fn second_ctrl_c_is_final_while_cleanup_awaits_a_blocking_job() {
+    second_ctrl_c_is_final("cleanup-blocks", "cleanup: waiting on a 5 s blocking job");
+}
+
+#[test]
+fn second_ctrl_c_is_final_while_a_shielded_section_runs() {
+    second_ctrl_c_is_final("cleanup-shielded", "shielded: cancel requested, still running");
+}
+
+#[test]
+fn second_ctrl_c_is_final_while_closing_waits_on_a_task_that_swallows_cancellation() {
+    second_ctrl_c_is_final("task-swallows", "swallowed a cancellation");
+}
+
+/// When closing waits more than a second after a Ctrl-C on something the
+/// user cannot see, it says so once, naming it; the next Ctrl-C is final.
+#[test]
+fn closing_after_ctrl_c_says_what_it_waits_for_a_task() {
+    let mut f = Fixture::start("task-swallows");
+    f.expect_line("ready");
+    let sent = Instant::now();
+    f.sigint();
+    let hint = f.expect_error_line("closing is waiting for");
+    let after = sent.elapsed();
+    assert!(
+        hint.contains("1 task(s) that did not finish after cancellation")
+            && hint.contains("spawned at tests/fixtures/ctrl_c.rs")
+            && hint.contains("Ctrl-C again exits now"),
+        "{hint}"
+    );
+    assert!(
+        after >= Duration::from_millis(900) && after < Duration::from_secs(5),
+        "{after:?}"
+    );
+    f.sigint();
+    let (status, _, stderr) = f.wait_within(Duration::from_secs(5));
+    assert!(died_by_sigint(&status), "{status:?} {stderr}");
+    assert_eq!(
+        stderr.matches("closing is waiting for").count(),
+        1,
+        "said once: {stderr}"
+    );
+}
+
+#[test]
+fn closing_after_ctrl_c_says_what_it_waits_for_a_blocking_job() {
+    let mut f = Fixture::start("blocking-job-outlives-main");
+    f.expect_line("ready");
+    f.sigint();
+    let hint = f.expect_error_line("closing is waiting for");
+    assert!(hint.contains("1 blocking job(s)"), "{hint}");
+    let sent = Instant::now();
+    f.sigint();
+    let (status, _, stderr) = f.wait_within(Duration::from_secs(5));
+    assert!(died_by_sigint(&status), "{status:?} {stderr}");
+    assert!(sent.elapsed() < Duration::from_secs(1));
+}
+
+/// A Ctrl-C during the close sequence is never silent and never waits.
+#[test]
+fn ctrl_c_during_close_prints_keyboard_interrupt_and_exits_at_once() {
+    for (mode, line) in [
+        ("returns-while-task-swallows", "swallowed a cancellation"),
+        ("returns-while-job-runs", "main returns"),
+    ] {
+        let mut f = Fixture::start(mode);
+        f.expect_line(line);
+        // Closing has begun (step 1 cancelled the task, or step 3 waits
+        // for the 5 s job).
+        std::thread::sleep(Duration::from_millis(100));
+        let sent = Instant::now();
+        f.sigint();
+        let (status, _, stderr) = f.wait_within(Duration::from_secs(5));
+        assert!(died_by_sigint(&status), "{mode}: {status:?} {stderr}");
+        assert!(stderr.contains("KeyboardInterrupt"), "{mode}: {stderr}");
+        assert!(sent.elapsed() < Duration::from_secs(1), "{mode}: {:?}", sent.elapsed());
+    }
+}
+
+/// A library program's `Runner::run` returns KeyboardInterrupt at the
+/// second Ctrl-C, and the close after it does not wait.
+#[test]
+fn runner_run_returns_keyboard_interrupt_at_the_second_ctrl_c_and_close_does_not_wait() {
+    let mut f = Fixture::start("library-second");
+    f.expect_line("ready");
+    f.sigint();
+    f.expect_line("ignoring the cancellation");
+    f.sigint();
+    let (status, out, stderr) = f.wait_within(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
+    assert_eq!(
+        out,
+        [
+            "ready",
+            "ignoring the cancellation",
+            "run returned: Err(KeyboardInterrupt)",
+            "second Ctrl-C answered fast: true",
+            "close returned: Err(KeyboardInterrupt)",
+            "close did not wait: true",
+        ],
+        "{stderr}"
+    );
+}
+
+/// In a library program, a loop stuck after it took the first Ctrl-C
+/// still lets the second end the process.
+#[test]
+fn second_ctrl_c_ends_a_library_program_stuck_after_the_first() {
+    let mut f = Fixture::start("library-stuck");
+    f.expect_line("ready");
+    f.sigint();
+    f.expect_line("caught; now spinning");
+    let sent = Instant::now();
+    f.sigint();
+    let (status, out, stderr) = f.wait_within(Duration::from_secs(5));
+    assert!(died_by_sigint(&status), "{status:?} {stderr}");
+    assert!(stderr.contains("KeyboardInterrupt"), "{stderr}");
+    assert!(!out.iter().any(|l| l == "not reached"));
+    assert!(sent.elapsed() < Duration::from_secs(1), "{:?}", sent.elapsed());
+}
+
+#[test]
+fn library_close_interrupted_by_ctrl_c_returns_keyboard_interrupt_at_once() {
+    let mut f = Fixture::start("library-close-interrupted");
+    f.expect_line("swallowed a cancellation");
+    f.sigint();
+    let (status, out, stderr) = f.wait_within(Duration::from_secs(5));
+    assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
+    assert_eq!(
+        out.last().map(String::as_str),
+        Some("close returned: Err(KeyboardInterrupt) after less than a second: true"),
+        "{out:?}"
+    );
+}
+
+/// CPython's test_interrupt_cancelled_task: a task cancels the main task
+/// and then interrupts the process from the loop thread; the main task was
+/// cancelled twice, the runner takes one back: CancelledError, count 1.
+#[test]
+fn interrupting_a_cancelled_main_task_gives_cancelled_not_keyboard_interrupt() {
+    let f = Fixture::start("cancelled-then-interrupted");
+    let (status, out, stderr) = f.wait();
+    assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
+    assert_eq!(out, ["Cancelled cancelling=1"], "{stderr}");
+}
+
+/// A SIGINT raised by a task is seen before the loop runs another task
+/// step, as CPython's synchronous handler sees it.
+#[test]
+fn a_sigint_raised_by_a_task_is_taken_before_the_next_task_step() {
+    let f = Fixture::start("seen-before-next-step");
+    let (status, out, stderr) = f.wait();
+    assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
+    assert_eq!(out, ["Ok((true, Some(1)))"], "{stderr}");
+}
+
+/// 200 runs, each interrupted just as its main task returns: every SIGINT
+/// belongs to its run (the main task caught it, or the run returned
+/// KeyboardInterrupt because it came after the main task's last step), and
+/// the process is never killed after a run returned.
+#[test]
+fn a_sigint_delivered_during_a_run_belongs_to_that_run_200_times() {
+    let f = Fixture::start("racing-runs");
+    let (status, out, stderr) = f.wait();
+    assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
+    assert_eq!(out.last().map(String::as_str), Some("all runs done"), "{out:?}");
+    let results = &out[..out.len() - 1];
+    assert_eq!(results.len(), 200);
+    let odd: Vec<&String> = results
+        .iter()
+        .filter(|l| *l != "caught" && *l != "KeyboardInterrupt")
+        .collect();
+    assert!(odd.is_empty(), "results outside asyncio's rules: {odd:?}");
 }

@@ -19,8 +19,16 @@ use std::io;
 pub enum Error {
     /// The run was interrupted by Ctrl-C (SIGINT): Python's
     /// `KeyboardInterrupt`. The main task was cancelled and let the
-    /// cancellation escape.
+    /// cancellation escape, or a second Ctrl-C (or one during closing)
+    /// ended the run without waiting.
     KeyboardInterrupt,
+    /// The run was interrupted by another signal that the runner was told
+    /// to treat as Ctrl-C (`SIGTERM`, `SIGHUP`, ...), as
+    /// [`KeyboardInterrupt`](Error::KeyboardInterrupt) is for SIGINT.
+    Interrupted {
+        /// The signal's number (`libc::SIGTERM`, ...).
+        signal: i32,
+    },
     /// The main task was cancelled (by a task calling `cancel()` on it, or by
     /// Ctrl-C while it was also cancelled by something else): Python's
     /// `CancelledError`.
@@ -56,6 +64,26 @@ impl Error {
         matches!(self, Error::KeyboardInterrupt)
     }
 
+    /// The signal that interrupted the run: `SIGINT` for
+    /// [`KeyboardInterrupt`](Error::KeyboardInterrupt), the signal of
+    /// [`Interrupted`](Error::Interrupted); `None` for any other error.
+    pub fn interrupt_signal(&self) -> Option<i32> {
+        match self {
+            Error::KeyboardInterrupt => Some(libc::SIGINT),
+            Error::Interrupted { signal } => Some(*signal),
+            _ => None,
+        }
+    }
+
+    /// The error of a run interrupted by `signal`.
+    pub(crate) fn interrupted_by(signal: i32) -> Error {
+        if signal == libc::SIGINT {
+            Error::KeyboardInterrupt
+        } else {
+            Error::Interrupted { signal }
+        }
+    }
+
     /// Whether this is the cancellation of the main task (`CancelledError`).
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Error::Cancelled)
@@ -66,6 +94,11 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::KeyboardInterrupt => f.write_str("KeyboardInterrupt: the run was interrupted by Ctrl-C (SIGINT)"),
+            Error::Interrupted { signal } => write!(
+                f,
+                "the run was interrupted by {}, which this runner treats as Ctrl-C",
+                crate::signal::name(*signal)
+            ),
             Error::Cancelled => f.write_str(
                 "the main task was cancelled: something called cancel() on it and the cancellation was not caught \
                  (catch it with runner_core::cancellable(..) if the task should go on)",

@@ -304,8 +304,68 @@ pub(crate) struct LoopCore {
     /// The task being polled. Kept here rather than in a thread-local: only
     /// this loop polls its tasks, and the loop is found through `RUNNING`.
     pub(crate) current_task: RefCell<Option<Rc<dyn RawTask>>>,
-    /// The main task a Ctrl-C cancels, while a `Runner::run` is active.
-    pub(crate) interrupt_target: RefCell<Option<Rc<dyn RawTask>>>,
+    /// What the runner's interrupt signals (Ctrl-C) do, while a
+    /// `Runner::run` or close on the main thread takes them.
+    pub(crate) interrupts: RefCell<Option<Rc<Interrupts>>>,
+    /// Whether deliveries of signals concern this loop (it takes
+    /// interrupts): then it looks at them before every task step.
+    listens: Cell<bool>,
+    /// Set by a final interrupt: the current run returns at once.
+    abort: Cell<bool>,
+}
+
+/// A run's (or a close's) Ctrl-C state, shared by the runner and its loop.
+///
+/// The handler counts each delivery (see [`signal`](crate::signal)); the
+/// loop takes them in order before its next task step: the first of a run
+/// cancels the main task (*soft*); any later one, one that finds the main
+/// task done, and any during closing is *final*: the loop stops at once.
+pub(crate) struct Interrupts {
+    /// The signals that act as Ctrl-C, with the deliveries of each taken.
+    signals: Vec<(i32, Cell<u32>)>,
+    /// The main task the first interrupt cancels (`None` while closing).
+    target: Option<Rc<dyn RawTask>>,
+    /// How many interrupts this run (close) took.
+    taken: Cell<u32>,
+    /// The signal that cancelled the main task.
+    soft: Cell<Option<i32>>,
+    /// The signal of a final interrupt.
+    hard: Cell<Option<i32>>,
+    /// Ends the process if a later interrupt is not taken (library
+    /// programs only; `#[main]` ends it in the handler).
+    watchdog: RefCell<Option<crate::signal::Watchdog>>,
+}
+
+impl Interrupts {
+    /// Interrupt state for `signals`, starting from what was delivered so far.
+    pub(crate) fn new(signals: &[i32], target: Option<Rc<dyn RawTask>>) -> Interrupts {
+        Interrupts {
+            signals: signals
+                .iter()
+                .map(|&s| (s, Cell::new(crate::signal::count(s))))
+                .collect(),
+            target,
+            taken: Cell::new(0),
+            soft: Cell::new(None),
+            hard: Cell::new(None),
+            watchdog: RefCell::new(None),
+        }
+    }
+
+    /// The signal that cancelled the main task, if one did.
+    pub(crate) fn soft(&self) -> Option<i32> {
+        self.soft.get()
+    }
+
+    /// The signal of a final interrupt, if one came.
+    pub(crate) fn hard(&self) -> Option<i32> {
+        self.hard.get()
+    }
+
+    /// Carries the watchdog of a run over to its close.
+    pub(crate) fn take_watchdog_from(&self, run: &Interrupts) {
+        *self.watchdog.borrow_mut() = run.watchdog.borrow_mut().take();
+    }
 }
 
 /// An async generator that was started and not finished: what
@@ -447,6 +507,61 @@ impl LoopCore {
         }
     }
 
+    /// Sets (or clears) what interrupt signals do on this loop.
+    pub(crate) fn set_interrupts(&self, interrupts: Option<Rc<Interrupts>>) {
+        self.listens.set(interrupts.is_some());
+        *self.interrupts.borrow_mut() = interrupts;
+    }
+
+    /// Takes the signal deliveries counted since the last look, in order
+    /// per signal (see [`Interrupts`]). The loop calls it before a task
+    /// step when a delivery is pending; the runner once more before a run
+    /// returns.
+    pub(crate) fn take_signals(&self) {
+        crate::signal::take_pending();
+        let Some(ints) = self.interrupts.borrow().clone() else {
+            return;
+        };
+        // Read first: every delivery it counts has already been counted
+        // for its signal too (the handler counts in that order).
+        let delivered = crate::signal::interrupts();
+        for (sig, seen) in &ints.signals {
+            let now = crate::signal::count(*sig);
+            while seen.get() != now {
+                seen.set(seen.get().wrapping_add(1));
+                self.take_interrupt(&ints, *sig);
+            }
+        }
+        crate::signal::set_taken(delivered);
+    }
+
+    /// Takes pending signal deliveries, if this loop listens for them.
+    #[inline]
+    fn look_at_signals(&self) {
+        if self.listens.get() && crate::signal::pending() {
+            self.take_signals();
+        }
+    }
+
+    /// One interrupt: the first of a run cancels the main task; any other
+    /// is final.
+    fn take_interrupt(&self, ints: &Interrupts, sig: i32) {
+        let first = ints.taken.get() == 0;
+        ints.taken.set(ints.taken.get() + 1);
+        let cancelled = first && ints.target.as_ref().is_some_and(|t| t.core().cancel());
+        if cancelled {
+            ints.soft.set(Some(sig));
+            if ints.watchdog.borrow().is_none() && !crate::signal::final_in_handler() {
+                *ints.watchdog.borrow_mut() = crate::signal::Watchdog::start();
+            }
+        } else {
+            if ints.hard.get().is_none() {
+                ints.hard.set(Some(sig));
+            }
+            self.abort.set(true);
+        }
+    }
+
     fn fire_timers(&self, now: Instant) {
         loop {
             let entry = self.timers.borrow_mut().pop_expired(now);
@@ -498,7 +613,7 @@ impl LoopCore {
     }
 
     /// Blocking-pool jobs queued or running.
-    fn blocking_jobs_in_flight(&self) -> usize {
+    pub(crate) fn blocking_jobs_in_flight(&self) -> usize {
         let current = self.executor.borrow().as_ref().map_or(0, |e| e.jobs_in_flight());
         let retired: usize = self.retired_executors.borrow().iter().map(|e| e.jobs_in_flight()).sum();
         current + retired
@@ -540,6 +655,14 @@ impl LoopCore {
         }
     }
 
+    /// One more iteration that does not block: what asyncio's loop runs
+    /// after the done-callback of the future it waits for called `stop()`.
+    fn run_final_iteration(self: &Rc<Self>) {
+        let stopping = self.stopping.replace(true);
+        self.run_once();
+        self.stopping.set(stopping);
+    }
+
     fn run_once(self: &Rc<Self>) {
         let idle = self.ready.borrow().is_empty() && !self.stopping.get();
         let timeout = if idle {
@@ -561,7 +684,17 @@ impl LoopCore {
 
         let batch = self.ready.borrow().len();
         let debug = self.debug.get();
+        if batch == 0 {
+            // Woken by a signal, perhaps, with nothing else to run.
+            self.look_at_signals();
+        }
         for _ in 0..batch {
+            // A signal raised by the previous step (even by this thread)
+            // is seen before the next one.
+            self.look_at_signals();
+            if self.abort.get() {
+                return;
+            }
             let Some(item) = self.ready.borrow_mut().pop_front() else {
                 break;
             };
@@ -789,7 +922,9 @@ impl LoopBuilder {
                 asyncgens: RefCell::new(Vec::new()),
                 asyncgens_shut_down: Cell::new(false),
                 current_task: RefCell::new(None),
-                interrupt_target: RefCell::new(None),
+                interrupts: RefCell::new(None),
+                listens: Cell::new(false),
+                abort: Cell::new(false),
             }),
         };
         if self.start_paused {
@@ -826,10 +961,13 @@ struct RunningGuard<'a> {
     core: &'a LoopCore,
     prev: Option<Rc<LoopCore>>,
     prev_slot: Option<context::Slot>,
+    /// Signal deliveries wake this loop while it runs (main thread only).
+    _listening: Option<crate::signal::Listening>,
 }
 
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
+        self.core.abort.set(false);
         let prev = self.prev.take();
         let _ = RUNNING.try_with(|r| *r.borrow_mut() = prev);
         if let Some(slot) = self.prev_slot.take() {
@@ -1149,18 +1287,38 @@ impl EventLoop {
         self.core.state.set(State::Running);
         // While the loop runs, the current context is the polled task's.
         let prev_slot = Some(context::swap_slot(context::Slot::Task));
+        let listening = if self.core.listens.get() {
+            self.core
+                .reactor
+                .borrow()
+                .as_ref()
+                .map(|r| crate::signal::Listening::publish(r.poller().wake_fd()))
+        } else {
+            None
+        };
         Ok(RunningGuard {
             core: &self.core,
             prev,
             prev_slot,
+            _listening: listening,
         })
     }
 
     /// Runs iterations until `done()` or `stop()`; `true` when `done()`.
+    ///
+    /// As asyncio's loop stops from the done-callback of the future it
+    /// waits for, the iteration after the one that made `done()` true still
+    /// runs: what was scheduled by then (a task spawned in a main task's
+    /// last step, say) gets its step. A final interrupt ends the run at
+    /// once, without it.
     pub(crate) fn run_until(&self, done: impl Fn() -> bool) -> Result<bool, Error> {
         let _guard = self.enter()?;
         loop {
+            if self.core.abort.get() {
+                return Ok(done());
+            }
             if done() {
+                self.core.run_final_iteration();
                 return Ok(true);
             }
             self.core.run_once();
@@ -1318,37 +1476,59 @@ impl EventLoop {
     /// Fails with [`Error::LoopRunning`] when called from inside the running
     /// loop (it would block the loop), [`Error::LoopClosed`] after close.
     pub fn shutdown_default_executor(&self, timeout: Option<Duration>) -> Result<(), Error> {
+        let shutdown = self.begin_executor_shutdown(timeout)?;
+        if shutdown.is_done() {
+            return Ok(());
+        }
+        // Real time, even on a virtual clock: the reactor's wait is bounded
+        // by it, and exiting workers wake the loop.
+        let deadline = shutdown.deadline;
+        let _ = self.run_until_waking(|| deadline, || shutdown.is_done() || shutdown.is_past_deadline());
+        shutdown.finish(self);
+        Ok(())
+    }
+
+    /// Close step 3's first half: stops the executors taking jobs. The
+    /// caller drives the loop until [`ExecutorShutdown::is_done`] (or its
+    /// deadline), then calls [`ExecutorShutdown::finish`].
+    pub(crate) fn begin_executor_shutdown(&self, timeout: Option<Duration>) -> Result<ExecutorShutdown, Error> {
         self.check_open()?;
         if self.is_running() {
             return Err(Error::LoopRunning);
         }
         self.core.executor_shut_down.set(true);
         let executors = self.core.take_executors();
-        if executors.is_empty() {
-            return Ok(());
-        }
         for executor in &executors {
             executor.begin_shutdown();
         }
-        let all_exited = || executors.iter().all(|e| e.all_exited());
         let timeout = timeout.unwrap_or(self.core.executor_shutdown_timeout);
-        // Real time, even on a virtual clock: the reactor's wait is bounded
-        // by it, and exiting workers wake the loop.
-        let deadline = Instant::now().checked_add(timeout);
-        self.core.real_deadline.set(deadline);
-        let _ = self.run_until(|| all_exited() || deadline.is_some_and(|d| Instant::now() >= d));
+        Ok(ExecutorShutdown {
+            deadline: Instant::now().checked_add(timeout),
+            timeout,
+            executors,
+        })
+    }
+
+    /// How many blocking-pool jobs are queued or running.
+    pub(crate) fn blocking_jobs_in_flight(&self) -> usize {
+        self.core.blocking_jobs_in_flight()
+    }
+
+    /// Runs until `done()`, also waking at the real-time instant `wake_at()`
+    /// gives (asked again after every iteration), so that `done` can look
+    /// at the clock: the deadlines of closing are real time, even on a
+    /// virtual clock.
+    pub(crate) fn run_until_waking(
+        &self,
+        wake_at: impl Fn() -> Option<Instant>,
+        done: impl Fn() -> bool,
+    ) -> Result<bool, Error> {
+        let result = self.run_until(|| {
+            self.core.real_deadline.set(wake_at());
+            done()
+        });
         self.core.real_deadline.set(None);
-        for executor in &executors {
-            executor.join_exited();
-        }
-        if !all_exited() {
-            self.core.report(ExceptionContext::new(format!(
-                "the default executor did not finish joining its threads within {timeout:?}; \
-                 they were left running detached (configure the timeout with \
-                 LoopBuilder::executor_shutdown_timeout)"
-            )));
-        }
-        Ok(())
+        result
     }
 
     /// Replaces the default executor with a pool of this configuration
@@ -1532,6 +1712,45 @@ impl fmt::Debug for LoopHandle {
             .field("loop_id", &self.shared.loop_id)
             .field("closed", &self.is_closed())
             .finish()
+    }
+}
+
+/// The executors being shut down in close step 3.
+pub(crate) struct ExecutorShutdown {
+    /// Real time; `None` when the timeout is too long to represent.
+    pub(crate) deadline: Option<Instant>,
+    timeout: Duration,
+    executors: Vec<Arc<Executor>>,
+}
+
+impl ExecutorShutdown {
+    /// Whether every worker thread has exited.
+    pub(crate) fn is_done(&self) -> bool {
+        self.executors.iter().all(|e| e.all_exited())
+    }
+
+    pub(crate) fn is_past_deadline(&self) -> bool {
+        self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+
+    /// Jobs still queued or running on these executors.
+    pub(crate) fn jobs_in_flight(&self) -> usize {
+        self.executors.iter().map(|e| e.jobs_in_flight()).sum()
+    }
+
+    /// Joins the threads that exited; when some are still running past the
+    /// deadline, warns (naming the timeout) and leaves them detached.
+    pub(crate) fn finish(self, lp: &EventLoop) {
+        for executor in &self.executors {
+            executor.join_exited();
+        }
+        if !self.is_done() && self.is_past_deadline() {
+            lp.core.report(ExceptionContext::new(format!(
+                "the default executor did not finish joining its threads within {:?}; they were left running \
+                 detached (configure the timeout with LoopBuilder::executor_shutdown_timeout)",
+                self.timeout
+            )));
+        }
     }
 }
 

@@ -32,8 +32,9 @@
 //! [`task`] (tasks, cancellation, `shield`), [`time`] (`sleep`, timeouts),
 //! [`context`] (`contextvars`), [`executor`] (`run_in_executor`).
 
-// Two audited exceptions, both FFI: `signal::sigint_handler` (a read-only
-// sigaction query) and `Reactor::register` (polling's `Poller::add`).
+// Audited exceptions, all FFI, each block with its SAFETY comment: the
+// signal handler and its `sigaction` calls (`signal`), and polling's
+// `Poller::add` on the portable backend (`poll`).
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
@@ -69,35 +70,52 @@ pub use time::{sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Slee
 /// API: names and signatures may change without notice.
 #[doc(hidden)]
 pub mod __private {
-    use crate::Error;
+    use std::future::IntoFuture;
+
+    use crate::{Builder, Error};
 
     pub use crate::testing::{run_test, TestOptions, TEST_TIMEOUT_ENV};
+
+    /// A `#[main]`: runs the body, then ends the process as the result says.
+    /// A final Ctrl-C (the second, or one during closing) ends the process
+    /// at once, in the signal handler: nothing of the program runs after
+    /// it anyway, and so nothing it would still wait on can delay it.
+    #[track_caller]
+    pub fn run_main<F>(builder: Builder, body: F) -> F::Output
+    where
+        F: IntoFuture,
+        F::IntoFuture: 'static,
+        F::Output: 'static,
+    {
+        crate::signal::set_final_in_handler();
+        main_result(builder.run(body))
+    }
 
     /// The end of a `#[main]`: the body's output, or the conventional exit
     /// for a run that gave none.
     pub fn main_result<T>(result: Result<T, Error>) -> T {
         match result {
             Ok(v) => v,
-            Err(Error::KeyboardInterrupt) => {
-                eprintln!("KeyboardInterrupt");
-                exit_by_sigint()
-            }
-            Err(e) => {
-                eprintln!("Error: {e}");
-                std::process::exit(1)
-            }
+            Err(e) => match e.interrupt_signal() {
+                Some(sig) => {
+                    if e.is_keyboard_interrupt() {
+                        eprintln!("KeyboardInterrupt");
+                    } else {
+                        eprintln!("runner: {e}");
+                    }
+                    crate::signal::exit_by(sig)
+                }
+                None => {
+                    eprintln!("Error: {e}");
+                    std::process::exit(1)
+                }
+            },
         }
     }
 
     /// Ends the process the way SIGINT's default disposition does, so a
     /// shell reports status 130.
     pub fn exit_by_sigint() -> ! {
-        #[cfg(unix)]
-        {
-            let _ = signal_hook::low_level::emulate_default_handler(signal_hook::consts::SIGINT);
-        }
-        // Not reached on unix (the default action terminates the process);
-        // elsewhere, the status a shell would show.
-        std::process::exit(130)
+        crate::signal::exit_by(libc::SIGINT)
     }
 }

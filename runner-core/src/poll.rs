@@ -161,6 +161,13 @@ mod linux {
             Ok(events.list.len())
         }
 
+        /// The notifier's descriptor, for a signal handler to write an
+        /// 8-byte 1 to (what `notify` does, without a Rust call).
+        pub(crate) fn wake_fd(&self) -> std::os::fd::RawFd {
+            use std::os::fd::AsRawFd;
+            self.notifier.as_raw_fd()
+        }
+
         /// Wakes the thread blocked in [`wait`](Self::wait), or makes the
         /// next wait return at once. Callable from any thread.
         pub(crate) fn notify(&self) -> io::Result<()> {
@@ -182,9 +189,23 @@ mod portable {
     use std::os::fd::{AsRawFd, BorrowedFd};
     use std::time::Duration;
 
+    use std::io::Read;
+    use std::os::fd::{AsFd, RawFd};
+    use std::os::unix::net::UnixStream;
+
     use polling::{Event, PollMode};
 
-    pub(crate) struct Poller(polling::Poller);
+    /// The key of the signal wake-up pipe; no table slot reaches it
+    /// (`polling` keeps `usize::MAX` for its own notifier).
+    const WAKE: usize = usize::MAX - 1;
+
+    /// `polling`'s poller, plus a pipe a signal handler can write to
+    /// (`polling`'s own notifier is reached only through a Rust call).
+    pub(crate) struct Poller {
+        poller: polling::Poller,
+        wake_read: UnixStream,
+        wake_write: UnixStream,
+    }
 
     pub(crate) struct Events(polling::Events);
 
@@ -194,7 +215,7 @@ mod portable {
         }
 
         pub(crate) fn iter(&self) -> impl Iterator<Item = Ev> + '_ {
-            self.0.iter().map(|e| Ev {
+            self.0.iter().filter(|e| e.key != WAKE).map(|e| Ev {
                 key: e.key,
                 readable: e.readable,
                 writable: e.writable,
@@ -213,7 +234,16 @@ mod portable {
 
     impl Poller {
         pub(crate) fn new() -> io::Result<Poller> {
-            Ok(Poller(polling::Poller::new()?))
+            let (wake_read, wake_write) = UnixStream::pair()?;
+            wake_read.set_nonblocking(true)?;
+            wake_write.set_nonblocking(true)?;
+            let poller = Poller {
+                poller: polling::Poller::new()?,
+                wake_read,
+                wake_write,
+            };
+            poller.add(poller.wake_read.as_fd(), WAKE, true, false, Mode::Edge)?;
+            Ok(poller)
         }
 
         #[allow(unsafe_code)]
@@ -222,25 +252,39 @@ mod portable {
             // from the poller before it is closed. The reactor only adds
             // descriptors of objects its table slot owns, deletes them
             // before dropping the slot, and drops the poller (ending every
-            // registration) before the table when it is dropped itself.
-            unsafe { self.0.add_with_mode(fd.as_raw_fd(), Event::new(key, r, w), mode(m)) }
+            // registration) before the table when it is dropped itself;
+            // the wake-up pipe lives exactly as long as this poller.
+            unsafe {
+                self.poller
+                    .add_with_mode(fd.as_raw_fd(), Event::new(key, r, w), mode(m))
+            }
         }
 
         pub(crate) fn modify(&self, fd: BorrowedFd<'_>, key: usize, r: bool, w: bool, m: Mode) -> io::Result<()> {
-            self.0.modify_with_mode(fd, Event::new(key, r, w), mode(m))
+            self.poller.modify_with_mode(fd, Event::new(key, r, w), mode(m))
         }
 
         pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-            self.0.delete(fd)
+            self.poller.delete(fd)
         }
 
         pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
             events.0.clear();
-            self.0.wait(&mut events.0, timeout)
+            let n = self.poller.wait(&mut events.0, timeout)?;
+            if events.0.iter().any(|e| e.key == WAKE) {
+                let mut buf = [0u8; 64];
+                while matches!((&self.wake_read).read(&mut buf), Ok(n) if n > 0) {}
+            }
+            Ok(n)
+        }
+
+        /// The descriptor a signal handler writes to, to wake the wait.
+        pub(crate) fn wake_fd(&self) -> RawFd {
+            self.wake_write.as_raw_fd()
         }
 
         pub(crate) fn notify(&self) -> io::Result<()> {
-            self.0.notify()
+            self.poller.notify()
         }
     }
 }

@@ -5,7 +5,10 @@
 //! first [`Runner::run`] or [`Runner::get_loop`] creates the loop (through
 //! the `loop_factory` if one was given) and the runner's [`Context`]. Every
 //! `run` spawns its future as the *main task* in that context on that loop
-//! and drives the loop until the main task is done.
+//! and drives the loop until the main task is done, plus the one iteration
+//! asyncio's loop finishes after the main task's done-callback stopped it:
+//! a task spawned in the main task's last step has started before close
+//! cancels it.
 //!
 //! [`Runner::close`] is the shutdown sequence, in this order, each step run
 //! even when an earlier one failed:
@@ -19,22 +22,33 @@
 //! 4. unset the thread's current loop (if the runner set it), close the
 //!    loop, release the context.
 //!
-//! While a `run` is active on the main thread, Ctrl-C cancels the main task
-//! (see [`signal`]); a second Ctrl-C returns
-//! [`Error::KeyboardInterrupt`] at once.
+//! # Ctrl-C
+//!
+//! While a `run` is active on the main thread, Ctrl-C (and the signals
+//! opted into acting as it) is taken by the run (see [`signal`] for the
+//! handler): the first cancels the main task; when that cancellation
+//! escapes it, `run` returns [`Error::KeyboardInterrupt`] (or
+//! [`Error::Cancelled`] when the main task was also cancelled by something
+//! else, as asyncio). A later one is *final*: `run` returns
+//! `KeyboardInterrupt` at once, and the close that follows does not wait
+//! (tasks are dropped, not driven; blocking jobs are left running). A
+//! Ctrl-C during a close is final too: the close stops waiting and returns
+//! `KeyboardInterrupt`. When a close waits more than
+//! [`CLOSE_HINT_AFTER`] after a Ctrl-C, it says once on stderr what it
+//! waits for.
 //!
 //! [`run`] is a runner used once: build, run, close.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::IntoFuture;
 use std::io;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crate::event_loop::{self, EventLoop, ExceptionContext};
-use crate::signal;
+use crate::event_loop::{self, EventLoop, ExceptionContext, Interrupts};
+use crate::signal::{self, Phase};
 use crate::task::{self, RawTask};
 use crate::{Context, Error};
 
@@ -43,6 +57,11 @@ type LoopFactory = Box<dyn FnOnce() -> io::Result<EventLoop>>;
 /// The message reported for a task that panicked while it was being
 /// cancelled at shutdown.
 pub const SHUTDOWN_ERROR_MESSAGE: &str = "unhandled error during runner shutdown";
+
+/// How long a close may wait, after a Ctrl-C, before it says on stderr
+/// what it waits for (tasks that ignored their cancellation, blocking
+/// jobs) and that another Ctrl-C stops the wait.
+pub const CLOSE_HINT_AFTER: Duration = Duration::from_secs(1);
 
 /// Options for a [`Runner`] or a single [`run`]: the `debug` and
 /// `loop_factory` arguments of `asyncio.run` / `asyncio.Runner`.
@@ -98,12 +117,15 @@ impl Builder {
             debug: self.debug,
             loop_factory: RefCell::new(self.loop_factory),
             executor_shutdown_timeout: self.executor_shutdown_timeout,
+            interrupt_signals: vec![libc::SIGINT],
+            last_run: RefCell::new(None),
             state: RefCell::new(State::Created),
         }
     }
 
     /// Runs `fut` on a new runner with these options and closes it:
-    /// [`run`] with options.
+    /// [`run`] with options. A Ctrl-C during the close makes it
+    /// `KeyboardInterrupt`, as asyncio's does.
     #[track_caller]
     pub fn run<F>(self, fut: F) -> Result<F::Output, Error>
     where
@@ -114,9 +136,10 @@ impl Builder {
         let at = Location::caller();
         let runner = self.build();
         let result = catch_unwind(AssertUnwindSafe(|| runner.run_at(fut, None, "runner_core::run()", at)));
-        let _ = runner.close();
+        let closed = runner.close();
         match result {
-            Ok(result) => result,
+            Ok(Ok(v)) => closed.map(|()| v),
+            Ok(Err(e)) => Err(e),
             Err(panic) => resume_unwind(panic),
         }
     }
@@ -190,6 +213,10 @@ pub struct Runner {
     debug: Option<bool>,
     loop_factory: RefCell<Option<LoopFactory>>,
     executor_shutdown_timeout: Option<Duration>,
+    /// The signals that act as Ctrl-C.
+    interrupt_signals: Vec<i32>,
+    /// The interrupt state of the last run, for its close.
+    last_run: RefCell<Option<Rc<Interrupts>>>,
     state: RefCell<State>,
 }
 
@@ -241,7 +268,9 @@ impl Runner {
     /// Fails with [`Error::NestedRun`] (without polling `fut`) when a loop is
     /// running on this thread, [`Error::RunnerClosed`] after
     /// [`close`](Self::close), [`Error::Cancelled`] when the main task was
-    /// cancelled. A panic of the main task is resumed here.
+    /// cancelled, [`Error::KeyboardInterrupt`] after Ctrl-C (see the
+    /// [module docs](crate::runner)). A panic of the main task is resumed
+    /// here.
     #[track_caller]
     pub fn run<F>(&self, fut: F) -> Result<F::Output, Error>
     where
@@ -294,31 +323,69 @@ impl Runner {
         let mut main = event_loop.spawn_at(fut.into_future(), Some(context.clone()), at);
         main.set_name("main");
 
-        // Ctrl-C cancels the main task while this run is active (see
-        // `signal`); the guard hands SIGINT back when the run returns.
-        let sigint = signal::take_sigint(&event_loop);
-        *event_loop.core().interrupt_target.borrow_mut() = Some(main.raw());
-        let hard_interrupt = || sigint.as_ref().is_some_and(|s| s.interrupts().is_hard());
-        let ran = event_loop.run_until(|| main.is_done() || hard_interrupt());
-        event_loop.core().interrupt_target.borrow_mut().take();
-        let interrupted = sigint.as_ref().is_some_and(|s| s.interrupts().count() > 0);
-        let hard = hard_interrupt();
-        drop(sigint);
+        let interrupts = self.take_interrupts(&event_loop, Phase::Running, Some(main.raw()));
+        let ran = event_loop.run_until(|| main.is_done());
+        self.release_interrupts(&event_loop, interrupts.as_ref());
+        let (soft, hard) = interrupts.as_ref().map_or((None, None), |i| (i.soft(), i.hard()));
+        *self.last_run.borrow_mut() = interrupts;
 
-        if !ran? && !hard {
+        if let Some(sig) = hard {
+            // A final Ctrl-C: without waiting for the main task (it is
+            // cancelled when the runner closes).
+            return Err(Error::interrupted_by(sig));
+        }
+        if !ran? {
             return Err(Error::Stopped);
         }
-        let Some(outcome) = main.take_outcome() else {
-            // A second Ctrl-C: KeyboardInterrupt without waiting for the
-            // main task (it is cancelled when the runner closes).
-            return Err(Error::KeyboardInterrupt);
-        };
+        let outcome = main.take_outcome().expect("invariant: the main task is done");
         match event_loop::outcome_into_result(outcome) {
             // As asyncio: the Ctrl-C cancellation escaped the main task, and
             // no other cancellation is outstanding.
-            Err(Error::Cancelled) if interrupted && main.uncancel() == 0 => Err(Error::KeyboardInterrupt),
+            Err(Error::Cancelled) if soft.is_some() && main.uncancel() == 0 => {
+                Err(Error::interrupted_by(soft.expect("checked")))
+            }
             result => result,
         }
+    }
+
+    /// Takes the interrupt signals for a run (`target`: its main task) or
+    /// a close, on the main thread; `None` elsewhere, or when every one of
+    /// them is someone else's (ignored, or handled by the user).
+    fn take_interrupts(
+        &self,
+        event_loop: &EventLoop,
+        phase: Phase,
+        target: Option<Rc<dyn RawTask>>,
+    ) -> Option<Rc<Interrupts>> {
+        if !signal::is_main_thread() {
+            return None;
+        }
+        let signals: Vec<i32> = self
+            .interrupt_signals
+            .iter()
+            .copied()
+            .filter(|&sig| signal::take_interrupt(sig))
+            .collect();
+        if signals.is_empty() {
+            return None;
+        }
+        let interrupts = Rc::new(Interrupts::new(&signals, target));
+        event_loop.core().set_interrupts(Some(interrupts.clone()));
+        signal::set_phase(phase);
+        Some(interrupts)
+    }
+
+    /// Ends what [`take_interrupts`](Self::take_interrupts) began: every
+    /// delivery before this point is taken by this run (or close); any
+    /// after it does what the signal's default does.
+    fn release_interrupts(&self, event_loop: &EventLoop, interrupts: Option<&Rc<Interrupts>>) {
+        if interrupts.is_none() {
+            return;
+        }
+        signal::deliver_pending();
+        signal::set_phase(Phase::Idle);
+        event_loop.core().take_signals();
+        event_loop.core().set_interrupts(None);
     }
 
     /// The runner's loop, created now if it was not yet; fails with
@@ -343,6 +410,13 @@ impl Runner {
     /// before it was used is closed too: `run` and `get_loop` fail
     /// afterwards.
     ///
+    /// After a final Ctrl-C (the last run returned `KeyboardInterrupt`
+    /// without waiting for its main task), or on a Ctrl-C during the
+    /// close, it does not wait: the remaining tasks are dropped rather than
+    /// driven, async generators are not finalized, blocking jobs are left
+    /// running, the loop is closed, and the result is
+    /// [`Error::KeyboardInterrupt`].
+    ///
     /// Fails with [`Error::LoopRunning`], changing nothing, when called from
     /// inside the runner's own running loop.
     pub fn close(&self) -> Result<(), Error> {
@@ -360,13 +434,30 @@ impl Runner {
         else {
             return Ok(());
         };
+        let last_run = self.last_run.borrow_mut().take();
+        let interrupts = self.take_interrupts(&event_loop, Phase::Closing, None);
+        if let (Some(now), Some(last)) = (&interrupts, &last_run) {
+            now.take_watchdog_from(last);
+        }
+        let closing = Closing {
+            event_loop: &event_loop,
+            hard_before: last_run.as_ref().and_then(|r| r.hard()),
+            interrupts: interrupts.clone(),
+            hint_at: last_run
+                .as_ref()
+                .and_then(|r| r.soft())
+                .map(|_| Instant::now() + CLOSE_HINT_AFTER),
+            hinted: Cell::new(false),
+        };
         let steps: [(&str, &dyn Fn()); 4] = [
-            ("cancelling the remaining tasks", &|| cancel_all_tasks(&event_loop)),
+            ("cancelling the remaining tasks", &|| closing.cancel_all_tasks()),
             ("finalizing async generators", &|| {
-                let _ = event_loop.shutdown_asyncgens();
+                if !closing.aborted() {
+                    let _ = event_loop.shutdown_asyncgens();
+                }
             }),
             ("shutting down the default executor", &|| {
-                let _ = event_loop.shutdown_default_executor(self.executor_shutdown_timeout);
+                closing.shutdown_executor(self.executor_shutdown_timeout)
             }),
             ("closing the loop", &|| {
                 if set_event_loop {
@@ -385,27 +476,124 @@ impl Runner {
                 });
             }
         }
+        let aborted_by = closing.aborted_by();
+        drop(closing);
+        self.release_interrupts(&event_loop, interrupts.as_ref());
         drop(context);
-        Ok(())
+        match aborted_by {
+            Some(sig) => Err(Error::interrupted_by(sig)),
+            None => Ok(()),
+        }
     }
 }
 
-/// Close step 1: cancel all tasks alive on the loop, drive them to the end,
-/// report the ones that panicked.
-fn cancel_all_tasks(event_loop: &EventLoop) {
-    let tasks: Vec<Rc<dyn RawTask>> = event_loop.cancel_all_tasks();
-    if tasks.is_empty() {
-        return;
+/// The state of one close: whether a final interrupt came (before or
+/// during it), and the one-time hint of what it waits for.
+struct Closing<'a> {
+    event_loop: &'a EventLoop,
+    /// The final interrupt of the run before the close.
+    hard_before: Option<i32>,
+    /// The close's own interrupt state (on the main thread).
+    interrupts: Option<Rc<Interrupts>>,
+    /// When to say what the close waits for (after a Ctrl-C only).
+    hint_at: Option<Instant>,
+    hinted: Cell<bool>,
+}
+
+impl Closing<'_> {
+    /// The signal of a final interrupt, before or during the close.
+    fn aborted_by(&self) -> Option<i32> {
+        self.hard_before
+            .or_else(|| self.interrupts.as_ref().and_then(|i| i.hard()))
     }
-    let _shutdown = event_loop.enter_shutdown();
-    let _ = event_loop.run_until(|| tasks.iter().all(|t| t.core().is_done()));
-    for t in &tasks {
-        if let Some(panic) = task::take_shutdown_panic(&**t) {
-            event_loop.core().report(ExceptionContext {
-                message: SHUTDOWN_ERROR_MESSAGE.into(),
-                panic: Some(panic),
-                task: Some(t.core().info()),
-            });
+
+    fn aborted(&self) -> bool {
+        self.aborted_by().is_some()
+    }
+
+    /// Drives the loop until `done` (or a final interrupt, or `deadline`,
+    /// real time), printing the hint once when it is due.
+    fn drive(&self, deadline: Option<Instant>, waiting_for: impl Fn() -> String, done: impl Fn() -> bool) {
+        let wake_at = || {
+            let hint = self.hint_at.filter(|_| !self.hinted.get());
+            match (deadline, hint) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        let _ = self.event_loop.run_until_waking(wake_at, || {
+            if done() || self.aborted() || deadline.is_some_and(|d| Instant::now() >= d) {
+                return true;
+            }
+            if self.hint_at.is_some_and(|at| Instant::now() >= at) && !self.hinted.replace(true) {
+                let again = if signal::final_in_handler() {
+                    "exits now"
+                } else {
+                    "stops the wait"
+                };
+                eprintln!("runner: closing is waiting for {}; Ctrl-C again {again}", waiting_for());
+            }
+            false
+        });
+    }
+
+    /// Close step 1: cancel all tasks alive on the loop, drive them to the
+    /// end, report the ones that panicked. After a final interrupt, they
+    /// are only cancelled: closing the loop drops them.
+    fn cancel_all_tasks(&self) {
+        let event_loop = self.event_loop;
+        let tasks: Vec<Rc<dyn RawTask>> = event_loop.cancel_all_tasks();
+        if tasks.is_empty() || self.aborted() {
+            return;
+        }
+        let _shutdown = event_loop.enter_shutdown();
+        let waiting_for = || {
+            let pending: Vec<String> = tasks
+                .iter()
+                .filter(|t| !t.core().is_done())
+                .map(|t| t.core().info().to_string())
+                .collect();
+            let mut what = format!(
+                "{} task(s) that did not finish after cancellation ({})",
+                pending.len(),
+                pending.join("; ")
+            );
+            let jobs = event_loop.blocking_jobs_in_flight();
+            if jobs > 0 {
+                what.push_str(&format!(" and {jobs} blocking job(s) still running"));
+            }
+            what
+        };
+        self.drive(None, waiting_for, || tasks.iter().all(|t| t.core().is_done()));
+        for t in &tasks {
+            if let Some(panic) = task::take_shutdown_panic(&**t) {
+                event_loop.core().report(ExceptionContext {
+                    message: SHUTDOWN_ERROR_MESSAGE.into(),
+                    panic: Some(panic),
+                    task: Some(t.core().info()),
+                });
+            }
+        }
+    }
+
+    /// Close step 3: shut the default executor down, waiting for its
+    /// threads up to `timeout` (none after a final interrupt).
+    fn shutdown_executor(&self, timeout: Option<Duration>) {
+        let event_loop = self.event_loop;
+        let Ok(shutdown) = event_loop.begin_executor_shutdown(timeout) else {
+            return;
+        };
+        if !shutdown.is_done() && !self.aborted() {
+            let jobs = || {
+                format!(
+                    "{} blocking job(s) (spawn_blocking / run_in_executor) still running",
+                    shutdown.jobs_in_flight()
+                )
+            };
+            self.drive(shutdown.deadline, jobs, || shutdown.is_done());
+        }
+        if !self.aborted() {
+            shutdown.finish(event_loop);
         }
     }
 }

@@ -151,6 +151,95 @@ fn run_reports_errors_of_hanging_tasks_at_shutdown() {
     assert_eq!(reports[0].task.as_ref().unwrap().name.as_deref(), Some("leftover"));
 }
 
+/// CPython's test_asyncio_run_reports_hanging_tasks_errors, in its own
+/// form: the task is spawned in the main task's last step. It still gets
+/// that step (it enters its `try`), so at close its cancellation is caught
+/// and its failure reported.
+#[test]
+fn run_reports_errors_of_a_task_spawned_in_mains_last_step() {
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let leftover = Rc::new(RefCell::new(None));
+    let (sink, slot) = (reports.clone(), leftover.clone());
+    let out = runner_core::run(async move {
+        get_running_loop()
+            .unwrap()
+            .set_exception_handler(move |_, ctx| sink.borrow_mut().push(ctx.clone()));
+        let t = spawn(async {
+            if cancellable(sleep(Duration::from_millis(100))).await.is_err() {
+                panic!("division by zero");
+            }
+        });
+        t.set_name("leftover");
+        *slot.borrow_mut() = Some(t);
+        123
+    })
+    .unwrap();
+    assert_eq!(out, 123);
+    assert!(leftover.borrow().as_ref().unwrap().is_done());
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].message, "unhandled error during runner shutdown");
+    assert_eq!(reports[0].panic.as_deref(), Some("division by zero"));
+    assert_eq!(reports[0].task.as_ref().unwrap().name.as_deref(), Some("leftover"));
+}
+
+/// asyncio stops the loop from the main task's done-callback, so the
+/// iteration after the main task's last step still runs: a task spawned
+/// in that step starts, and its cancellation cleanup runs at close.
+#[test]
+fn a_task_spawned_in_mains_last_step_gets_its_first_step_before_close() {
+    let started = Rc::new(Cell::new(false));
+    let cleaned = Rc::new(Cell::new(false));
+    let (s, c) = (started.clone(), cleaned.clone());
+    let out = runner_core::run(async move {
+        spawn(async move {
+            s.set(true);
+            let _ = cancellable(sleep(Duration::from_secs(3600))).await;
+            c.set(true);
+        });
+        7
+    })
+    .unwrap();
+    assert_eq!(out, 7);
+    assert!(started.get(), "the task got its first step");
+    assert!(cleaned.get(), "its cleanup ran when close cancelled it");
+}
+
+/// Only what was scheduled when the main task finished gets the extra
+/// step: a task spawned during that step does not start (as in asyncio,
+/// where it would be scheduled after the loop stopped).
+#[test]
+fn the_final_iteration_runs_only_what_was_already_scheduled() {
+    let first = Rc::new(Cell::new(false));
+    let second = Rc::new(Cell::new(false));
+    let (f, s) = (first.clone(), second.clone());
+    runner_core::run(async move {
+        spawn(async move {
+            f.set(true);
+            spawn(async move { s.set(true) });
+        });
+    })
+    .unwrap();
+    assert!(first.get());
+    assert!(
+        !second.get(),
+        "spawned in the final iteration: cancelled before its first step"
+    );
+}
+
+#[test]
+fn run_until_complete_also_finishes_the_iteration_after_its_future() {
+    let lp = EventLoop::new().unwrap();
+    let started = Rc::new(Cell::new(false));
+    let s = started.clone();
+    lp.run_until_complete(async move {
+        spawn(async move { s.set(true) });
+    })
+    .unwrap();
+    assert!(started.get());
+    lp.close().unwrap();
+}
+
 #[test]
 fn hanging_task_can_await_async_cleanup_when_cancelled_at_shutdown() {
     let log = Rc::new(RefCell::new(Vec::new()));

@@ -167,7 +167,7 @@ fn generate(kind: Kind, func: &ItemFn, config: &Config) -> TokenStream {
     let builder = quote!(#krate::Builder::new() #debug #factory);
     let run = match kind {
         Kind::Main => quote_spanned! {body_span=>
-            #krate::__private::main_result(#builder.run(__runner_body))
+            #krate::__private::run_main(#builder, __runner_body)
         },
         Kind::Test => {
             let timeout = match config.timeout_ms {
