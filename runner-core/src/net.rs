@@ -184,26 +184,46 @@ impl<T: AsFd + 'static> Async<T> {
         result
     }
 
-    /// Waits until the object is believed readable: at once unless an
-    /// operation through [`read_with`](Self::read_with) (or the stream
-    /// methods built on it) last returned `WouldBlock`, else until the next
-    /// readiness event. An I/O call made directly on [`get_ref`](Self::get_ref)
-    /// does not update that belief, so do the I/O through `read_with` or
-    /// [`try_read_with`](Self::try_read_with); a loop of `readable()` and a
-    /// direct call that keeps getting `WouldBlock` would spin.
+    /// Waits until the reactor reported the object readable: a readiness
+    /// event came, and no operation through [`read_with`](Self::read_with)
+    /// (or the stream methods built on it) returned `WouldBlock` since. A
+    /// freshly wrapped descriptor waits for its first event (the poller
+    /// reports one at once when data is already there), as with tokio's
+    /// `AsyncFd` and smol's `Async`. An I/O call made directly on
+    /// [`get_ref`](Self::get_ref) does not update the readiness, so do the
+    /// I/O through `read_with` or [`try_read_with`](Self::try_read_with); a
+    /// loop of `readable()` and a direct call that keeps getting
+    /// `WouldBlock` would spin.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use std::time::Duration;
+    /// use runner_core::{net::Async, timeout};
+    ///
+    /// runner_core::run(async {
+    ///     let (a, mut b) = UnixStream::pair().unwrap();
+    ///     let a = Async::new(a).unwrap();
+    ///     // Nothing was sent: not readable.
+    ///     assert!(timeout(Duration::from_millis(20), a.readable()).await.is_err());
+    ///     b.write_all(b"x").unwrap();
+    ///     a.readable().await.unwrap();
+    /// })
+    /// .unwrap();
+    /// ```
     pub async fn readable(&self) -> io::Result<()> {
         self.wait_ready(Direction::Read).await
     }
 
-    /// Waits until the object is believed writable; as [`readable`](Self::readable),
-    /// with [`write_with`](Self::write_with).
+    /// Waits until the reactor reported the object writable; as
+    /// [`readable`](Self::readable), with [`write_with`](Self::write_with).
     pub async fn writable(&self) -> io::Result<()> {
         self.wait_ready(Direction::Write).await
     }
 
     async fn wait_ready(&self, dir: Direction) -> io::Result<()> {
         std::future::poll_fn(|cx| {
-            if self.source.is_ready(dir) {
+            if self.source.is_reported(dir) {
                 return Poll::Ready(Ok(()));
             }
             self.poll_wait(dir, cx)

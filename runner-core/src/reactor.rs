@@ -20,6 +20,13 @@
 //!   adds its waker;
 //! - an event sets the flag and wakes the direction's waiters.
 //!
+//! Beside that optimistic flag, each direction keeps whether readiness was
+//! *reported*: set only by an event, cleared with the flag. An I/O call
+//! tries its luck on the first flag (a fresh socket is tried at once, which
+//! saves a wait); `readable()`/`writable()` answer on the second, so that,
+//! as with tokio's `AsyncFd` and smol's `Async`, readiness means an event
+//! came (a freshly wrapped empty pipe is not readable).
+//!
 //! No wake-up is lost: the flag is cleared only right after the system
 //! call said `WouldBlock`, on the loop's thread, and events are read only
 //! between task polls; anything that arrives after that call makes a new
@@ -70,6 +77,9 @@ pub(crate) struct Source {
 /// direction go to `more`.
 struct Readiness {
     ready: Cell<bool>,
+    /// An event reported this direction ready, and no `WouldBlock` (or
+    /// short transfer) said otherwise since.
+    reported: Cell<bool>,
     /// An event said this side will not block again (end of stream,
     /// hang-up, error): sticky, so a short read does not wait for an edge
     /// that already came.
@@ -82,6 +92,7 @@ impl Readiness {
     fn new() -> Readiness {
         Readiness {
             ready: Cell::new(true),
+            reported: Cell::new(false),
             closed: Cell::new(false),
             first: RefCell::new(None),
             more: RefCell::new(Vec::new()),
@@ -108,6 +119,7 @@ impl Readiness {
     /// put back.
     fn fire(&self) {
         self.ready.set(true);
+        self.reported.set(true);
         let first = self.first.borrow_mut().take();
         if let Some(w) = first {
             w.wake();
@@ -139,9 +151,17 @@ impl Source {
         self.dir(dir).ready.get()
     }
 
+    /// Whether an event reported the direction ready (and nothing said
+    /// otherwise since): what `readable()`/`writable()` wait for.
+    pub(crate) fn is_reported(&self, dir: Direction) -> bool {
+        self.dir(dir).reported.get()
+    }
+
     /// Records that an I/O call in this direction returned `WouldBlock`.
     pub(crate) fn clear_ready(&self, dir: Direction) {
-        self.dir(dir).ready.set(false);
+        let d = self.dir(dir);
+        d.ready.set(false);
+        d.reported.set(false);
     }
 
     /// Records that a stream read (write) came back short, so the buffer
@@ -152,6 +172,7 @@ impl Source {
         let d = self.dir(dir);
         if !d.closed.get() {
             d.ready.set(false);
+            d.reported.set(false);
         }
     }
 

@@ -553,3 +553,38 @@ fn a_readable_and_try_read_loop_waits_instead_of_spinning() {
         "the loop used {cpu:?} of CPU while waiting"
     );
 }
+
+/// Readiness means an event came: `readable()` on a freshly wrapped empty
+/// descriptor waits (a self-pipe for signals must not fire at startup),
+/// and completes once a byte arrives; `writable()` on a fresh socket with
+/// room completes (the poller reports it at registration).
+#[test]
+fn readable_on_a_fresh_empty_descriptor_waits_for_a_real_event() {
+    use runner_core::net::Async;
+    use std::os::unix::net::UnixStream;
+    runner_core::run(async {
+        let (a, b) = UnixStream::pair().unwrap();
+        let a = Async::new(a).unwrap();
+        let waited = timeout(Duration::from_millis(200), a.readable()).await;
+        assert!(waited.is_err(), "readable() completed with nothing sent");
+        let writer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            (&b).write_all(b"!").unwrap();
+            b
+        });
+        timeout(Duration::from_secs(5), a.readable())
+            .await
+            .expect("readable() completes once a byte arrived")
+            .unwrap();
+        let mut buf = [0u8; 4];
+        let n = a.read_with(|s| (&*s).read(&mut buf)).await.unwrap();
+        assert_eq!(&buf[..n], b"!");
+        let b = writer.join().unwrap();
+        let b = Async::new(b).unwrap();
+        timeout(Duration::from_secs(5), b.writable())
+            .await
+            .expect("a fresh socket with room is reported writable")
+            .unwrap();
+    })
+    .unwrap();
+}
