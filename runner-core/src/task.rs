@@ -41,6 +41,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Wake, Waker};
 
+use sync_wrapper::SyncWrapper;
+
 use crate::context::{self, ContextHolder, Map};
 use crate::event_loop::{self, LoopCore, Shared};
 use crate::Context;
@@ -621,13 +623,32 @@ impl<T: 'static> fmt::Debug for JoinHandle<T> {
 
 /// Why awaiting a [`JoinHandle`] gave no output: the task was cancelled or
 /// panicked.
+///
+/// `Send + Sync` (the panic payload is kept so that it can only be taken
+/// out by value), so `?` converts it into `Box<dyn Error + Send + Sync>`
+/// or `anyhow::Error`:
+///
+/// ```
+/// fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+///     let out = runner_core::run(async {
+///         let answer = runner_core::spawn(async { 42 }).await?;
+///         Ok::<_, Box<dyn std::error::Error + Send + Sync>>(answer)
+///     })??;
+///     assert_eq!(out, 42);
+///     Ok(())
+/// }
+/// ```
 pub struct JoinError {
     repr: JoinRepr,
 }
 
 enum JoinRepr {
     Cancelled,
-    Panicked(Box<dyn Any + Send + 'static>),
+    Panicked {
+        /// Read when reporting; taken from the payload when it was caught.
+        message: String,
+        payload: SyncWrapper<Box<dyn Any + Send + 'static>>,
+    },
 }
 
 impl JoinError {
@@ -639,7 +660,10 @@ impl JoinError {
 
     pub(crate) fn panicked(payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
-            repr: JoinRepr::Panicked(payload),
+            repr: JoinRepr::Panicked {
+                message: panic_message(payload.as_ref()),
+                payload: SyncWrapper::new(payload),
+            },
         }
     }
 
@@ -650,13 +674,14 @@ impl JoinError {
 
     /// Whether the task panicked.
     pub fn is_panic(&self) -> bool {
-        matches!(self.repr, JoinRepr::Panicked(_))
+        matches!(self.repr, JoinRepr::Panicked { .. })
     }
 
-    /// The panic's message, when the task panicked with a string.
+    /// The panic's message, when the task panicked (with a string; other
+    /// payloads give a placeholder).
     pub fn panic_message(&self) -> Option<String> {
         match &self.repr {
-            JoinRepr::Panicked(p) => Some(panic_message(p.as_ref())),
+            JoinRepr::Panicked { message, .. } => Some(message.clone()),
             JoinRepr::Cancelled => None,
         }
     }
@@ -676,7 +701,7 @@ impl JoinError {
     /// The panic payload, or the error back when the task was cancelled.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            JoinRepr::Panicked(p) => Ok(p),
+            JoinRepr::Panicked { payload, .. } => Ok(payload.into_inner()),
             JoinRepr::Cancelled => Err(self),
         }
     }
@@ -697,7 +722,7 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             JoinRepr::Cancelled => f.write_str("JoinError::Cancelled"),
-            JoinRepr::Panicked(p) => write!(f, "JoinError::Panicked({:?})", panic_message(p.as_ref())),
+            JoinRepr::Panicked { message, .. } => write!(f, "JoinError::Panicked({message:?})"),
         }
     }
 }
@@ -706,7 +731,7 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             JoinRepr::Cancelled => f.write_str("the task was cancelled before it produced its output"),
-            JoinRepr::Panicked(p) => write!(f, "the task panicked: {}", panic_message(p.as_ref())),
+            JoinRepr::Panicked { message, .. } => write!(f, "the task panicked: {message}"),
         }
     }
 }

@@ -650,3 +650,22 @@ fn sleep_is_send_and_sync_for_traits_that_ask_for_it() {
     assert_send_sync(&t);
     run(s).unwrap();
 }
+
+/// `JoinError` is `Send + Sync`, as tokio's is: `?` turns it into a
+/// `Box<dyn Error + Send + Sync>` (or `anyhow::Error`), and the panic
+/// payload is still there to take out.
+#[test]
+fn join_error_is_send_and_sync_and_converts_with_the_question_mark() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<runner_core::JoinError>();
+    async fn body() -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+        let v = spawn(async { panic!("boom") }).await?;
+        Ok(v)
+    }
+    let err = runner_core::run(body()).unwrap().unwrap_err();
+    assert_eq!(err.to_string(), "the task panicked: boom");
+    let join_error = err.downcast::<runner_core::JoinError>().unwrap();
+    assert_eq!(join_error.panic_message().as_deref(), Some("boom"));
+    let payload = join_error.into_panic();
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+}
