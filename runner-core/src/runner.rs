@@ -52,7 +52,7 @@ use crate::signal::{self, Phase};
 use crate::task::{self, RawTask};
 use crate::{Context, Error};
 
-type LoopFactory = Box<dyn FnOnce() -> io::Result<EventLoop>>;
+type LoopFactory = Box<dyn FnMut() -> io::Result<EventLoop>>;
 
 /// The message reported for a task that panicked while it was being
 /// cancelled at shutdown.
@@ -98,7 +98,32 @@ impl Builder {
     /// loop it returns is the one everything runs on. As in asyncio, the
     /// runner does not make a factory's loop the thread's current loop; the
     /// factory may call [`set_event_loop`](crate::set_event_loop) itself.
-    pub fn loop_factory(mut self, factory: impl FnOnce() -> io::Result<EventLoop> + 'static) -> Builder {
+    ///
+    /// The factory is called when the runner is first used; when it fails
+    /// (or panics), the runner stays unused and calls it again on the next
+    /// use, as asyncio does: it never falls back to a default loop.
+    ///
+    /// ```
+    /// use std::{cell::Cell, io, rc::Rc};
+    /// use runner_core::{EventLoop, Runner};
+    ///
+    /// let calls = Rc::new(Cell::new(0));
+    /// let counter = calls.clone();
+    /// let runner = Runner::builder()
+    ///     .loop_factory(move || {
+    ///         counter.set(counter.get() + 1);
+    ///         if counter.get() == 1 {
+    ///             return Err(io::Error::other("not yet"));
+    ///         }
+    ///         EventLoop::builder().debug(true).build()
+    ///     })
+    ///     .build();
+    /// assert!(runner.run(async {}).is_err());
+    /// // Called again: the loop is the factory's (debug on), not a default one.
+    /// assert!(runner.run(async { runner_core::get_running_loop().unwrap().get_debug() }).unwrap());
+    /// assert_eq!(calls.get(), 2);
+    /// ```
+    pub fn loop_factory(mut self, factory: impl FnMut() -> io::Result<EventLoop> + 'static) -> Builder {
         self.loop_factory = Some(Box::new(factory));
         self
     }
@@ -241,12 +266,16 @@ impl Runner {
             } => return Ok((event_loop.clone(), context.clone())),
             State::Created => {}
         }
-        let factory = self.loop_factory.borrow_mut().take();
+        // A factory that fails (or panics) stays, to be called again on the
+        // next use; one that succeeded is done with.
+        let mut factory = self.loop_factory.borrow_mut();
         let set_event_loop = factory.is_none();
-        let event_loop = match factory {
-            Some(factory) => factory()?,
+        let event_loop = match factory.as_mut() {
+            Some(make) => make()?,
             None => EventLoop::new()?,
         };
+        factory.take();
+        drop(factory);
         if set_event_loop {
             event_loop::set_event_loop(Some(&event_loop));
         }

@@ -300,6 +300,38 @@ fn loop_factory_error_is_returned() {
     assert!(err.to_string().contains("no loop today"));
 }
 
+/// asyncio calls a failed factory again at the next use: the runner never
+/// falls back silently to a default loop, losing the user's settings.
+#[test]
+fn a_failing_or_panicking_loop_factory_is_called_again_on_the_next_use() {
+    let calls = Rc::new(Cell::new(0));
+    let c = calls.clone();
+    let runner = Runner::builder()
+        .loop_factory(move || {
+            c.set(c.get() + 1);
+            match c.get() {
+                1 => Err(std::io::Error::other("first call fails")),
+                2 => panic!("second call panics"),
+                _ => EventLoop::builder()
+                    .slow_callback_duration(Duration::from_millis(7))
+                    .build(),
+            }
+        })
+        .build();
+    let err = runner.run(async {}).unwrap_err();
+    assert!(err.to_string().contains("first call fails"), "{err}");
+    let panic = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.get_loop())).unwrap_err();
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"second call panics"));
+    let lp = runner.get_loop().unwrap();
+    assert_eq!(
+        lp.slow_callback_duration(),
+        Duration::from_millis(7),
+        "the factory's loop"
+    );
+    assert_eq!(runner.run(async { 5 }).unwrap(), 5);
+    assert_eq!(calls.get(), 3, "called again after each failure, then no more");
+}
+
 #[test]
 fn runner_debug_none_keeps_the_loops_setting() {
     let runner = Runner::builder()

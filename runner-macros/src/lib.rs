@@ -33,7 +33,7 @@ use proc_macro::TokenStream;
 /// |---|---|
 /// | `debug` / `debug = true` | debug mode on |
 /// | `debug = false` | debug mode off (without `debug`, `RUNNER_DEBUG` decides) |
-/// | `loop_factory = f` | create the loop with `f: FnOnce() -> std::io::Result<EventLoop>` |
+/// | `loop_factory = f` | create the loop with `f: FnMut() -> std::io::Result<EventLoop>` |
 /// | `crate = "path"` | where runner-core is, when it is re-exported under another name |
 ///
 /// ```
