@@ -64,7 +64,7 @@ pub use runner::{run, Builder, Runner};
 #[doc(inline)]
 pub use runner_macros::{main, runner_test};
 pub use task::{cancellable, current_task, shield, Cancelled, CurrentTask, JoinError, JoinHandle, TaskId, TaskInfo};
-pub use time::{sleep, sleep_until, timeout, timeout_at, yield_now, Elapsed, Sleep, TimerHandle};
+pub use time::{sleep, sleep_until, timeout, timeout_at, wait_for, yield_now, Elapsed, Sleep, TimerHandle};
 
 /// What the expansions of `#[main]` and `#[runner_test]` call. Not public
 /// API: names and signatures may change without notice.

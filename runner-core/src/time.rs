@@ -32,6 +32,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use crate::event_loop::{CallbackCell, EventLoop, LoopCore};
+use crate::task::{JoinError, JoinHandle};
 
 /// A virtual clock's state.
 #[derive(Debug, Clone, Copy)]
@@ -405,6 +406,52 @@ impl<F: Future> Future for Timeout<F> {
                 duration: self.duration,
             })),
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+/// Waits at most `duration` for a spawned task, and on timeout cancels it
+/// (asyncio's `wait_for(task, timeout)`).
+///
+/// `Ok(outcome)` when the task finished in time, its output or its
+/// [`JoinError`]. When the time is up, the task is cancelled and awaited:
+/// its cancellation cleanup runs before `wait_for` returns, and the result
+/// is `Err(Elapsed)`, unless the task caught the cancellation and still
+/// finished with an output (or panicked), which is then returned, as
+/// asyncio returns it. A task that ignores its cancellation keeps
+/// `wait_for` waiting, as in asyncio.
+///
+/// [`timeout`] on a `JoinHandle` itself would drop the handle on timeout,
+/// which *detaches* the task (it keeps running); on a `&mut` handle it
+/// leaves the task alone. `wait_for` is the one that cancels.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{sleep, spawn, wait_for};
+///
+/// runner_core::run(async {
+///     let slow = spawn(sleep(Duration::from_secs(3600)));
+///     assert!(wait_for(Duration::from_millis(5), slow).await.is_err());
+///     // The task was cancelled, not left running: only the main task is.
+///     assert_eq!(runner_core::get_running_loop().unwrap().task_count(), 1);
+///
+///     let quick = spawn(async { 7 });
+///     assert_eq!(wait_for(Duration::from_secs(5), quick).await.unwrap().unwrap(), 7);
+/// })
+/// .unwrap();
+/// ```
+pub async fn wait_for<T: 'static>(
+    duration: Duration,
+    mut task: JoinHandle<T>,
+) -> Result<Result<T, JoinError>, Elapsed> {
+    match timeout(duration, &mut task).await {
+        Ok(outcome) => Ok(outcome),
+        Err(elapsed) => {
+            task.cancel();
+            match (&mut task).await {
+                Err(e) if e.is_cancelled() => Err(elapsed),
+                outcome => Ok(outcome),
+            }
         }
     }
 }

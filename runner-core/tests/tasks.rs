@@ -669,3 +669,42 @@ fn join_error_is_send_and_sync_and_converts_with_the_question_mark() {
     let payload = join_error.into_panic();
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
 }
+
+/// asyncio's `wait_for(task, t)`: on timeout the task is cancelled (its
+/// cleanup runs before `wait_for` returns) and the result is `Elapsed`; in
+/// time, its output; a task that catches the cancellation and returns gives
+/// that output.
+#[test]
+fn wait_for_cancels_the_task_on_timeout_and_waits_for_its_cleanup() {
+    use runner_core::wait_for;
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let l = log.clone();
+    run(async move {
+        let l2 = l.clone();
+        let slow = spawn(async move {
+            let _guard = OnDrop(move || l2.borrow_mut().push("slow task's cleanup ran"));
+            sleep(Duration::from_secs(3600)).await;
+        });
+        let r = wait_for(Duration::from_millis(10), slow).await;
+        l.borrow_mut().push(if r.is_err() { "elapsed" } else { "not elapsed" });
+        assert_eq!(
+            runner_core::get_running_loop().unwrap().task_count(),
+            1,
+            "only main is left"
+        );
+
+        let in_time = wait_for(Duration::from_secs(5), spawn(async { 6 * 7 })).await;
+        assert_eq!(in_time.unwrap().unwrap(), 42);
+
+        let stubborn = spawn(async {
+            match cancellable(sleep(Duration::from_secs(3600))).await {
+                Ok(()) => "slept",
+                Err(Cancelled) => "caught and returned",
+            }
+        });
+        let r = wait_for(Duration::from_millis(10), stubborn).await;
+        assert_eq!(r.unwrap().unwrap(), "caught and returned");
+    })
+    .unwrap();
+    assert_eq!(*log.borrow(), ["slow task's cleanup ran", "elapsed"]);
+}
