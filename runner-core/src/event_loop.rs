@@ -780,17 +780,29 @@ impl LoopCore {
 
     /// Drops everything the loop holds; the close of [`EventLoop::close`]
     /// without its checks.
-    fn release(&self) {
+    /// Returns the reports it owes: tasks whose future panicked as it was
+    /// dropped, with nobody left to await them.
+    fn release(&self) -> Vec<ExceptionContext> {
         self.state.set(State::Closed);
         self.shared.closed.store(true, Ordering::Release);
         let ready = std::mem::take(&mut *self.ready.borrow_mut());
         drop(ready);
         let tasks = self.tasks.borrow_mut().drain();
+        let mut reports = Vec::new();
         for task in &tasks {
             if !task.core().is_done() {
                 task.drop_future();
             }
             task::wake_joiner(task.core());
+            if let Some(panic) = task::take_detached_panic(&**task) {
+                reports.push(ExceptionContext {
+                    message: "a task panicked when the closing loop dropped it (EventLoop::close drops the \
+                              tasks still alive; Runner::close cancels and drives them first)"
+                        .into(),
+                    panic: Some(panic),
+                    task: Some(task.core().info()),
+                });
+            }
         }
         drop(tasks);
         let timers = self.timers.borrow_mut().clear();
@@ -804,13 +816,17 @@ impl LoopCore {
             executor.join_exited();
         }
         self.reactor.borrow_mut().take();
+        reports
     }
 }
 
 impl Drop for LoopCore {
     fn drop(&mut self) {
         if self.state.get() != State::Closed {
-            self.release();
+            // No handle to the loop is left, so no handler of its either.
+            for report in self.release() {
+                log_report(&report);
+            }
         }
     }
 }
@@ -1388,7 +1404,9 @@ impl EventLoop {
                 if self.get_debug() {
                     self.report_left_open();
                 }
-                self.core.release();
+                for report in self.core.release() {
+                    self.core.report(report);
+                }
                 Ok(())
             }
         }
@@ -1644,16 +1662,21 @@ impl EventLoop {
     /// application installed a logger, else to standard error, so that no
     /// report is lost.
     pub fn default_exception_handler(&self, ctx: &ExceptionContext) {
-        let level = if ctx.panic.is_some() {
-            log::Level::Error
-        } else {
-            log::Level::Warn
-        };
-        if log::max_level() >= level {
-            log::log!(target: "runner", level, "{ctx}");
-        } else {
-            eprintln!("runner: {ctx}");
-        }
+        log_report(ctx);
+    }
+}
+
+/// What the default exception handler does with a report.
+fn log_report(ctx: &ExceptionContext) {
+    let level = if ctx.panic.is_some() {
+        log::Level::Error
+    } else {
+        log::Level::Warn
+    };
+    if log::max_level() >= level {
+        log::log!(target: "runner", level, "{ctx}");
+    } else {
+        eprintln!("runner: {ctx}");
     }
 }
 

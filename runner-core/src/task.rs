@@ -465,6 +465,16 @@ pub(crate) fn wake_joiner(core: &TaskCore) {
     }
 }
 
+/// Takes the panic of a task whose handle is gone (marks it retrieved):
+/// what the loop reports when it drops such a task at close.
+pub(crate) fn take_detached_panic(task: &dyn RawTask) -> Option<String> {
+    if task.core().detached.get() {
+        take_shutdown_panic(task)
+    } else {
+        None
+    }
+}
+
 /// Takes the panic of a finished task for the shutdown report (marks it
 /// retrieved).
 pub(crate) fn take_shutdown_panic(task: &dyn RawTask) -> Option<String> {

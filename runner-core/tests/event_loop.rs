@@ -441,3 +441,35 @@ fn set_default_executor_replaces_the_pool_and_close_joins_both() {
     lp.shutdown_default_executor(Some(Duration::from_secs(10))).unwrap();
     assert_eq!(lp.executor_thread_count(), 0);
 }
+
+/// `EventLoop::close()` on its own drops the tasks still alive; one whose
+/// future panics as it is dropped, with no handle left to tell, is reported
+/// to the exception handler with the task.
+#[test]
+fn close_reports_a_detached_task_that_panics_when_dropped() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("destructor failed");
+        }
+    }
+    let lp = EventLoop::new().unwrap();
+    let reports = capture_reports(&lp);
+    let t = lp.spawn(async {
+        let _guard = PanicOnDrop;
+        std::future::pending::<()>().await
+    });
+    t.set_name("bomb");
+    drop(t);
+    lp.run_until_complete(yield_now()).unwrap();
+    lp.close().unwrap();
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert!(
+        reports[0].message.contains("when the closing loop dropped it"),
+        "{}",
+        reports[0].message
+    );
+    assert_eq!(reports[0].panic.as_deref(), Some("destructor failed"));
+    assert_eq!(reports[0].task.as_ref().unwrap().name.as_deref(), Some("bomb"));
+}
