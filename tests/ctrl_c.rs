@@ -484,3 +484,26 @@ fn a_sigint_delivered_during_a_run_belongs_to_that_run_200_times() {
         .collect();
     assert!(odd.is_empty(), "results outside asyncio's rules: {odd:?}");
 }
+
+/// `#[main(close_timeout = "200ms")]` (no signal involved): the close gives
+/// up on a task that ignores its cancellation after the bound, reports it
+/// by name and spawn site, drops it, and the process exits normally.
+#[test]
+fn main_close_timeout_drops_a_task_that_ignores_cancellation_and_exits() {
+    let mut f = Fixture::start("close-timeout");
+    f.expect_line("main returns");
+    let returned = Instant::now();
+    let (status, out, stderr) = f.wait_within(Duration::from_secs(5));
+    let took = returned.elapsed();
+    assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
+    assert!(
+        took >= Duration::from_millis(150) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    assert!(out.iter().any(|l| l == "stubborn: destructor ran"), "{out:?}");
+    assert!(
+        stderr.contains("closing gave up waiting: a task ignored its cancellation")
+            && stderr.contains("'stubborn' spawned at tests/fixtures/ctrl_c.rs"),
+        "{stderr}"
+    );
+}

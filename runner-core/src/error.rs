@@ -13,8 +13,14 @@ use std::io;
 
 /// Why a call on the event loop or the runner failed.
 ///
-/// Every message says what happened and what to do about it.
-#[derive(Debug)]
+/// Every message says what happened and what to do about it. The `Debug`
+/// form carries the message too (as `io::Error`'s does), so that an
+/// `unwrap()` says it:
+///
+/// ```
+/// let e = runner_core::Error::ClockNotPaused;
+/// assert!(format!("{e:?}").starts_with("ClockNotPaused { message: \"the loop's clock is real"));
+/// ```
 #[non_exhaustive]
 pub enum Error {
     /// The run was interrupted by Ctrl-C (SIGINT): Python's
@@ -87,6 +93,26 @@ impl Error {
     /// Whether this is the cancellation of the main task (`CancelledError`).
     pub fn is_cancelled(&self) -> bool {
         matches!(self, Error::Cancelled)
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            // Their names say it all.
+            Error::KeyboardInterrupt => return f.write_str("KeyboardInterrupt"),
+            Error::Cancelled => return f.write_str("Cancelled"),
+            Error::Interrupted { signal } => return f.debug_struct("Interrupted").field("signal", signal).finish(),
+            Error::Io(e) => return f.debug_tuple("Io").field(e).finish(),
+            Error::NestedRun { .. } => "NestedRun",
+            Error::RunnerClosed => "RunnerClosed",
+            Error::LoopClosed => "LoopClosed",
+            Error::LoopRunning => "LoopRunning",
+            Error::Stopped => "Stopped",
+            Error::NoRunningLoop => "NoRunningLoop",
+            Error::ClockNotPaused => "ClockNotPaused",
+        };
+        f.debug_struct(name).field("message", &self.to_string()).finish()
     }
 }
 

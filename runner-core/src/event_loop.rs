@@ -1568,6 +1568,18 @@ impl EventLoop {
     /// asyncio's `shutdown_asyncgens`). Generators started afterwards are not
     /// tracked. Fails with [`Error::LoopRunning`] inside the running loop.
     pub fn shutdown_asyncgens(&self) -> Result<(), Error> {
+        let closing = self.begin_asyncgen_shutdown()?;
+        if !closing.is_empty() {
+            self.run_until(|| closing.iter().all(|h| h.is_done()))?;
+        }
+        self.finish_asyncgen_shutdown(closing);
+        Ok(())
+    }
+
+    /// Close step 2's first half: a task closing each async generator
+    /// still open. The caller drives the loop until they are done (or it
+    /// gives up on them), then calls `finish_asyncgen_shutdown`.
+    pub(crate) fn begin_asyncgen_shutdown(&self) -> Result<Vec<JoinHandle<()>>, Error> {
         self.check_open()?;
         if self.is_running() {
             return Err(Error::LoopRunning);
@@ -1578,11 +1590,18 @@ impl EventLoop {
             .filter_map(|g| g.upgrade())
             .filter(|g| !g.is_finished())
             .collect();
-        if gens.is_empty() {
-            return Ok(());
-        }
-        let closing: Vec<JoinHandle<()>> = gens.into_iter().map(|g| self.spawn(g.aclose())).collect();
-        self.run_until(|| closing.iter().all(|h| h.is_done()))?;
+        Ok(gens
+            .into_iter()
+            .map(|g| {
+                let h = self.spawn(g.aclose());
+                h.set_name("async generator finalizer");
+                h
+            })
+            .collect())
+    }
+
+    /// Reports the generators whose cleanup panicked.
+    pub(crate) fn finish_asyncgen_shutdown(&self, closing: Vec<JoinHandle<()>>) {
         for mut h in closing {
             if let Some(Err(e)) = h.take_outcome() {
                 if e.is_panic() {
@@ -1594,7 +1613,17 @@ impl EventLoop {
                 }
             }
         }
-        Ok(())
+    }
+
+    /// Drops a task's future now, without running it again (its
+    /// destructors run, its async cleanup does not): what a close does
+    /// with a task that outlived the close timeout.
+    pub(crate) fn drop_task(&self, task: &Rc<dyn RawTask>) {
+        if task.core().is_done() {
+            return;
+        }
+        task::drop_now(&self.core, task);
+        self.core.finish_task(task.core().header.key, task);
     }
 
     /// Marks the start of close step 1; panics of tasks finishing while the
@@ -1769,9 +1798,11 @@ impl ExecutorShutdown {
         }
         if !self.is_done() && self.is_past_deadline() {
             lp.core.report(ExceptionContext::new(format!(
-                "the default executor did not finish joining its threads within {:?}; they were left running \
-                 detached (configure the timeout with LoopBuilder::executor_shutdown_timeout)",
-                self.timeout
+                "the default executor did not finish joining its threads within {:?}: {} blocking job(s) \
+                 (spawn_blocking / run_in_executor) still running; they were left running detached (configure \
+                 the timeout with LoopBuilder::executor_shutdown_timeout)",
+                Duration::from_millis(self.timeout.as_millis().try_into().unwrap_or(u64::MAX)),
+                self.jobs_in_flight()
             )));
         }
     }

@@ -22,6 +22,12 @@
 //! 4. unset the thread's current loop (if the runner set it), close the
 //!    loop, release the context.
 //!
+//! An optional deadline ([`Builder::close_timeout`], beyond asyncio) bounds
+//! steps 1 and 2, for services that are killed a fixed time after SIGTERM:
+//! past it, every task still alive is reported (its name, where it was
+//! spawned, that it ignored its cancellation) and dropped, and closing goes
+//! on.
+//!
 //! # Ctrl-C
 //!
 //! While a `run` is active on the main thread, Ctrl-C (and the signals
@@ -58,6 +64,10 @@ type LoopFactory = Box<dyn FnMut() -> io::Result<EventLoop>>;
 /// cancelled at shutdown.
 pub const SHUTDOWN_ERROR_MESSAGE: &str = "unhandled error during runner shutdown";
 
+/// The start of what a close reports for each task it gave up on at its
+/// deadline ([`Builder::close_timeout`]).
+pub const CLOSE_TIMEOUT_MESSAGE: &str = "closing gave up waiting";
+
 /// How long a close may wait, after a Ctrl-C, before it says on stderr
 /// what it waits for (tasks that ignored their cancellation, blocking
 /// jobs) and that another Ctrl-C stops the wait.
@@ -78,6 +88,7 @@ pub struct Builder {
     debug: Option<bool>,
     loop_factory: Option<LoopFactory>,
     executor_shutdown_timeout: Option<Duration>,
+    close_timeout: Option<Duration>,
 }
 
 impl Builder {
@@ -136,12 +147,48 @@ impl Builder {
         self
     }
 
+    /// Bounds how long closing drives what is left on the loop: the
+    /// cancelled tasks (close step 1) and the async generators' cleanup
+    /// (step 2), together. Past it, each task still alive is reported to
+    /// the exception handler (its name, where it was spawned, that it
+    /// ignored its cancellation) and dropped: its destructors run, its
+    /// async cleanup does not; then closing goes on. By default there is
+    /// no bound, as in asyncio: a task that ignores its cancellation keeps
+    /// the close waiting. A service that is killed a fixed time after
+    /// SIGTERM (`docker stop` waits 10 s) sets it below that.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use runner_core::{cancellable, sleep, spawn, yield_now, Builder};
+    ///
+    /// let started = Instant::now();
+    /// Builder::new()
+    ///     .close_timeout(Duration::from_millis(50))
+    ///     .run(async {
+    ///         spawn(async {
+    ///             loop {
+    ///                 // Ignores every cancellation.
+    ///                 let _ = cancellable(sleep(Duration::from_secs(3600))).await;
+    ///             }
+    ///         });
+    ///         yield_now().await;
+    ///     })
+    ///     .unwrap();
+    /// assert!(started.elapsed() < Duration::from_secs(5));
+    /// ```
+    pub fn close_timeout(mut self, timeout: Duration) -> Builder {
+        self.close_timeout = Some(timeout);
+        self
+    }
+
     /// A runner with these options; it creates nothing until first used.
     pub fn build(self) -> Runner {
         Runner {
             debug: self.debug,
             loop_factory: RefCell::new(self.loop_factory),
             executor_shutdown_timeout: self.executor_shutdown_timeout,
+            close_timeout: self.close_timeout,
+            deadlines: Cell::new(CloseDeadlines::default()),
             interrupt_signals: vec![libc::SIGINT],
             last_run: RefCell::new(None),
             state: RefCell::new(State::Created),
@@ -176,7 +223,27 @@ impl fmt::Debug for Builder {
             .field("debug", &self.debug)
             .field("loop_factory", &self.loop_factory.is_some())
             .field("executor_shutdown_timeout", &self.executor_shutdown_timeout)
+            .field("close_timeout", &self.close_timeout)
             .finish()
+    }
+}
+
+/// Absolute (real-time) bounds on a close, set by `#[runner_test(timeout)]`
+/// so that a timed-out test's close ends within the grace whatever path
+/// closes the runner.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct CloseDeadlines {
+    /// For steps 1 and 2 (as `close_timeout`).
+    pub(crate) tasks: Option<Instant>,
+    /// For step 3 (as `executor_shutdown_timeout`).
+    pub(crate) executor: Option<Instant>,
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -238,6 +305,8 @@ pub struct Runner {
     debug: Option<bool>,
     loop_factory: RefCell<Option<LoopFactory>>,
     executor_shutdown_timeout: Option<Duration>,
+    close_timeout: Option<Duration>,
+    deadlines: Cell<CloseDeadlines>,
     /// The signals that act as Ctrl-C.
     interrupt_signals: Vec<i32>,
     /// The interrupt state of the last run, for its close.
@@ -254,6 +323,11 @@ impl Runner {
     /// Options for a runner.
     pub fn builder() -> Builder {
         Builder::new()
+    }
+
+    /// Sets absolute bounds for the close (see [`CloseDeadlines`]).
+    pub(crate) fn set_close_deadlines(&self, deadlines: CloseDeadlines) {
+        self.deadlines.set(deadlines);
     }
 
     /// Creates the loop and the context on first use.
@@ -468,8 +542,12 @@ impl Runner {
         if let (Some(now), Some(last)) = (&interrupts, &last_run) {
             now.take_watchdog_from(last);
         }
+        let started = Instant::now();
+        let deadlines = self.deadlines.get();
         let closing = Closing {
             event_loop: &event_loop,
+            deadline: earliest(self.close_timeout.and_then(|t| started.checked_add(t)), deadlines.tasks),
+            close_timeout: self.close_timeout,
             hard_before: last_run.as_ref().and_then(|r| r.hard()),
             interrupts: interrupts.clone(),
             hint_at: last_run
@@ -480,13 +558,16 @@ impl Runner {
         };
         let steps: [(&str, &dyn Fn()); 4] = [
             ("cancelling the remaining tasks", &|| closing.cancel_all_tasks()),
-            ("finalizing async generators", &|| {
-                if !closing.aborted() {
-                    let _ = event_loop.shutdown_asyncgens();
-                }
-            }),
+            ("finalizing async generators", &|| closing.shutdown_asyncgens()),
             ("shutting down the default executor", &|| {
-                closing.shutdown_executor(self.executor_shutdown_timeout)
+                let timeout = match deadlines.executor {
+                    Some(at) => {
+                        let left = at.saturating_duration_since(Instant::now());
+                        Some(self.executor_shutdown_timeout.map_or(left, |t| t.min(left)))
+                    }
+                    None => self.executor_shutdown_timeout,
+                };
+                closing.shutdown_executor(timeout)
             }),
             ("closing the loop", &|| {
                 if set_event_loop {
@@ -520,6 +601,10 @@ impl Runner {
 /// during it), and the one-time hint of what it waits for.
 struct Closing<'a> {
     event_loop: &'a EventLoop,
+    /// When steps 1 and 2 give up on what is left (real time).
+    deadline: Option<Instant>,
+    /// What the deadline came from, for reports (`None`: a test's grace).
+    close_timeout: Option<Duration>,
     /// The final interrupt of the run before the close.
     hard_before: Option<i32>,
     /// The close's own interrupt state (on the main thread).
@@ -593,7 +678,8 @@ impl Closing<'_> {
             }
             what
         };
-        self.drive(None, waiting_for, || tasks.iter().all(|t| t.core().is_done()));
+        self.drive(self.deadline, waiting_for, || tasks.iter().all(|t| t.core().is_done()));
+        self.give_up_on(&tasks, "ignored its cancellation");
         for t in &tasks {
             if let Some(panic) = task::take_shutdown_panic(&**t) {
                 event_loop.core().report(ExceptionContext {
@@ -602,6 +688,48 @@ impl Closing<'_> {
                     task: Some(t.core().info()),
                 });
             }
+        }
+    }
+
+    /// Close step 2: finalize the async generators still open, within the
+    /// deadline.
+    fn shutdown_asyncgens(&self) {
+        if self.aborted() {
+            return;
+        }
+        let Ok(closing) = self.event_loop.begin_asyncgen_shutdown() else {
+            return;
+        };
+        if !closing.is_empty() {
+            let waiting_for = || format!("{} async generator(s) running their cleanup", closing.len());
+            self.drive(self.deadline, waiting_for, || closing.iter().all(|h| h.is_done()));
+            let tasks: Vec<Rc<dyn RawTask>> = closing.iter().map(|h| h.raw()).collect();
+            self.give_up_on(&tasks, "is an async generator whose cleanup did not finish");
+        }
+        self.event_loop.finish_asyncgen_shutdown(closing);
+    }
+
+    /// Past the deadline: reports each task of `tasks` still alive and
+    /// drops it.
+    fn give_up_on(&self, tasks: &[Rc<dyn RawTask>], what: &str) {
+        let past = self.deadline.is_some_and(|d| Instant::now() >= d);
+        if !past || self.aborted() {
+            return;
+        }
+        let bound = match self.close_timeout {
+            Some(t) => format!("the close timeout of {t:?}"),
+            None => "the test's timeout grace".to_string(),
+        };
+        for task in tasks.iter().filter(|t| !t.core().is_done()) {
+            self.event_loop.core().report(ExceptionContext {
+                message: format!(
+                    "{CLOSE_TIMEOUT_MESSAGE}: a task {what} and was still running after {bound}; it was dropped \
+                     (its destructors ran, its async cleanup did not)"
+                ),
+                panic: None,
+                task: Some(task.core().info()),
+            });
+            self.event_loop.drop_task(task);
         }
     }
 

@@ -367,6 +367,12 @@ fn with_current<R>(lp: &LoopCore, task: &Rc<dyn RawTask>, f: impl FnOnce() -> R)
     result
 }
 
+/// Drops the task's future now, as the task (its destructors see it as
+/// the current task), recording it as cancelled (or panicked).
+pub(crate) fn drop_now(lp: &LoopCore, task: &Rc<dyn RawTask>) {
+    with_current(lp, task, || task.drop_future());
+}
+
 /// Calls `f` with the current task as a context holder (`None` outside
 /// tasks).
 pub(crate) fn with_current_holder<R>(f: impl FnOnce(Option<&dyn ContextHolder>) -> R) -> R {

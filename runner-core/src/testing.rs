@@ -1,16 +1,33 @@
 //! What `#[runner_test]` runs: a fresh runner per test, with a real-time
-//! timeout, failure on panics of the test's tasks, and an optional virtual
-//! clock.
+//! timeout that is a hard bound, failure on panics of the test's tasks, and
+//! an optional virtual clock.
 //!
-//! The timeout is a watchdog thread waiting on a condition variable: when
-//! it fires it stops the loop from the outside (`call_soon_threadsafe`),
-//! and the test closes its runner as usual (every task cancelled and driven
-//! to the end) before failing with a message naming the timeout. It is real
-//! time even under `start_paused`, and the watchdog is joined on every path,
-//! so no thread outlives the test.
+//! # The timeout
+//!
+//! A watchdog thread waits on a condition variable. At the timeout (real
+//! time, even under `start_paused`) it stops the loop from the outside
+//! (`call_soon_threadsafe`), and the test closes its runner with deadlines
+//! counted from the timeout, so the test fails within the timeout plus
+//! [`TIMEOUT_GRACE`] whatever its tasks or blocking jobs do:
+//!
+//! - close steps 1 and 2 (the cancelled tasks, async generators' cleanup)
+//!   get until timeout + 1 s; a task still alive then is reported and
+//!   dropped;
+//! - close step 3 (blocking jobs) gets until timeout + 1.5 s; jobs still
+//!   running are left on their detached threads;
+//! - the failure names what did not stop: tasks with where they were
+//!   spawned, and the number of blocking jobs still running.
+//!
+//! A body that blocks its thread and never yields (a blocking call, a busy
+//! loop) cannot be interrupted in Rust: the loop never sees the stop. At
+//! timeout + [`TIMEOUT_GRACE`] the watchdog then ends the whole test process
+//! (exit status 101, as a failed test binary), after printing which test
+//! it was: a hung CI is worse than a failed one. The watchdog is joined on
+//! every other path, so no thread outlives the test.
 
 use std::cell::RefCell;
 use std::future::IntoFuture;
+use std::io::Write;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -18,17 +35,28 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::event_loop::{EventLoop, ExceptionContext, LoopHandle};
+use crate::runner::CloseDeadlines;
 use crate::{Builder, Error};
 
 /// The environment variable giving every `#[runner_test]` without its own
 /// `timeout` a default one (`"30s"`, `"500ms"`, `"2m"`, `"1h"`).
 pub const TEST_TIMEOUT_ENV: &str = "RUNNER_TEST_TIMEOUT";
 
+/// How long after its timeout a test has failed at the latest: its close
+/// gives up on tasks after 1 s and on blocking jobs after 1.5 s; a body
+/// stuck on its thread ends the test process at 2 s.
+pub const TIMEOUT_GRACE: Duration = Duration::from_secs(2);
+const TASKS_GRACE: Duration = Duration::from_millis(1000);
+const EXECUTOR_GRACE: Duration = Duration::from_millis(1500);
+
 /// The options of one `#[runner_test]`, from the attribute's arguments.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TestOptions {
-    /// Fail the test when its body has not finished after this long (real
-    /// time). `None`: `RUNNER_TEST_TIMEOUT`, or no timeout.
+    /// The test's path (`module::name`), for the message when the watchdog
+    /// must end the process.
+    pub name: &'static str,
+    /// Fail the test when it has not finished after this long (real time).
+    /// `None`: `RUNNER_TEST_TIMEOUT`, or no timeout.
     pub timeout: Option<Duration>,
     /// Run on a virtual clock with auto-advance.
     pub start_paused: bool,
@@ -65,48 +93,82 @@ fn env_timeout() -> Option<Duration> {
     }
 }
 
-/// Stops the loop if the test runs past its timeout.
+/// Stops the loop at the test's timeout, and ends the process if the test
+/// is still not over after the grace.
 struct Watchdog {
     state: Arc<(Mutex<bool>, Condvar)>,
     fired: Arc<AtomicBool>,
+    /// Whether the body's run is still going: only it is stopped (a close
+    /// that outlives the timeout is bounded by its deadlines instead).
+    body_running: Arc<AtomicBool>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Watchdog {
-    fn start(timeout: Duration, handle: LoopHandle) -> Watchdog {
+    fn start(name: &'static str, timeout: Duration, at: Instant, handle: LoopHandle) -> Watchdog {
         let state = Arc::new((Mutex::new(false), Condvar::new()));
         let fired = Arc::new(AtomicBool::new(false));
-        let (s, f) = (state.clone(), fired.clone());
+        let body_running = Arc::new(AtomicBool::new(true));
+        let (s, f, running) = (state.clone(), fired.clone(), body_running.clone());
         let thread = thread::Builder::new()
             .name("runner-test-timeout".into())
             .spawn(move || {
-                let (done, cv) = &*s;
-                let deadline = Instant::now() + timeout;
-                let mut finished = done.lock().unwrap_or_else(PoisonError::into_inner);
-                while !*finished {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        f.store(true, Ordering::SeqCst);
-                        let _ = handle.call_soon_threadsafe(|| {
-                            if let Some(lp) = EventLoop::running() {
-                                lp.stop();
-                            }
-                        });
-                        return;
-                    }
-                    finished = cv
-                        .wait_timeout(finished, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0;
+                if !wait_until(&s, at) {
+                    return;
                 }
+                let _ = handle.call_soon_threadsafe(move || {
+                    if running.load(Ordering::SeqCst) {
+                        f.store(true, Ordering::SeqCst);
+                        if let Some(lp) = EventLoop::running() {
+                            lp.stop();
+                        }
+                    }
+                });
+                if !wait_until(&s, at + TIMEOUT_GRACE) {
+                    return;
+                }
+                // Straight to stderr: libtest's output capture would keep
+                // the message in a buffer this exit throws away.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "test {name} timed out after {timeout:?} and was still running {TIMEOUT_GRACE:?} later: its body \
+                     blocks the thread without yielding (a blocking call or a busy loop), which cannot be \
+                     interrupted in Rust; ending the test process so that it does not hang"
+                );
+                std::process::exit(101);
             })
             .ok();
-        Watchdog { state, fired, thread }
+        Watchdog {
+            state,
+            fired,
+            body_running,
+            thread,
+        }
     }
 
-    fn fired(&self) -> bool {
+    /// The body's run returned: the timeout no longer stops the loop.
+    /// Whether it had stopped it.
+    fn body_returned(&self) -> bool {
+        self.body_running.store(false, Ordering::SeqCst);
         self.fired.load(Ordering::SeqCst)
     }
+}
+
+/// Waits until `at`; `false` when dismissed first.
+fn wait_until(state: &(Mutex<bool>, Condvar), at: Instant) -> bool {
+    let (done, cv) = state;
+    let mut finished = done.lock().unwrap_or_else(PoisonError::into_inner);
+    while !*finished {
+        let left = at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        finished = cv
+            .wait_timeout(finished, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    false
 }
 
 impl Drop for Watchdog {
@@ -120,6 +182,18 @@ impl Drop for Watchdog {
     }
 }
 
+/// What the test's exception handler collected.
+#[derive(Default)]
+struct Collected {
+    /// Panics of tasks the test spawned and did not await.
+    task_panics: Vec<ExceptionContext>,
+    /// Set when the test closes its runner.
+    closing: bool,
+    /// What the close reported, panics aside: tasks it gave up on,
+    /// blocking jobs left running.
+    close_reports: Vec<ExceptionContext>,
+}
+
 /// Runs a `#[runner_test]` body: see the module docs of `runner_core::testing`.
 #[track_caller]
 pub fn run_test<F>(builder: Builder, options: TestOptions, body: F) -> F::Output
@@ -128,6 +202,7 @@ where
     F::IntoFuture: 'static,
     F::Output: 'static,
 {
+    let started = Instant::now();
     let timeout = options.timeout.or_else(env_timeout);
     let runner = builder.build();
     let lp = runner
@@ -136,26 +211,61 @@ where
     if options.start_paused {
         lp.pause_clock();
     }
-    let task_panics: Rc<RefCell<Vec<ExceptionContext>>> = Rc::default();
-    if !options.allow_task_panics {
-        let sink = task_panics.clone();
-        lp.set_exception_handler(move |lp, ctx| {
-            if ctx.panic.is_some() {
-                sink.borrow_mut().push(ctx.clone());
+    let collected: Rc<RefCell<Collected>> = Rc::default();
+    let sink = collected.clone();
+    let allow_task_panics = options.allow_task_panics;
+    lp.set_exception_handler(move |lp, ctx| {
+        let mut c = sink.borrow_mut();
+        if ctx.panic.is_some() {
+            if !allow_task_panics {
+                c.task_panics.push(ctx.clone());
             }
-            lp.default_exception_handler(ctx);
+        } else if c.closing {
+            c.close_reports.push(ctx.clone());
+        }
+        drop(c);
+        lp.default_exception_handler(ctx);
+    });
+    let watchdog = timeout.map(|t| {
+        let at = started + t;
+        runner.set_close_deadlines(CloseDeadlines {
+            tasks: Some(at + TASKS_GRACE),
+            executor: Some(at + EXECUTOR_GRACE),
         });
-    }
-    let watchdog = timeout.map(|t| Watchdog::start(t, lp.handle()));
+        Watchdog::start(options.name, t, at, lp.handle())
+    });
     let result = runner.run(body);
-    let timed_out = watchdog.as_ref().is_some_and(Watchdog::fired);
-    drop(watchdog);
+    let timed_out = watchdog.as_ref().is_some_and(Watchdog::body_returned);
+    collected.borrow_mut().closing = true;
     let _ = runner.close();
+    drop(watchdog);
+    let collected = collected.borrow();
+    let left_behind = || -> String {
+        collected
+            .close_reports
+            .iter()
+            .map(|r| format!("\n  - {}", r.to_string().replace('\n', "\n    ")))
+            .collect()
+    };
     if timed_out {
         let t = timeout.unwrap_or_default();
+        let left = left_behind();
+        if left.is_empty() {
+            panic!(
+                "the test timed out after {t:?} (#[runner_test(timeout = ..)] or {TEST_TIMEOUT_ENV}); its tasks were \
+                 cancelled and its runner closed"
+            );
+        }
         panic!(
-            "the test timed out after {t:?} (#[runner_test(timeout = ..)] or {TEST_TIMEOUT_ENV}); its tasks were \
-             cancelled and its runner closed"
+            "the test timed out after {t:?} (#[runner_test(timeout = ..)] or {TEST_TIMEOUT_ENV}); its runner was \
+             stopped, and its close gave up on what did not stop within the grace:{left}"
+        );
+    }
+    if !collected.close_reports.is_empty() && timeout.is_some() {
+        panic!(
+            "the test's body finished, but its close did not within the timeout and its grace; it gave up \
+             on:{}",
+            left_behind()
         );
     }
     let output = match result {
@@ -163,8 +273,7 @@ where
         Err(Error::Stopped) => panic!("the test's loop was stopped before its body finished"),
         Err(e) => panic!("the test's run ended without an output: {e}"),
     };
-    let panics = task_panics.borrow();
-    if let Some(first) = panics.first() {
+    if let Some(first) = collected.task_panics.first() {
         let who = first
             .task
             .as_ref()
@@ -172,7 +281,7 @@ where
         panic!(
             "{} task(s) spawned by the test panicked (allow it with #[runner_test(allow_task_panics)]); the first, \
              {who}, panicked with: {}",
-            panics.len(),
+            collected.task_panics.len(),
             first.panic.as_deref().unwrap_or_default()
         );
     }

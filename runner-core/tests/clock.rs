@@ -114,6 +114,15 @@ fn advancing_a_real_clock_is_a_clear_error() {
         .run_until_complete(async { time::pause_auto_advance().unwrap_err() })
         .unwrap();
     assert!(matches!(err, Error::ClockNotPaused));
+    // What `time::advance(..).await.unwrap()` prints says what to do, too.
+    let err = lp
+        .run_until_complete(async { time::advance(Duration::from_secs(1)).await.unwrap_err() })
+        .unwrap();
+    let debug = format!("{err:?}");
+    assert!(
+        debug.starts_with("ClockNotPaused { message: ") && debug.contains("#[runner_test(start_paused)]"),
+        "{debug}"
+    );
 }
 
 #[test]

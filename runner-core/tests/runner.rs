@@ -561,3 +561,82 @@ fn runner_executor_shutdown_timeout_bounds_close_and_warns() {
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert!(reports[0].message.contains("within 50ms"), "{}", reports[0].message);
 }
+
+/// `Builder::close_timeout` bounds close steps 1 and 2: a task that ignores
+/// its cancellation is reported (name, spawn site, what it did) and dropped
+/// (its destructors run), and closing goes on to close the loop; a task
+/// whose cleanup fits in the bound is not reported.
+#[test]
+fn close_timeout_reports_and_drops_a_task_that_ignores_cancellation_and_closing_goes_on() {
+    struct OnDrop(Rc<Cell<bool>>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.set(true);
+        }
+    }
+    let dropped = Rc::new(Cell::new(false));
+    let polite_cleaned = Rc::new(Cell::new(false));
+    let runner = Builder::new().close_timeout(Duration::from_millis(100)).build();
+    let lp = runner.get_loop().unwrap();
+    let reports = capture_reports(&lp);
+    let (d, p) = (dropped.clone(), polite_cleaned.clone());
+    runner
+        .run(async move {
+            let stubborn = spawn(async move {
+                let _guard = OnDrop(d);
+                loop {
+                    let _ = cancellable(sleep(Duration::from_secs(3600))).await;
+                }
+            });
+            stubborn.set_name("stubborn");
+            spawn(async move {
+                if cancellable(sleep(Duration::from_secs(3600))).await.is_err() {
+                    sleep(Duration::from_millis(5)).await;
+                    p.set(true);
+                }
+            });
+            yield_now().await;
+        })
+        .unwrap();
+    let closing = std::time::Instant::now();
+    runner.close().unwrap();
+    let took = closing.elapsed();
+    assert!(
+        took >= Duration::from_millis(100) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(dropped.get(), "the stubborn task was dropped");
+    assert!(polite_cleaned.get(), "the polite task's async cleanup ran");
+    assert!(lp.is_closed(), "closing went on");
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    let report = &reports[0];
+    assert!(
+        report.message.starts_with(runner_core::runner::CLOSE_TIMEOUT_MESSAGE),
+        "{report}"
+    );
+    assert!(report.message.contains("ignored its cancellation"), "{report}");
+    assert!(report.message.contains("close timeout of 100ms"), "{report}");
+    let task = report.task.as_ref().unwrap();
+    assert_eq!(task.name.as_deref(), Some("stubborn"));
+    assert!(task.spawned_at.file().ends_with("runner.rs"), "{}", task.spawned_at);
+}
+
+/// Without a close timeout, a close waits as asyncio's does: the default
+/// is unchanged.
+#[test]
+fn without_a_close_timeout_closing_waits_for_slow_cleanup() {
+    let cleaned = Rc::new(Cell::new(false));
+    let c = cleaned.clone();
+    runner_core::run(async move {
+        spawn(async move {
+            if cancellable(sleep(Duration::from_secs(3600))).await.is_err() {
+                sleep(Duration::from_millis(300)).await;
+                c.set(true);
+            }
+        });
+        yield_now().await;
+    })
+    .unwrap();
+    assert!(cleaned.get());
+}

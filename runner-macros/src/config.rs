@@ -2,8 +2,9 @@
 //!
 //! Accepted, in any order, each at most once:
 //! `debug`, `debug = true|false`, `loop_factory = <expression>`,
-//! `crate = "path::to::runner_core"`; and for `#[runner_test]` only:
-//! `timeout = "5s"`, `start_paused`, `allow_task_panics`.
+//! `close_timeout = "10s"`, `crate = "path::to::runner_core"`; and for
+//! `#[runner_test]` only: `timeout = "5s"`, `start_paused`,
+//! `allow_task_panics`.
 
 use proc_macro2::TokenStream;
 use syn::parse::Parser;
@@ -14,8 +15,8 @@ use syn::{Expr, ExprLit, Lit, Meta, Path, Token};
 use crate::entry::Kind;
 
 /// What every message about an unknown argument lists.
-pub(crate) const VALID: &str =
-    "the valid arguments are `debug`, `debug = true|false`, `loop_factory = <expression>` and `crate = \"path\"`";
+pub(crate) const VALID: &str = "the valid arguments are `debug`, `debug = true|false`, `loop_factory = <expression>`, \
+                                `close_timeout = \"10s\"` and `crate = \"path\"`";
 
 /// The arguments only `#[runner_test]` takes.
 const VALID_TEST_ONLY: &str = ", and for tests `timeout = \"5s\"`, `start_paused` and `allow_task_panics`";
@@ -24,6 +25,8 @@ pub(crate) struct Config {
     pub(crate) debug: Option<bool>,
     pub(crate) loop_factory: Option<Expr>,
     pub(crate) crate_path: Path,
+    /// The runner's close timeout, in milliseconds.
+    pub(crate) close_timeout_ms: Option<u64>,
     /// Test timeout in milliseconds.
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) start_paused: bool,
@@ -38,6 +41,7 @@ impl Config {
         let mut debug: Option<bool> = None;
         let mut loop_factory: Option<Expr> = None;
         let mut crate_path: Option<Path> = None;
+        let mut close_timeout_ms: Option<u64> = None;
         let mut timeout_ms: Option<u64> = None;
         let mut start_paused: Option<bool> = None;
         let mut allow_task_panics: Option<bool> = None;
@@ -62,13 +66,18 @@ impl Config {
                     )),
                 }),
                 "crate" => set_once(&mut crate_path, &meta, &name, || parse_crate(&meta, attr)),
+                "close_timeout" => set_once(&mut close_timeout_ms, &meta, &name, || {
+                    parse_duration_arg(&meta, &name, "10s", attr)
+                }),
                 "timeout" | "start_paused" | "allow_task_panics" if kind == Kind::Main => Err(syn::Error::new_spanned(
                     meta.path(),
                     format!(
                         "`{name}` is an argument of #[runner_core::runner_test]; #[runner_core::main] does not take it"
                     ),
                 )),
-                "timeout" => set_once(&mut timeout_ms, &meta, &name, || parse_timeout(&meta, attr)),
+                "timeout" => set_once(&mut timeout_ms, &meta, &name, || {
+                    parse_duration_arg(&meta, &name, "5s", attr)
+                }),
                 "start_paused" => set_once(&mut start_paused, &meta, &name, || parse_flag(&meta, &name, attr)),
                 "allow_task_panics" => {
                     set_once(&mut allow_task_panics, &meta, &name, || parse_flag(&meta, &name, attr))
@@ -95,6 +104,7 @@ impl Config {
             debug,
             loop_factory,
             crate_path: crate_path.unwrap_or_else(|| syn::parse_quote!(::runner_core)),
+            close_timeout_ms,
             timeout_ms,
             start_paused: start_paused.unwrap_or(false),
             allow_task_panics: allow_task_panics.unwrap_or(false),
@@ -108,6 +118,7 @@ impl Config {
             debug: None,
             loop_factory: None,
             crate_path: syn::parse_quote!(::runner_core),
+            close_timeout_ms: None,
             timeout_ms: None,
             start_paused: false,
             allow_task_panics: false,
@@ -153,12 +164,13 @@ fn parse_flag(meta: &Meta, name: &str, attr: &str) -> Result<bool, syn::Error> {
     }
 }
 
-/// `timeout = "5s"`: a whole number and a unit (`ms`, `s`, `m`, `h`),
-/// greater than zero; in milliseconds.
-fn parse_timeout(meta: &Meta, attr: &str) -> Result<u64, syn::Error> {
+/// A duration argument (`timeout = "5s"`, `close_timeout = "10s"`): a
+/// whole number and a unit (`ms`, `s`, `m`, `h`), greater than zero; in
+/// milliseconds. `example` is the value the help shows.
+fn parse_duration_arg(meta: &Meta, name: &str, example: &str, attr: &str) -> Result<u64, syn::Error> {
     let help = format!(
-        "`timeout` takes a duration string such as \"5s\", \"250ms\", \"2m\" or \"1h\": write \
-         `#[{attr}(timeout = \"5s\")]`"
+        "`{name}` takes a duration string such as \"{example}\", \"250ms\", \"2m\" or \"1h\": write \
+         `#[{attr}({name} = \"{example}\")]`"
     );
     let Meta::NameValue(nv) = meta else {
         return Err(syn::Error::new_spanned(meta, help));
@@ -177,14 +189,23 @@ fn parse_timeout(meta: &Meta, attr: &str) -> Result<u64, syn::Error> {
         "h" => Some(3_600_000),
         _ => None,
     };
-    match (number.parse::<u64>().ok(), scale) {
-        (Some(n), Some(scale)) if n > 0 => n
-            .checked_mul(scale)
-            .ok_or_else(|| syn::Error::new_spanned(s, format!("`timeout = \"{text}\"` is too long; {help}"))),
-        (Some(0), Some(_)) => Err(syn::Error::new_spanned(
+    let too_long = || {
+        syn::Error::new_spanned(
             s,
-            "`timeout` must be longer than zero; leave it out for no timeout",
+            format!("`{name} = \"{text}\"` is too long to be a duration; use a shorter one, such as \"{example}\""),
+        )
+    };
+    match (number.parse::<u64>(), scale) {
+        (Ok(0), Some(_)) => Err(syn::Error::new_spanned(
+            s,
+            format!(
+                "`{name}` must be longer than zero; leave it out for no {}",
+                name.replace('_', " ")
+            ),
         )),
+        (Ok(n), Some(scale)) => n.checked_mul(scale).ok_or_else(too_long),
+        // All digits, but more than a u64 holds.
+        (Err(e), Some(_)) if *e.kind() == std::num::IntErrorKind::PosOverflow => Err(too_long()),
         _ => Err(syn::Error::new_spanned(
             s,
             format!("\"{text}\" is not a duration; {help}"),

@@ -52,8 +52,21 @@ impl Parse for ItemFn {
 
 pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
     let attr = kind.attr();
+    // Keep a `main` so the user sees the error, not also "main not found".
+    let with_stand_in = |e: syn::Error| {
+        let mut out = e.to_compile_error();
+        if kind == Kind::Main {
+            out.extend(quote!(
+                fn main() {}
+            ));
+        }
+        out
+    };
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
+        // A function whose signature parsed: the parser's own message (say,
+        // "expected the function's body") is the one to show.
+        Err(e) if is_function(&item) => return with_stand_in(e),
         Err(_) => {
             let what = match kind {
                 Kind::Main => "`async fn main() { ... }`",
@@ -67,16 +80,7 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
         }
     };
     if let Err(e) = check_function(kind, &func) {
-        // Keep a `main` so the user sees this error, not "main not found".
-        let stand_in = match kind {
-            Kind::Main => quote!(
-                fn main() {}
-            ),
-            Kind::Test => quote!(),
-        };
-        let mut out = e.to_compile_error();
-        out.extend(stand_in);
-        return out;
+        return with_stand_in(e);
     }
     match Config::parse(args, kind) {
         Ok(config) => generate(kind, &func, &config),
@@ -88,6 +92,19 @@ pub(crate) fn expand(kind: Kind, args: TokenStream, item: TokenStream) -> TokenS
             out
         }
     }
+}
+
+/// Whether `item` is a function as far as its signature (attributes,
+/// visibility, `fn` and the rest of the signature parse).
+fn is_function(item: &TokenStream) -> bool {
+    let parse = |input: ParseStream<'_>| {
+        input.call(Attribute::parse_outer)?;
+        input.parse::<Visibility>()?;
+        input.parse::<Signature>()?;
+        input.parse::<TokenStream>()?;
+        Ok(())
+    };
+    syn::parse::Parser::parse2(parse, item.clone()).is_ok()
 }
 
 fn first_span(item: &TokenStream) -> Span {
@@ -123,10 +140,41 @@ fn check_function(kind: Kind, func: &ItemFn) -> syn::Result<()> {
         };
         push(syn::Error::new_spanned(&sig.inputs, msg));
     }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+    if !sig.generics.params.is_empty() {
         push(syn::Error::new_spanned(
             &sig.generics,
             format!("a #[{attr}] function cannot be generic: remove the generic parameters of `{name}`"),
+        ));
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        push(syn::Error::new_spanned(
+            where_clause,
+            format!("a #[{attr}] function cannot have a `where` clause: remove it from `{name}`"),
+        ));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        let what = match kind {
+            Kind::Main => "`main` cannot be `unsafe`".to_string(),
+            Kind::Test => format!("a #[{attr}] function cannot be `unsafe`"),
+        };
+        push(syn::Error::new_spanned(
+            unsafety,
+            format!("{what}: remove `unsafe` and put the unsafe operations in an `unsafe {{ }}` block in the body"),
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        push(syn::Error::new_spanned(
+            abi,
+            format!(
+                "a #[{attr}] function cannot have an ABI: remove `{}`",
+                abi.to_token_stream()
+            ),
+        ));
+    }
+    if let Some(constness) = &sig.constness {
+        push(syn::Error::new_spanned(
+            constness,
+            format!("a #[{attr}] function cannot be `const`: remove it"),
         ));
     }
     if let Some(variadic) = &sig.variadic {
@@ -155,6 +203,9 @@ fn generate(kind: Kind, func: &ItemFn, config: &Config) -> TokenStream {
     let mut sig = sig.clone();
     sig.asyncness = None;
     let debug = config.debug.map(|on| quote!(.debug(#on)));
+    let close_timeout = config
+        .close_timeout_ms
+        .map(|ms| quote!(.close_timeout(::core::time::Duration::from_millis(#ms))));
     let factory = config
         .loop_factory
         .as_ref()
@@ -164,7 +215,7 @@ fn generate(kind: Kind, func: &ItemFn, config: &Config) -> TokenStream {
         Kind::Test => quote!(#[::core::prelude::v1::test]),
     };
     let body_span = body.span();
-    let builder = quote!(#krate::Builder::new() #debug #factory);
+    let builder = quote!(#krate::Builder::new() #debug #factory #close_timeout);
     let run = match kind {
         Kind::Main => quote_spanned! {body_span=>
             #krate::__private::run_main(#builder, __runner_body)
@@ -176,10 +227,12 @@ fn generate(kind: Kind, func: &ItemFn, config: &Config) -> TokenStream {
             };
             let start_paused = config.start_paused;
             let allow_task_panics = config.allow_task_panics;
+            let name = &sig.ident;
             quote_spanned! {body_span=>
                 #krate::__private::run_test(
                     #builder,
                     #krate::__private::TestOptions {
+                        name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
                         timeout: #timeout,
                         start_paused: #start_paused,
                         allow_task_panics: #allow_task_panics,

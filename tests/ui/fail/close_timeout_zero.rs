@@ -1,0 +1,2 @@
+#[runner_core::main(close_timeout = "0s")]
+async fn main() {}

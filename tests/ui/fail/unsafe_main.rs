@@ -1,0 +1,2 @@
+#[runner_core::main]
+async unsafe fn main() {}

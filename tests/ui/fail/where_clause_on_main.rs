@@ -1,0 +1,6 @@
+#[runner_core::main]
+async fn main()
+where
+    (): Sized,
+{
+}
