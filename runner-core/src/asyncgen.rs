@@ -31,7 +31,8 @@ use std::task::{Context, Poll};
 
 use futures_core::Stream;
 
-use crate::event_loop::{AsyncGenFinalizer, EventLoop};
+use crate::event_loop::core::AsyncGenFinalizer;
+use crate::event_loop::EventLoop;
 
 /// Returned by [`Yielder::yield_`] when the consumer closed the generator:
 /// run your cleanup and return.

@@ -11,21 +11,23 @@
 //! # Design
 //!
 //! A context's contents are an immutable sorted array of `(variable id,
-//! value)` pairs behind an `Rc` (`Map`). Copying a context clones that
-//! `Rc`: O(1), no allocation, which keeps `spawn` cheap. Setting a variable
-//! builds a new array (O(number of variables set in the context)), as a
-//! persistent map does; programs set few variables and spawn often, so this
-//! trade is the right one.
+//! value)` pairs behind an `Rc` (`Map`, one pointer). Copying a context
+//! clones that `Rc`: O(1), no allocation, which keeps `spawn` cheap.
+//! Setting a variable builds a new array (O(number of variables set in the
+//! context)), as a persistent map does; programs set few variables and
+//! spawn often, so this trade is the right one.
 //!
 //! Which context is *current* is a thread-local `Slot`: the task being
 //! polled (tasks carry their map inline, so spawning allocates nothing for
-//! the context, and entering a task's context is one enum write), a
-//! [`Context`] entered with [`Context::run`], or the thread's base context.
+//! the context; the task layer points `enter_task` at it for the length
+//! of each poll), a [`Context`] entered with [`Context::run`], or the
+//! thread's base context. This module uses no other module of the crate.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::ptr::NonNull;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -40,27 +42,32 @@ struct Entry {
     inherited: bool,
 }
 
-/// The immutable contents of a context, shared between copies.
-#[derive(Clone, Default)]
-pub(crate) struct Map {
-    entries: Option<Rc<[Entry]>>,
+struct MapData {
+    entries: Box<[Entry]>,
     /// Whether some entry is not inherited: only then does a spawn filter
     /// (otherwise a spawn's copy stays an O(1) `Rc` clone).
     has_uninherited: bool,
 }
 
+/// The immutable contents of a context, shared between copies: one
+/// pointer, `None` when empty.
+#[derive(Clone, Default)]
+pub(crate) struct Map(Option<Rc<MapData>>);
+
 impl Map {
     fn entries(&self) -> &[Entry] {
-        self.entries.as_deref().unwrap_or(&[])
+        self.0.as_deref().map_or(&[], |d| &d.entries)
     }
 
     /// The copy a spawned task starts with: without the variables marked
     /// `not_inherited`.
     pub(crate) fn for_spawn(&self) -> Map {
-        if !self.has_uninherited {
-            return self.clone();
+        match &self.0 {
+            Some(d) if d.has_uninherited => {
+                Map::from_entries(self.entries().iter().filter(|e| e.inherited).cloned().collect())
+            }
+            _ => self.clone(),
         }
-        Map::from_entries(self.entries().iter().filter(|e| e.inherited).cloned().collect())
     }
 
     fn from_entries(entries: Vec<Entry>) -> Map {
@@ -68,10 +75,10 @@ impl Map {
             return Map::default();
         }
         let has_uninherited = entries.iter().any(|e| !e.inherited);
-        Map {
-            entries: Some(entries.into()),
+        Map(Some(Rc::new(MapData {
+            entries: entries.into_boxed_slice(),
             has_uninherited,
-        }
+        })))
     }
 
     fn get(&self, id: usize) -> Option<&Value> {
@@ -102,10 +109,18 @@ impl Map {
     }
 }
 
-/// Something that owns the map of the current context: a task or a
-/// [`Context`].
+/// A snapshot of the map in `cell` (O(1)).
+fn snapshot(cell: &Cell<Map>) -> Map {
+    let map = cell.take();
+    let copy = map.clone();
+    cell.set(map);
+    copy
+}
+
+/// Something that owns the map of the current context: a task, a
+/// callback, or a [`Context`].
 pub(crate) trait ContextHolder {
-    fn map_cell(&self) -> &RefCell<Map>;
+    fn map_cell(&self) -> &Cell<Map>;
     /// A number no other live or past context has, to check that a
     /// [`Token`] is reset where it was made.
     fn context_id(&self) -> u64;
@@ -119,19 +134,80 @@ pub(crate) fn new_context_id() -> u64 {
     NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed) | (1 << 63)
 }
 
+/// A task's context, inline in the task: its map, and its id (the task's).
+pub(crate) struct TaskContext {
+    id: u64,
+    map: Cell<Map>,
+}
+
+impl TaskContext {
+    /// A task context starting with `map`.
+    pub(crate) fn new(id: u64, map: Map) -> TaskContext {
+        TaskContext {
+            id,
+            map: Cell::new(map),
+        }
+    }
+
+    /// The id of the task this context belongs to.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Replaces the map (a task that runs in a shared [`Context`] loads it
+    /// before each poll and stores it back after).
+    pub(crate) fn replace(&self, map: Map) -> Map {
+        self.map.replace(map)
+    }
+}
+
+impl ContextHolder for TaskContext {
+    fn map_cell(&self) -> &Cell<Map> {
+        &self.map
+    }
+
+    fn context_id(&self) -> u64 {
+        self.id
+    }
+}
+
 /// Where the current context lives.
 pub(crate) enum Slot {
     /// The thread's base context.
     Base,
-    /// The task being polled (see `task::with_current_holder`).
+    /// The task being polled (see [`enter_task`]); the base context between
+    /// polls.
     Task,
     /// A context entered with [`Context::run`], or a callback's.
     Holder(Rc<dyn ContextHolder>),
 }
 
 thread_local! {
-    static CURRENT: RefCell<Slot> = const { RefCell::new(Slot::Base) };
+    static CURRENT: std::cell::RefCell<Slot> = const { std::cell::RefCell::new(Slot::Base) };
     static BASE: Context = Context::new();
+    /// The context of the task being polled, while it is polled.
+    static POLLED: Cell<Option<NonNull<TaskContext>>> = const { Cell::new(None) };
+}
+
+/// Makes `ctx` the polled task's context until the guard is dropped.
+pub(crate) fn enter_task(ctx: &TaskContext) -> TaskGuard<'_> {
+    let prev = POLLED.with(|p| p.replace(Some(NonNull::from(ctx))));
+    TaskGuard {
+        prev,
+        _ctx: PhantomData,
+    }
+}
+
+/// Restores the polled-task pointer (also when a poll unwinds).
+pub(crate) struct TaskGuard<'a> {
+    prev: Option<NonNull<TaskContext>>,
+    _ctx: PhantomData<&'a TaskContext>,
+}
+
+impl Drop for TaskGuard<'_> {
+    fn drop(&mut self) {
+        let _ = POLLED.try_with(|p| p.set(self.prev));
+    }
 }
 
 /// Runs `f` with `holder` as the current context, restoring the previous one
@@ -152,7 +228,7 @@ pub(crate) fn enter<R>(holder: Rc<dyn ContextHolder>, f: impl FnOnce() -> R) -> 
 }
 
 /// Makes `slot` current and returns the previous one. The caller restores
-/// it; used around task polls, which catch panics, so no guard is needed.
+/// it.
 pub(crate) fn swap_slot(slot: Slot) -> Slot {
     CURRENT.with(|c| c.replace(slot))
 }
@@ -163,25 +239,31 @@ pub(crate) fn restore_slot(slot: Slot) {
 }
 
 /// Calls `f` with the holder of the current context.
+#[allow(unsafe_code)]
 fn with_holder<R>(f: impl FnOnce(&dyn ContextHolder) -> R) -> R {
     CURRENT.with(|c| match &*c.borrow() {
         Slot::Holder(holder) => f(&**holder),
-        Slot::Task => crate::task::with_current_holder(|task| match task {
-            Some(task) => f(task),
+        Slot::Task => match POLLED.with(Cell::get) {
+            // SAFETY: `POLLED` points at the context of the task being
+            // polled, set by `enter_task` from a reference that outlives
+            // its guard, and reset when the guard drops (also on unwind):
+            // while it is set, the task's context is alive and only this
+            // thread touches it (through `Cell`s).
+            Some(ctx) => f(unsafe { ctx.as_ref() }),
             None => BASE.with(|base| f(&*base.inner)),
-        }),
+        },
         Slot::Base => BASE.with(|base| f(&*base.inner)),
     })
 }
 
 /// Calls `f` with the map cell of the current context.
-fn with_current<R>(f: impl FnOnce(&RefCell<Map>) -> R) -> R {
+fn with_current<R>(f: impl FnOnce(&Cell<Map>) -> R) -> R {
     with_holder(|holder| f(holder.map_cell()))
 }
 
 /// A snapshot of the current context's contents (O(1)).
 pub(crate) fn current_map() -> Map {
-    with_current(|cell| cell.borrow().clone())
+    with_current(snapshot)
 }
 
 /// An identity for the current context, used to check that a [`Token`] is
@@ -293,7 +375,8 @@ impl<T: Clone + 'static> ContextVar<T> {
     /// Calls `f` with a reference to the variable's value in the current
     /// context (`None` when unset and without default), without cloning it.
     pub fn with<R>(&self, f: impl FnOnce(Option<&T>) -> R) -> R {
-        let value = with_current(|cell| cell.borrow().get(self.id()).cloned());
+        let id = self.id();
+        let value = with_current(|cell| snapshot(cell).get(id).cloned());
         match value {
             Some(v) => f(v.downcast_ref::<T>()),
             None => match self.default {
@@ -313,9 +396,9 @@ impl<T: Clone + 'static> ContextVar<T> {
     pub fn set(&self, value: T) -> Token<T> {
         let id = self.id();
         let old = with_current(|cell| {
-            let mut map = cell.borrow_mut();
+            let map = cell.take();
             let old = map.get(id).cloned();
-            *map = map.with(id, Some(Rc::new(value)), self.inherited);
+            cell.set(map.with(id, Some(Rc::new(value)), self.inherited));
             old
         });
         Token {
@@ -339,8 +422,8 @@ impl<T: Clone + 'static> ContextVar<T> {
             return Err(ContextError::WrongContext { var: self.name });
         }
         with_current(|cell| {
-            let mut map = cell.borrow_mut();
-            *map = map.with(token.var_id, token.old, self.inherited);
+            let map = cell.take();
+            cell.set(map.with(token.var_id, token.old, self.inherited));
         });
         Ok(())
     }
@@ -410,11 +493,11 @@ impl std::error::Error for ContextError {}
 
 pub(crate) struct ContextInner {
     id: u64,
-    map: RefCell<Map>,
+    map: Cell<Map>,
 }
 
 impl ContextHolder for ContextInner {
-    fn map_cell(&self) -> &RefCell<Map> {
+    fn map_cell(&self) -> &Cell<Map> {
         &self.map
     }
 
@@ -456,7 +539,7 @@ impl Context {
         Context {
             inner: Rc::new(ContextInner {
                 id: new_context_id(),
-                map: RefCell::new(map),
+                map: Cell::new(map),
             }),
         }
     }
@@ -469,7 +552,17 @@ impl Context {
 
     /// An independent copy of this context.
     pub fn copy(&self) -> Context {
-        Context::from_map(self.inner.map.borrow().clone())
+        Context::from_map(self.map())
+    }
+
+    /// A snapshot of this context's contents (O(1)).
+    pub(crate) fn map(&self) -> Map {
+        snapshot(&self.inner.map)
+    }
+
+    /// Replaces this context's contents.
+    pub(crate) fn set_map(&self, map: Map) {
+        self.inner.map.set(map);
     }
 
     /// Runs `f` with this context as the current one; variables `f` sets
@@ -480,7 +573,7 @@ impl Context {
 
     /// The value of `var` in this context (or its default).
     pub fn get<T: Clone + 'static>(&self, var: &ContextVar<T>) -> Option<T> {
-        let value = self.inner.map.borrow().get(var.id()).cloned();
+        let value = self.map().get(var.id()).cloned();
         match value {
             Some(v) => v.downcast_ref::<T>().cloned(),
             None => var.default.map(|d| d()),
@@ -489,12 +582,12 @@ impl Context {
 
     /// Whether `var` has been set in this context (defaults do not count).
     pub fn contains<T: Clone + 'static>(&self, var: &ContextVar<T>) -> bool {
-        self.inner.map.borrow().get(var.id()).is_some()
+        self.map().get(var.id()).is_some()
     }
 
     /// How many variables are set in this context.
     pub fn len(&self) -> usize {
-        self.inner.map.borrow().len()
+        self.map().len()
     }
 
     /// Whether no variable is set in this context.
@@ -509,7 +602,7 @@ impl Context {
 }
 
 impl ContextHolder for Context {
-    fn map_cell(&self) -> &RefCell<Map> {
+    fn map_cell(&self) -> &Cell<Map> {
         &self.inner.map
     }
 

@@ -14,36 +14,155 @@
 //! for them up to a timeout (default 5 minutes) while the loop keeps
 //! running; past it, it reports a warning naming the timeout and leaves the
 //! remaining threads detached.
+//!
+//! A loop's `ExecutorSlot` holds its pool (made on the first job) and the
+//! pools it replaced; the loop makes it the thread's current one while it
+//! runs, where [`spawn_blocking`] finds it. This module uses `runtime` (a
+//! worker that exits wakes the loop) and `task` (for [`JoinError`]).
+//!
+//! [`EventLoop::run_in_executor`]: crate::EventLoop::run_in_executor
+//! [`EventLoop::shutdown_default_executor`]: crate::EventLoop::shutdown_default_executor
 
+use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::event_loop::{EventLoop, LoopHandle};
+use crate::runtime::LoopHandle;
 use crate::task::JoinError;
 
 /// The default timeout of [`EventLoop::shutdown_default_executor`], as
 /// asyncio's `THREAD_JOIN_TIMEOUT`.
+///
+/// [`EventLoop::shutdown_default_executor`]: crate::EventLoop::shutdown_default_executor
 pub const DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The default maximum number of executor threads: `min(32, cores + 4)`.
+/// The number of cores is read once per process (on Linux it reads cgroup
+/// files: a score of system calls), when the first pool is made.
 pub fn default_max_threads() -> usize {
-    let cores = thread::available_parallelism().map_or(1, |n| n.get());
-    (cores + 4).min(32)
+    static DEFAULT: OnceLock<usize> = OnceLock::new();
+    *DEFAULT.get_or_init(|| {
+        let cores = thread::available_parallelism().map_or(1, |n| n.get());
+        (cores + 4).min(32)
+    })
+}
+
+/// A loop's default executor: the pool (made on the first job), the pools
+/// it replaced, and the configuration.
+pub(crate) struct ExecutorSlot {
+    handle: LoopHandle,
+    current: RefCell<Option<Arc<Executor>>>,
+    /// Pools replaced by `set_default_executor`: they take no new jobs, and
+    /// are joined with the current one at shutdown.
+    retired: RefCell<Vec<Arc<Executor>>>,
+    shut_down: Cell<bool>,
+    /// `None`: [`default_max_threads`], read when the pool is made.
+    max_threads: Cell<Option<usize>>,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl ExecutorSlot {
+    pub(crate) fn new(handle: LoopHandle, max_threads: Option<usize>, shutdown_timeout: Duration) -> Rc<ExecutorSlot> {
+        Rc::new(ExecutorSlot {
+            handle,
+            current: RefCell::new(None),
+            retired: RefCell::new(Vec::new()),
+            shut_down: Cell::new(false),
+            max_threads: Cell::new(max_threads),
+            shutdown_timeout,
+        })
+    }
+
+    /// Runs `f` on the pool (made now if needed); a refused job's future
+    /// gives a cancelled `JoinError`.
+    pub(crate) fn submit<T, F>(&self, f: F) -> Blocking<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let executor = {
+            let mut slot = self.current.borrow_mut();
+            if slot.is_none() && !self.shut_down.get() && !self.handle.is_closed() {
+                let max = self.max_threads.get().unwrap_or_else(default_max_threads);
+                *slot = Some(Executor::new(max, self.handle.clone()));
+            }
+            slot.clone()
+        };
+        match executor {
+            Some(executor) => submit(&executor, f),
+            None => refused(),
+        }
+    }
+
+    /// How many executor threads run now (the pool and the ones it replaced).
+    pub(crate) fn thread_count(&self) -> usize {
+        let current = self.current.borrow().as_ref().map_or(0, |e| e.thread_count());
+        let retired: usize = self.retired.borrow().iter().map(|e| e.thread_count()).sum();
+        current + retired
+    }
+
+    /// Jobs queued or running.
+    pub(crate) fn jobs_in_flight(&self) -> usize {
+        let current = self.current.borrow().as_ref().map_or(0, |e| e.jobs_in_flight());
+        let retired: usize = self.retired.borrow().iter().map(|e| e.jobs_in_flight()).sum();
+        current + retired
+    }
+
+    /// Replaces the pool's configuration; the old pool takes no new jobs.
+    pub(crate) fn set_pool(&self, pool: ThreadPool) {
+        self.max_threads.set(Some(pool.max_threads()));
+        if let Some(old) = self.current.borrow_mut().take() {
+            old.begin_shutdown();
+            self.retired.borrow_mut().push(old);
+        }
+    }
+
+    /// Takes every pool out for shutting down; no pool is made afterwards.
+    pub(crate) fn take_all(&self) -> Vec<Arc<Executor>> {
+        self.shut_down.set(true);
+        let mut all = std::mem::take(&mut *self.retired.borrow_mut());
+        all.extend(self.current.borrow_mut().take());
+        all
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<ExecutorSlot>>> = const { RefCell::new(None) };
+}
+
+/// Makes `slot` the thread's current one until the guard drops.
+pub(crate) fn enter(slot: &Rc<ExecutorSlot>) -> EnterGuard {
+    let prev = CURRENT.with(|c| c.replace(Some(slot.clone())));
+    EnterGuard { prev }
+}
+
+/// Restores the previous current executor.
+pub(crate) struct EnterGuard {
+    prev: Option<Rc<ExecutorSlot>>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
+    }
 }
 
 type Job = Box<dyn FnOnce() + Send>;
 
 /// The configuration of a blocking thread pool, for
-/// [`EventLoop::set_default_executor`] (asyncio's `set_default_executor`).
+/// [`EventLoop::set_default_executor`](crate::EventLoop::set_default_executor)
+/// (asyncio's `set_default_executor`).
 ///
 /// ```
 /// use runner_core::{executor::ThreadPool, EventLoop};
@@ -303,14 +422,16 @@ pub(crate) fn refused<T>() -> Blocking<T> {
 ///
 /// # Panics
 /// When no loop is running on this thread; use
-/// [`EventLoop::run_in_executor`] to submit to a given loop.
+/// [`EventLoop::run_in_executor`](crate::EventLoop::run_in_executor) to
+/// submit to a given loop.
 pub fn spawn_blocking<T, F>(f: F) -> Blocking<T>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    match EventLoop::running() {
-        Some(lp) => lp.run_in_executor(f),
+    let slot = CURRENT.try_with(|c| c.borrow().clone()).ok().flatten();
+    match slot {
+        Some(slot) => slot.submit(f),
         None => panic!(
             "runner_core::spawn_blocking called outside a running event loop: call it from async code inside \
              runner_core::run(..), or use EventLoop::run_in_executor"

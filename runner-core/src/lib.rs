@@ -47,6 +47,7 @@ pub mod net;
 mod poll;
 mod reactor;
 pub mod runner;
+mod runtime;
 pub mod signal;
 pub mod task;
 mod testing;
@@ -57,14 +58,14 @@ pub use context::{Context, ContextError, ContextVar, Token};
 pub use error::Error;
 pub use event_loop::{
     get_event_loop, get_running_loop, set_event_loop, spawn, CallbackHandle, EventLoop, ExceptionContext, LoopBuilder,
-    LoopHandle,
+    LoopHandle, TimerHandle,
 };
 pub use executor::{spawn_blocking, Blocking};
 pub use runner::{run, Builder, Runner};
 #[doc(inline)]
 pub use runner_macros::{main, runner_test};
 pub use task::{cancellable, current_task, shield, Cancelled, CurrentTask, JoinError, JoinHandle, TaskId, TaskInfo};
-pub use time::{sleep, sleep_until, timeout, timeout_at, wait_for, yield_now, Elapsed, Sleep, TimerHandle};
+pub use time::{sleep, sleep_until, timeout, timeout_at, wait_for, yield_now, Elapsed, Sleep};
 
 /// What the expansions of `#[main]` and `#[runner_test]` call. Not public
 /// API: names and signatures may change without notice.

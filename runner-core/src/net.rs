@@ -24,8 +24,7 @@ use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
-use crate::event_loop::{EventLoop, LoopCore};
-use crate::reactor::{Direction, Source};
+use crate::reactor::{self, Direction, ReactorDriver, Source};
 
 /// A non-blocking I/O object registered with the loop's reactor.
 ///
@@ -46,7 +45,7 @@ use crate::reactor::{Direction, Source};
 pub struct Async<T: AsFd + 'static> {
     io: Rc<T>,
     source: Rc<Source>,
-    event_loop: Weak<LoopCore>,
+    reactor: Weak<ReactorDriver>,
 }
 
 impl<T: AsFd + 'static> Async<T> {
@@ -54,7 +53,7 @@ impl<T: AsFd + 'static> Async<T> {
     /// loop. Fails outside a loop (`NotConnected`, saying so) or when the OS
     /// refuses.
     pub fn new(io: T) -> io::Result<Async<T>> {
-        let lp = EventLoop::running().ok_or_else(|| {
+        let driver = reactor::current().ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::NotConnected,
                 "runner_core::net needs a running event loop: create sockets inside runner_core::run(..)",
@@ -62,17 +61,11 @@ impl<T: AsFd + 'static> Async<T> {
         })?;
         socket2::SockRef::from(&io).set_nonblocking(true)?;
         let io = Rc::new(io);
-        let source = {
-            let mut reactor = lp.core().reactor.borrow_mut();
-            let reactor = reactor
-                .as_mut()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "the event loop is closed"))?;
-            reactor.register(io.clone())?
-        };
+        let source = driver.get()?.register(io.clone())?;
         Ok(Async {
             io,
             source,
-            event_loop: Rc::downgrade(lp.core()),
+            reactor: Rc::downgrade(&driver),
         })
     }
 
@@ -84,10 +77,7 @@ impl<T: AsFd + 'static> Async<T> {
     /// Registers the waker for the direction's next readiness event.
     /// `Ready(Err)` when the loop is gone (nothing would ever wake it).
     fn poll_wait(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let open = self
-            .event_loop
-            .upgrade()
-            .is_some_and(|lp| lp.reactor.borrow().is_some());
+        let open = self.reactor.upgrade().is_some_and(|d| !d.is_closed());
         if !open {
             return Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::NotConnected,
@@ -236,11 +226,9 @@ impl<T: AsFd + 'static> Drop for Async<T> {
     fn drop(&mut self) {
         // Delete from the poller while the descriptor is still open (the
         // source holds the object until then).
-        if let Some(lp) = self.event_loop.upgrade() {
-            if let Ok(mut reactor) = lp.reactor.try_borrow_mut() {
-                if let Some(reactor) = reactor.as_mut() {
-                    reactor.deregister(&self.source);
-                }
+        if let Some(driver) = self.reactor.upgrade() {
+            if let Some(mut reactor) = driver.try_existing() {
+                reactor.deregister(&self.source);
             }
         }
     }

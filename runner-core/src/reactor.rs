@@ -42,8 +42,16 @@
 //! The poller is held in an `Arc` so that other threads can notify it through
 //! a `Weak`: closing the loop drops the `Arc`, which releases the poller's
 //! file descriptors even while wakers elsewhere still point at the loop.
+//!
+//! # Created when needed
+//!
+//! A loop's [`ReactorDriver`] makes the reactor (and so the poller's file
+//! descriptors) only when a descriptor is registered or the loop has to
+//! block: a run that never waits costs no system call for it. The loop
+//! makes its driver the thread's current one while it runs ([`enter`]);
+//! `net` finds it there. This module uses `poll`, `context` and `runtime`.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
@@ -53,8 +61,106 @@ use std::task::Waker;
 use std::time::Duration;
 
 use crate::poll::{Events, Mode, Poller};
+use crate::runtime::Shared;
+use crate::task::sched::Callback;
 
-use crate::context::{self, ContextHolder, Map};
+/// A loop's reactor, made on first need (see the module docs).
+pub(crate) struct ReactorDriver {
+    reactor: RefCell<Option<Reactor>>,
+    /// Told about the poller when it is made, so that other threads can
+    /// wake the loop out of it.
+    shared: Arc<Shared>,
+    closed: Cell<bool>,
+}
+
+impl ReactorDriver {
+    pub(crate) fn new(shared: Arc<Shared>) -> Rc<ReactorDriver> {
+        Rc::new(ReactorDriver {
+            reactor: RefCell::new(None),
+            shared,
+            closed: Cell::new(false),
+        })
+    }
+
+    /// The reactor, made now if needed. Fails when the loop is closed or
+    /// the OS refuses the poller (out of file descriptors, say).
+    pub(crate) fn get(&self) -> io::Result<RefMut<'_, Reactor>> {
+        if self.closed.get() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the event loop is closed: create sockets and watches on an open loop",
+            ));
+        }
+        let mut slot = self.reactor.borrow_mut();
+        if slot.is_none() {
+            let reactor = Reactor::new()?;
+            self.shared.set_poller(reactor.poller());
+            *slot = Some(reactor);
+        }
+        Ok(RefMut::map(slot, |r| r.as_mut().expect("made above")))
+    }
+
+    /// The reactor, if it was made (and the loop is open).
+    pub(crate) fn existing(&self) -> Option<RefMut<'_, Reactor>> {
+        RefMut::filter_map(self.reactor.borrow_mut(), Option::as_mut).ok()
+    }
+
+    /// As [`existing`](Self::existing), but `None` (rather than a panic)
+    /// when the reactor is borrowed right now: what a socket's destructor
+    /// uses, since it may run while the reactor wakes its waiters.
+    pub(crate) fn try_existing(&self) -> Option<RefMut<'_, Reactor>> {
+        RefMut::filter_map(self.reactor.try_borrow_mut().ok()?, Option::as_mut).ok()
+    }
+
+    /// Whether any file-descriptor source is registered.
+    pub(crate) fn has_sources(&self) -> bool {
+        self.reactor.borrow().as_ref().is_some_and(Reactor::has_sources)
+    }
+
+    /// How many file-descriptor sources are registered.
+    pub(crate) fn source_count(&self) -> usize {
+        self.reactor.borrow().as_ref().map_or(0, Reactor::source_count)
+    }
+
+    /// Releases the reactor and its poller; nothing can be registered
+    /// afterwards.
+    pub(crate) fn close(&self) {
+        self.closed.set(true);
+        let reactor = self.reactor.borrow_mut().take();
+        drop(reactor);
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Rc<ReactorDriver>>> = const { RefCell::new(None) };
+}
+
+/// Makes `driver` the thread's current one until the guard drops.
+pub(crate) fn enter(driver: &Rc<ReactorDriver>) -> EnterGuard {
+    let prev = CURRENT.with(|c| c.replace(Some(driver.clone())));
+    EnterGuard { prev }
+}
+
+/// Restores the previous current reactor.
+pub(crate) struct EnterGuard {
+    prev: Option<Rc<ReactorDriver>>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+/// The reactor driver of the loop running on this thread.
+pub(crate) fn current() -> Option<Rc<ReactorDriver>> {
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
+}
 
 /// Which readiness a task waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,42 +288,6 @@ impl Source {
     }
 }
 
-/// A callback watching a file descriptor (`EventLoop::add_reader` and
-/// `add_writer`), with the context it was added in.
-pub(crate) struct FdCallback {
-    context_id: u64,
-    f: RefCell<Box<dyn FnMut()>>,
-    ctx: RefCell<Map>,
-}
-
-impl FdCallback {
-    pub(crate) fn new(f: Box<dyn FnMut()>) -> Rc<FdCallback> {
-        Rc::new(FdCallback {
-            context_id: context::new_context_id(),
-            f: RefCell::new(f),
-            ctx: RefCell::new(context::current_map()),
-        })
-    }
-
-    /// Calls the callback (not re-entrantly: a callback that is somehow
-    /// fired from inside itself is skipped).
-    pub(crate) fn call(&self) {
-        if let Ok(mut f) = self.f.try_borrow_mut() {
-            f();
-        }
-    }
-}
-
-impl ContextHolder for FdCallback {
-    fn map_cell(&self) -> &RefCell<Map> {
-        &self.ctx
-    }
-
-    fn context_id(&self) -> u64 {
-        self.context_id
-    }
-}
-
 /// A file descriptor watched by callbacks, level-triggered (asyncio's
 /// `add_reader`/`add_writer`: the callback runs at every iteration while
 /// the descriptor stays ready).
@@ -226,8 +296,8 @@ struct Watch {
     /// one is used to name it to the poller); dropped only after the
     /// descriptor has been deleted from the poller.
     holders: Vec<Box<dyn AsFd>>,
-    reader: Option<Rc<FdCallback>>,
-    writer: Option<Rc<FdCallback>>,
+    reader: Option<Rc<Callback>>,
+    writer: Option<Rc<Callback>>,
 }
 
 enum Slot {
@@ -247,7 +317,7 @@ pub(crate) struct Reactor {
     /// Watched descriptors and their keys in `table`.
     watches: HashMap<RawFd, usize>,
     /// Callbacks whose descriptors were found ready by the last wait.
-    fired: Vec<Rc<FdCallback>>,
+    fired: Vec<Rc<Callback>>,
 }
 
 impl Reactor {
@@ -340,7 +410,7 @@ impl Reactor {
         &mut self,
         dir: Direction,
         holder: Box<dyn AsFd>,
-        cb: Rc<FdCallback>,
+        cb: Rc<Callback>,
     ) -> Result<(), (io::Error, Option<Box<dyn AsFd>>)> {
         let fd = holder.as_fd().as_raw_fd();
         if let Some(&key) = self.watches.get(&fd) {
@@ -402,7 +472,7 @@ impl Reactor {
     }
 
     /// The callbacks found ready by the last wait, in event order.
-    pub(crate) fn take_fired(&mut self) -> Vec<Rc<FdCallback>> {
+    pub(crate) fn take_fired(&mut self) -> Vec<Rc<Callback>> {
         std::mem::take(&mut self.fired)
     }
 

@@ -53,16 +53,18 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::event_loop::{self, EventLoop, ExceptionContext, Interrupts};
+use crate::event_loop::signals::Interrupts;
+use crate::event_loop::{self, EventLoop, ExceptionContext};
 use crate::signal::{self, Phase};
-use crate::task::{self, RawTask};
+use crate::task;
+use crate::task::core::TaskRef;
 use crate::{Context, Error};
 
 type LoopFactory = Box<dyn FnMut() -> io::Result<EventLoop>>;
 
 /// The message reported for a task that panicked while it was being
 /// cancelled at shutdown.
-pub const SHUTDOWN_ERROR_MESSAGE: &str = "unhandled error during runner shutdown";
+pub const SHUTDOWN_ERROR_MESSAGE: &str = crate::runtime::SHUTDOWN_ERROR_MESSAGE;
 
 /// The start of what a close reports for each task it gave up on at its
 /// deadline ([`Builder::close_timeout`]).
@@ -426,7 +428,7 @@ impl Runner {
         let mut main = event_loop.spawn_at(fut.into_future(), Some(context.clone()), at);
         main.set_name("main");
 
-        let interrupts = self.take_interrupts(&event_loop, Phase::Running, Some(main.raw()));
+        let interrupts = self.take_interrupts(&event_loop, Phase::Running, main.task_ref());
         let ran = event_loop.run_until(|| main.is_done());
         self.release_interrupts(&event_loop, interrupts.as_ref());
         let (soft, hard) = interrupts.as_ref().map_or((None, None), |i| (i.soft(), i.hard()));
@@ -454,12 +456,7 @@ impl Runner {
     /// Takes the interrupt signals for a run (`target`: its main task) or
     /// a close, on the main thread; `None` elsewhere, or when every one of
     /// them is someone else's (ignored, or handled by the user).
-    fn take_interrupts(
-        &self,
-        event_loop: &EventLoop,
-        phase: Phase,
-        target: Option<Rc<dyn RawTask>>,
-    ) -> Option<Rc<Interrupts>> {
+    fn take_interrupts(&self, event_loop: &EventLoop, phase: Phase, target: Option<TaskRef>) -> Option<Rc<Interrupts>> {
         if !signal::is_main_thread() {
             return None;
         }
@@ -656,16 +653,19 @@ impl Closing<'_> {
     /// are only cancelled: closing the loop drops them.
     fn cancel_all_tasks(&self) {
         let event_loop = self.event_loop;
-        let tasks: Vec<Rc<dyn RawTask>> = event_loop.cancel_all_tasks();
+        let tasks = event_loop.cancel_all_tasks();
         if tasks.is_empty() || self.aborted() {
             return;
         }
+        // Panics of the tasks finishing now are reported, as asyncio's
+        // "unhandled exception during asyncio.run() shutdown".
         let _shutdown = event_loop.enter_shutdown();
         let waiting_for = || {
+            let sched = &event_loop.core().sched;
             let pending: Vec<String> = tasks
                 .iter()
                 .filter(|t| !t.core().is_done())
-                .map(|t| t.core().info().to_string())
+                .map(|t| sched.info(t.core()).to_string())
                 .collect();
             let mut what = format!(
                 "{} task(s) that did not finish after cancellation ({})",
@@ -680,15 +680,6 @@ impl Closing<'_> {
         };
         self.drive(self.deadline, waiting_for, || tasks.iter().all(|t| t.core().is_done()));
         self.give_up_on(&tasks, "ignored its cancellation");
-        for t in &tasks {
-            if let Some(panic) = task::take_shutdown_panic(&**t) {
-                event_loop.core().report(ExceptionContext {
-                    message: SHUTDOWN_ERROR_MESSAGE.into(),
-                    panic: Some(panic),
-                    task: Some(t.core().info()),
-                });
-            }
-        }
     }
 
     /// Close step 2: finalize the async generators still open, within the
@@ -703,7 +694,7 @@ impl Closing<'_> {
         if !closing.is_empty() {
             let waiting_for = || format!("{} async generator(s) running their cleanup", closing.len());
             self.drive(self.deadline, waiting_for, || closing.iter().all(|h| h.is_done()));
-            let tasks: Vec<Rc<dyn RawTask>> = closing.iter().map(|h| h.raw()).collect();
+            let tasks: Vec<TaskRef> = closing.iter().filter_map(|h| h.task_ref()).collect();
             self.give_up_on(&tasks, "is an async generator whose cleanup did not finish");
         }
         self.event_loop.finish_asyncgen_shutdown(closing);
@@ -711,7 +702,7 @@ impl Closing<'_> {
 
     /// Past the deadline: reports each task of `tasks` still alive and
     /// drops it.
-    fn give_up_on(&self, tasks: &[Rc<dyn RawTask>], what: &str) {
+    fn give_up_on(&self, tasks: &[TaskRef], what: &str) {
         let past = self.deadline.is_some_and(|d| Instant::now() >= d);
         if !past || self.aborted() {
             return;
@@ -720,16 +711,22 @@ impl Closing<'_> {
             Some(t) => format!("the close timeout of {t:?}"),
             None => "the test's timeout grace".to_string(),
         };
-        for task in tasks.iter().filter(|t| !t.core().is_done()) {
+        let sched = &self.event_loop.core().sched;
+        let left: Vec<&TaskRef> = tasks.iter().filter(|t| !t.core().is_done()).collect();
+        for task in &left {
             self.event_loop.core().report(ExceptionContext {
                 message: format!(
                     "{CLOSE_TIMEOUT_MESSAGE}: a task {what} and was still running after {bound}; it was dropped \
                      (its destructors ran, its async cleanup did not)"
                 ),
                 panic: None,
-                task: Some(task.core().info()),
+                task: Some(sched.info(task.core())),
             });
             self.event_loop.drop_task(task);
+        }
+        // The drops happen at the tasks' next scheduling: now.
+        if !left.is_empty() {
+            let _ = self.event_loop.run_until(|| left.iter().all(|t| t.core().is_done()));
         }
     }
 
@@ -793,7 +790,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::event_loop::AsyncGenFinalizer;
+    use crate::event_loop::core::AsyncGenFinalizer;
     use crate::{cancellable, sleep, spawn, yield_now};
 
     struct FakeGen {

@@ -1,14 +1,11 @@
-//! Timers: the loop's ordered timer queue and the futures built on it
-//! ([`sleep`], [`timeout`], [`yield_now`]).
-//!
-//! Timers live in a `BTreeMap` keyed by `(deadline, sequence number)`: the
-//! first entry is the next to fire, equal deadlines fire in the order they
-//! were registered (FIFO), and removing a timer (a dropped `Sleep`, a
-//! cancelled [`TimerHandle`]) is O(log n) with nothing left behind, so
-//! timeouts that are almost always cancelled do not pile up.
+//! Time: [`sleep`], [`timeout`], [`wait_for`], [`yield_now`], and the
+//! virtual clock's controls, on the loop's timer queue (`driver`).
 //!
 //! A `Sleep` registers its waker on first poll and removes its entry when
-//! dropped; the loop fires every expired entry at the start of an iteration.
+//! dropped; the loop fires every expired entry at the start of an
+//! iteration. This module uses `task` (for [`wait_for`]) and nothing of
+//! the loop above it: it finds the running loop's timers through the
+//! thread's current `TimeDriver` (`driver`).
 //!
 //! # The clock
 //!
@@ -23,190 +20,17 @@
 //! paused ([`pause_auto_advance`]); then the loop waits for real wake-ups
 //! (I/O, other threads) as usual.
 
-use std::collections::BTreeMap;
+pub(crate) mod driver;
+
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::rc::{Rc, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::event_loop::{CallbackCell, EventLoop, LoopCore};
+use self::driver::{TimerEntry, TimerKey};
 use crate::task::{JoinError, JoinHandle};
-
-/// A virtual clock's state.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct VirtualClock {
-    /// Virtual now.
-    pub(crate) now: Instant,
-    /// Whether the loop jumps to the next deadline when it would sleep.
-    pub(crate) auto_advance: bool,
-}
-
-/// The loop's clock: real, or virtual.
-#[derive(Debug, Default)]
-pub(crate) struct Clock {
-    virtual_: std::cell::Cell<Option<VirtualClock>>,
-}
-
-impl Clock {
-    pub(crate) fn now(&self) -> Instant {
-        match self.virtual_.get() {
-            Some(v) => v.now,
-            None => Instant::now(),
-        }
-    }
-
-    pub(crate) fn get_virtual(&self) -> Option<VirtualClock> {
-        self.virtual_.get()
-    }
-
-    /// Switches to virtual time, starting at the real now (no-op when
-    /// already virtual).
-    pub(crate) fn pause(&self) {
-        if self.virtual_.get().is_none() {
-            self.virtual_.set(Some(VirtualClock {
-                now: Instant::now(),
-                auto_advance: true,
-            }));
-        }
-    }
-
-    /// Moves virtual time forward; `false` on a real clock.
-    pub(crate) fn advance(&self, by: Duration) -> bool {
-        match self.virtual_.get() {
-            Some(mut v) => {
-                v.now += by;
-                self.virtual_.set(Some(v));
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Moves virtual time to `when` if it is later.
-    pub(crate) fn advance_to(&self, when: Instant) {
-        if let Some(mut v) = self.virtual_.get() {
-            if when > v.now {
-                v.now = when;
-                self.virtual_.set(Some(v));
-            }
-        }
-    }
-
-    /// Sets auto-advance; `false` on a real clock.
-    pub(crate) fn set_auto_advance(&self, on: bool) -> bool {
-        match self.virtual_.get() {
-            Some(mut v) => {
-                v.auto_advance = on;
-                self.virtual_.set(Some(v));
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// The key of a timer entry.
-pub(crate) type TimerKey = (Instant, u64);
-
-pub(crate) enum TimerEntry {
-    Waker(Waker),
-    Callback(Rc<CallbackCell>),
-}
-
-/// The loop's timer queue.
-#[derive(Default)]
-pub(crate) struct Timers {
-    map: BTreeMap<TimerKey, TimerEntry>,
-    seq: u64,
-}
-
-impl Timers {
-    pub(crate) fn insert(&mut self, when: Instant, entry: TimerEntry) -> TimerKey {
-        self.seq += 1;
-        let key = (when, self.seq);
-        self.map.insert(key, entry);
-        key
-    }
-
-    pub(crate) fn remove(&mut self, key: &TimerKey) -> Option<TimerEntry> {
-        self.map.remove(key)
-    }
-
-    /// Replaces the waker of a registered `Sleep` (it was polled by another
-    /// task or with a new waker).
-    pub(crate) fn update_waker(&mut self, key: &TimerKey, waker: &Waker) {
-        if let Some(TimerEntry::Waker(w)) = self.map.get_mut(key) {
-            if !w.will_wake(waker) {
-                *w = waker.clone();
-            }
-        }
-    }
-
-    pub(crate) fn contains(&self, key: &TimerKey) -> bool {
-        self.map.contains_key(key)
-    }
-
-    pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.map.first_key_value().map(|((when, _), _)| *when)
-    }
-
-    /// Removes and returns the first entry whose deadline is at or before
-    /// `now`.
-    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<TimerEntry> {
-        match self.map.first_key_value() {
-            Some(((when, _), _)) if *when <= now => self.map.pop_first().map(|(_, e)| e),
-            _ => None,
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.map.len()
-    }
-
-    pub(crate) fn clear(&mut self) -> Vec<TimerEntry> {
-        std::mem::take(&mut self.map).into_values().collect()
-    }
-}
-
-/// A callback scheduled with [`EventLoop::call_later`] or
-/// [`EventLoop::call_at`]; [`cancel`](Self::cancel) unschedules it.
-pub struct TimerHandle {
-    pub(crate) key: TimerKey,
-    pub(crate) cell: Rc<CallbackCell>,
-    pub(crate) event_loop: Weak<LoopCore>,
-}
-
-impl TimerHandle {
-    /// Unschedules the callback; it will not run. Calling it after the
-    /// callback ran, or twice, does nothing.
-    pub fn cancel(&self) {
-        self.cell.cancel();
-        if let Some(core) = self.event_loop.upgrade() {
-            core.timers.borrow_mut().remove(&self.key);
-        }
-    }
-
-    /// Whether [`cancel`](Self::cancel) was called.
-    pub fn is_cancelled(&self) -> bool {
-        self.cell.is_cancelled()
-    }
-
-    /// When the callback is (or was) due.
-    pub fn when(&self) -> Instant {
-        self.key.0
-    }
-}
-
-impl fmt::Debug for TimerHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TimerHandle")
-            .field("when", &self.key.0)
-            .field("cancelled", &self.is_cancelled())
-            .finish()
-    }
-}
+use crate::Error;
 
 /// Waits until `duration` has passed (asyncio's `sleep`).
 ///
@@ -273,11 +97,11 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let lp = EventLoop::running()
+        let driver = driver::current()
             .expect("sleep() must be awaited inside a running event loop: await it inside runner_core::run(..)");
         if let Some((key, loop_id)) = this.registered {
-            if loop_id == lp.core().id() {
-                let mut timers = lp.core().timers.borrow_mut();
+            if loop_id == driver.id {
+                let mut timers = driver.timers.borrow_mut();
                 if !timers.contains(&key) {
                     drop(timers);
                     this.registered = None;
@@ -289,7 +113,7 @@ impl Future for Sleep {
             // Moved to another loop: the deadline stands, the timer moves.
             this.registered = None;
         }
-        let now = lp.time();
+        let now = driver.now();
         let when = match this.deadline {
             Deadline::At(when) => when,
             Deadline::After(d) => now
@@ -300,12 +124,11 @@ impl Future for Sleep {
         if when <= now {
             return Poll::Ready(());
         }
-        let key = lp
-            .core()
+        let key = driver
             .timers
             .borrow_mut()
             .insert(when, TimerEntry::Waker(cx.waker().clone()));
-        this.registered = Some((key, lp.core().id()));
+        this.registered = Some((key, driver.id));
         Poll::Pending
     }
 }
@@ -315,8 +138,8 @@ impl Drop for Sleep {
         if let Some((key, loop_id)) = self.registered.take() {
             // On the loop's thread (the normal case) the timer is removed;
             // elsewhere it fires once, waking nobody who still waits.
-            if let Some(lp) = EventLoop::running().filter(|lp| lp.core().id() == loop_id) {
-                if let Ok(mut timers) = lp.core().timers.try_borrow_mut() {
+            if let Some(driver) = driver::current().filter(|d| d.id == loop_id) {
+                if let Ok(mut timers) = driver.timers.try_borrow_mut() {
                     timers.remove(&key);
                 }
             }
@@ -485,8 +308,8 @@ impl Future for YieldNow {
 /// Moves the running loop's virtual clock forward by `duration`, then
 /// yields once so the tasks whose timers came due can run (tokio's
 /// `time::advance`). A `sleep` fixes its deadline when it is first polled:
-/// let a freshly spawned sleeper run once (`yield_now`) before advancing. Fails with [`Error::ClockNotPaused`](crate::Error::ClockNotPaused)
-/// on a real clock, and [`Error::NoRunningLoop`](crate::Error::NoRunningLoop)
+/// let a freshly spawned sleeper run once (`yield_now`) before advancing. Fails with [`Error::ClockNotPaused`]
+/// on a real clock, and [`Error::NoRunningLoop`]
 /// outside a loop.
 ///
 /// ```
@@ -506,20 +329,32 @@ impl Future for YieldNow {
 /// })
 /// .unwrap();
 /// ```
-pub async fn advance(duration: Duration) -> Result<(), crate::Error> {
-    crate::get_running_loop()?.advance(duration)?;
+pub async fn advance(duration: Duration) -> Result<(), Error> {
+    let driver = driver::current().ok_or(Error::NoRunningLoop)?;
+    if !driver.clock.advance(duration) {
+        return Err(Error::ClockNotPaused);
+    }
     yield_now().await;
     Ok(())
 }
 
 /// Stops the running loop's virtual clock from jumping to the next timer
 /// when the loop is idle: it then moves only by [`advance`].
-pub fn pause_auto_advance() -> Result<(), crate::Error> {
-    crate::get_running_loop()?.set_auto_advance(false)
+pub fn pause_auto_advance() -> Result<(), Error> {
+    set_auto_advance(false)
 }
 
 /// Lets the running loop's virtual clock jump to the next timer again when
 /// the loop is idle.
-pub fn resume_auto_advance() -> Result<(), crate::Error> {
-    crate::get_running_loop()?.set_auto_advance(true)
+pub fn resume_auto_advance() -> Result<(), Error> {
+    set_auto_advance(true)
+}
+
+fn set_auto_advance(on: bool) -> Result<(), Error> {
+    let driver = driver::current().ok_or(Error::NoRunningLoop)?;
+    if driver.clock.set_auto_advance(on) {
+        Ok(())
+    } else {
+        Err(Error::ClockNotPaused)
+    }
 }

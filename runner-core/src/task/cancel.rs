@@ -1,0 +1,171 @@
+//! Catching and deferring cancellation: [`cancellable`] and [`shield`].
+//!
+//! Both are plain future wrappers, pinned in place (no allocation). While
+//! they are polled they record themselves in the current task's core, so
+//! that the next delivery of a cancellation knows where the task was
+//! suspended (see the [module docs](super)).
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+
+use pin_project_lite::pin_project;
+
+use super::sched;
+
+/// The cancellation of the current task, caught as a value by
+/// [`cancellable`]: Python's `CancelledError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Cancelled;
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the task was cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+/// Lets the current task catch its cancellation as a value.
+///
+/// If the task is cancelled while suspended inside `fut`, `fut` is dropped
+/// and this returns `Err(Cancelled)`; the task then goes on normally and may
+/// `.await` async cleanup. Outside a task it simply awaits `fut`.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{cancellable, sleep, spawn, yield_now};
+///
+/// let log = runner_core::run(async {
+///     let worker = spawn(async {
+///         match cancellable(sleep(Duration::from_secs(3600))).await {
+///             Ok(()) => "slept",
+///             Err(_cancelled) => {
+///                 sleep(Duration::from_millis(1)).await; // async cleanup
+///                 "cleaned up"
+///             }
+///         }
+///     });
+///     yield_now().await;
+///     worker.cancel();
+///     worker.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(log, "cleaned up");
+/// ```
+pub fn cancellable<F: IntoFuture>(fut: F) -> Cancellable<F::IntoFuture> {
+    Cancellable {
+        inner: Some(fut.into_future()),
+        scope: 0,
+    }
+}
+
+pin_project! {
+    /// The future of [`cancellable`].
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Cancellable<F> {
+        #[pin]
+        inner: Option<F>,
+        // Given on first poll; 0 until then.
+        scope: u32,
+    }
+}
+
+impl<F> fmt::Debug for Cancellable<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancellable")
+            .field("done", &self.inner.is_none())
+            .finish()
+    }
+}
+
+impl<F: Future> Future for Cancellable<F> {
+    type Output = Result<F::Output, Cancelled>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if this.inner.is_none() {
+            panic!("Cancellable polled after completion");
+        }
+        let entered = sched::with_current_task(|core| core.enter_catch(this.scope));
+        let depth = match entered {
+            // Outside a task: nothing can cancel us.
+            None => None,
+            // The pending cancellation is delivered here: the inner future
+            // is dropped (its destructors run) and the task goes on.
+            Some(None) => {
+                this.inner.set(None);
+                return Poll::Ready(Err(Cancelled));
+            }
+            Some(Some(depth)) => Some(depth),
+        };
+        let inner = this.inner.as_mut().as_pin_mut().expect("checked above");
+        let poll = inner.poll(cx);
+        if let Some(depth) = depth {
+            let scope = *this.scope;
+            sched::with_current_task(|core| core.leave_catch(scope, depth, poll.is_pending()));
+        }
+        if poll.is_ready() {
+            this.inner.set(None);
+        }
+        poll.map(Ok)
+    }
+}
+
+/// Protects `fut` from cancellation of the current task.
+///
+/// A cancellation requested while the task is suspended inside `fut` waits:
+/// it is delivered at the first suspension after `fut` completed (or, if the
+/// task finishes first, the task ends cancelled, as in asyncio).
+///
+/// ```
+/// use runner_core::{shield, spawn, yield_now};
+///
+/// let saved = runner_core::run(async {
+///     let writer = spawn(async {
+///         shield(async {
+///             yield_now().await; // the cancel arrives here...
+///             "saved" // ...but the shielded section still completes
+///         })
+///         .await
+///     });
+///     yield_now().await;
+///     writer.cancel();
+///     writer.await
+/// })
+/// .unwrap();
+/// assert!(saved.unwrap_err().is_cancelled()); // cancelled after the section
+/// ```
+pub fn shield<F: IntoFuture>(fut: F) -> Shield<F::IntoFuture> {
+    Shield {
+        inner: fut.into_future(),
+    }
+}
+
+pin_project! {
+    /// The future of [`shield`].
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Shield<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> fmt::Debug for Shield<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shield").finish_non_exhaustive()
+    }
+}
+
+impl<F: Future> Future for Shield<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let poll = self.project().inner.poll(cx);
+        if poll.is_pending() {
+            sched::with_current_task(|core| core.shield_pending());
+        }
+        poll
+    }
+}

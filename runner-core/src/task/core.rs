@@ -1,0 +1,400 @@
+//! A task's own state: what async-task keeps inline as the task's metadata.
+//!
+//! Everything here is touched only on the loop's thread, so it is plain
+//! `Cell`s: no lock, no atomic. It is packed: the task's whole allocation
+//! (async-task's header, this, the future or its output) is one block, and
+//! its size is what a spawn costs in memory.
+//!
+//! Cancellation state, as the [module docs](super) describe it: the number
+//! of requests (`cancelling`), whether one waits for delivery, and where
+//! the task was suspended during its last poll (outside any scope, inside
+//! the `cancellable` scope with a given id, or inside a `shield`), which
+//! the scopes record while they are polled (a depth counter and the
+//! innermost `cancellable` that returned `Pending`).
+
+use std::cell::Cell;
+use std::panic::Location;
+use std::ptr::NonNull;
+use std::task::Waker;
+
+use crate::context::{Map, TaskContext};
+use crate::runtime::{TaskId, TaskInfo};
+
+/// How a task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Outcome {
+    Running,
+    Completed,
+    Cancelled,
+    Panicked,
+}
+
+/// `suspended` values besides a `cancellable` scope's id.
+const BARE: u32 = 0;
+const SHIELDED: u32 = u32::MAX;
+
+/// Flags.
+const POLLED: u8 = 1;
+const DETACHED: u8 = 1 << 1;
+const CANCEL_PENDING: u8 = 1 << 2;
+const FORCE_DROP: u8 = 1 << 3;
+const NAMED: u8 = 1 << 4;
+const PANIC_REPORTED: u8 = 1 << 5;
+const OUTPUT_TAKEN: u8 = 1 << 6;
+
+/// Where the task was suspended during its last poll, for cancellation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Suspended {
+    /// Outside any `cancellable` or `shield` (or never polled).
+    Bare,
+    /// Inside the `cancellable` scope with this id (the innermost one).
+    Catch(u32),
+    /// Inside a `shield`.
+    Shielded,
+}
+
+/// The type-independent state of a task: 64 bytes.
+pub(crate) struct TaskCore {
+    /// The task's context; its id is the task's id.
+    pub(crate) ctx: TaskContext,
+    pub(crate) spawned_at: &'static Location<'static>,
+    /// The task's own waker, while its future lives: how anything holding
+    /// the core (a cancel, the registry) schedules it, and what keeps the
+    /// allocation alive until the loop deregistered it.
+    waker: Cell<Option<Waker>>,
+    /// The task whose `JoinHandle` this one awaits (asyncio cancels the
+    /// awaited task with the awaiting one), kept alive by its waker. Boxed:
+    /// set once per await of a pending handle, and the core stays small.
+    awaiting: Cell<Option<Box<TaskRef>>>,
+    /// The slot in the loop's registry.
+    index: Cell<u32>,
+    /// `BARE`, `SHIELDED`, or the id of the innermost `cancellable` scope.
+    suspended: Cell<u32>,
+    next_scope: Cell<u32>,
+    /// Saturating: 65,535 outstanding requests is as good as infinite.
+    cancel_requests: Cell<u16>,
+    flags: Cell<u8>,
+    outcome: Cell<Outcome>,
+}
+
+/// What a poll records as it goes (the scopes it passes through), reset
+/// before each poll. Polls do not nest, so one per thread, not one per
+/// task: the core keeps only what must survive between polls.
+struct Scratch {
+    /// The scope a pending cancellation is delivered to during this poll.
+    deliver_to: Cell<u32>,
+    /// How many `cancellable` scopes enclose the code being polled.
+    depth: Cell<u16>,
+    /// The innermost `cancellable` that returned `Pending` in this poll.
+    catch_scope: Cell<u32>,
+    catch_depth: Cell<u16>,
+    /// A `shield` returned `Pending`.
+    shielded: Cell<bool>,
+}
+
+thread_local! {
+    static SCRATCH: Scratch = const {
+        Scratch {
+            deliver_to: Cell::new(0),
+            depth: Cell::new(0),
+            catch_scope: Cell::new(0),
+            catch_depth: Cell::new(0),
+            shielded: Cell::new(false),
+        }
+    };
+}
+
+impl TaskCore {
+    pub(crate) fn new(id: u64, map: Map, spawned_at: &'static Location<'static>) -> TaskCore {
+        TaskCore {
+            ctx: TaskContext::new(id, map),
+            spawned_at,
+            waker: Cell::new(None),
+            awaiting: Cell::new(None),
+            index: Cell::new(u32::MAX),
+            suspended: Cell::new(BARE),
+            next_scope: Cell::new(1),
+            cancel_requests: Cell::new(0),
+            flags: Cell::new(0),
+            outcome: Cell::new(Outcome::Running),
+        }
+    }
+
+    pub(crate) fn id(&self) -> TaskId {
+        TaskId(self.ctx.id())
+    }
+
+    fn flag(&self, f: u8) -> bool {
+        self.flags.get() & f != 0
+    }
+
+    fn set_flag(&self, f: u8, on: bool) {
+        let flags = self.flags.get();
+        self.flags.set(if on { flags | f } else { flags & !f });
+    }
+
+    pub(crate) fn is_done(&self) -> bool {
+        self.outcome.get() != Outcome::Running
+    }
+
+    pub(crate) fn outcome(&self) -> Outcome {
+        self.outcome.get()
+    }
+
+    pub(crate) fn set_outcome(&self, outcome: Outcome) {
+        self.outcome.set(outcome);
+    }
+
+    pub(crate) fn was_polled(&self) -> bool {
+        self.flag(POLLED)
+    }
+
+    pub(crate) fn is_detached(&self) -> bool {
+        self.flag(DETACHED)
+    }
+
+    pub(crate) fn mark_detached(&self) {
+        self.set_flag(DETACHED, true);
+    }
+
+    /// Whether a name was set (names live in the loop's side table, keyed
+    /// by task id, so that unnamed tasks pay nothing for them).
+    pub(crate) fn is_named(&self) -> bool {
+        self.flag(NAMED)
+    }
+
+    pub(crate) fn mark_named(&self) {
+        self.set_flag(NAMED, true);
+    }
+
+    /// Whether the task's panic was reported already (by a close).
+    pub(crate) fn panic_reported(&self) -> bool {
+        self.flag(PANIC_REPORTED)
+    }
+
+    pub(crate) fn mark_panic_reported(&self) {
+        self.set_flag(PANIC_REPORTED, true);
+    }
+
+    /// Whether the task's output was taken through its handle.
+    pub(crate) fn output_taken(&self) -> bool {
+        self.flag(OUTPUT_TAKEN)
+    }
+
+    pub(crate) fn mark_output_taken(&self) {
+        self.set_flag(OUTPUT_TAKEN, true);
+    }
+
+    pub(crate) fn index(&self) -> u32 {
+        self.index.get()
+    }
+
+    pub(crate) fn set_index(&self, index: u32) {
+        self.index.set(index);
+    }
+
+    // --- the task's own waker ---
+
+    pub(crate) fn set_waker(&self, waker: Waker) {
+        self.waker.set(Some(waker));
+    }
+
+    /// Takes the task's own waker (when its future is gone).
+    pub(crate) fn take_waker(&self) -> Option<Waker> {
+        self.waker.take()
+    }
+
+    /// Schedules the task, if its future still lives.
+    pub(crate) fn wake(&self) {
+        let waker = self.waker.take();
+        if let Some(w) = &waker {
+            w.wake_by_ref();
+        }
+        self.waker.set(waker);
+    }
+
+    /// A reference that keeps the task's allocation alive; `None` when its
+    /// future is gone.
+    pub(crate) fn task_ref(&self) -> Option<TaskRef> {
+        let waker = self.waker.take();
+        let r = waker.as_ref().map(|w| TaskRef {
+            core: NonNull::from(self),
+            _alive: w.clone(),
+        });
+        self.waker.set(waker);
+        r
+    }
+
+    // --- cancellation ---
+
+    /// Requests cancellation; `false` when the task is already done.
+    pub(crate) fn cancel(&self) -> bool {
+        if self.is_done() {
+            return false;
+        }
+        self.cancel_requests.set(self.cancel_requests.get().saturating_add(1));
+        self.set_flag(CANCEL_PENDING, true);
+        // A task awaiting another task's handle cancels that task too, as
+        // asyncio cancels the future a task waits on.
+        let awaited = self.awaiting.take();
+        if let Some(awaited) = &awaited {
+            awaited.core().cancel();
+        }
+        self.awaiting.set(awaited);
+        self.wake();
+        true
+    }
+
+    /// Makes the next poll drop the future whatever its scopes say (a
+    /// close that gives up on the task, a closing loop).
+    pub(crate) fn force_drop(&self) {
+        if !self.is_done() {
+            self.set_flag(FORCE_DROP | CANCEL_PENDING, true);
+            self.wake();
+        }
+    }
+
+    pub(crate) fn is_forced(&self) -> bool {
+        self.flag(FORCE_DROP)
+    }
+
+    pub(crate) fn uncancel(&self) -> u32 {
+        let n = self.cancel_requests.get().saturating_sub(1);
+        self.cancel_requests.set(n);
+        u32::from(n)
+    }
+
+    pub(crate) fn cancelling(&self) -> u32 {
+        u32::from(self.cancel_requests.get())
+    }
+
+    pub(crate) fn cancel_pending(&self) -> bool {
+        self.flag(CANCEL_PENDING)
+    }
+
+    pub(crate) fn set_cancel_pending(&self, on: bool) {
+        self.set_flag(CANCEL_PENDING, on);
+    }
+
+    pub(crate) fn suspended(&self) -> Suspended {
+        match self.suspended.get() {
+            BARE => Suspended::Bare,
+            SHIELDED => Suspended::Shielded,
+            scope => Suspended::Catch(scope),
+        }
+    }
+
+    pub(crate) fn set_awaiting(&self, awaited: Option<TaskRef>) {
+        drop(self.awaiting.replace(awaited.map(Box::new)));
+    }
+
+    // --- a poll ---
+
+    /// Prepares a poll: what it records starts empty; `deliver_to` is the
+    /// scope a pending cancellation is delivered to in it.
+    pub(crate) fn begin_poll(&self, deliver_to: Option<u32>) {
+        drop(self.awaiting.take());
+        self.set_flag(POLLED, true);
+        SCRATCH.with(|s| {
+            s.deliver_to.set(deliver_to.unwrap_or(0));
+            s.depth.set(0);
+            s.catch_scope.set(0);
+            s.shielded.set(false);
+        });
+    }
+
+    /// Records where the poll that just returned `Pending` left the task.
+    pub(crate) fn end_poll(&self) -> Suspended {
+        let suspended = SCRATCH.with(|s| {
+            if s.shielded.get() {
+                Suspended::Shielded
+            } else if s.catch_scope.get() != 0 {
+                Suspended::Catch(s.catch_scope.get())
+            } else {
+                Suspended::Bare
+            }
+        });
+        self.suspended.set(match suspended {
+            Suspended::Bare => BARE,
+            Suspended::Shielded => SHIELDED,
+            Suspended::Catch(scope) => scope,
+        });
+        suspended
+    }
+
+    /// A `cancellable` scope enters: its id (given on first poll), and
+    /// `None` when the pending cancellation is delivered to it now.
+    pub(crate) fn enter_catch(&self, scope: &mut u32) -> Option<u16> {
+        if *scope == 0 {
+            *scope = self.next_scope.get();
+            // Never 0 (no scope) nor SHIELDED.
+            let next = self.next_scope.get().wrapping_add(1);
+            self.next_scope
+                .set(if next == 0 || next == SHIELDED { 1 } else { next });
+        }
+        SCRATCH.with(|s| {
+            if s.deliver_to.get() == *scope {
+                s.deliver_to.set(0);
+                self.set_flag(CANCEL_PENDING, false);
+                return None;
+            }
+            let depth = s.depth.get();
+            s.depth.set(depth.saturating_add(1));
+            Some(depth)
+        })
+    }
+
+    /// A `cancellable` scope leaves; `pending` when its future was.
+    pub(crate) fn leave_catch(&self, scope: u32, depth: u16, pending: bool) {
+        SCRATCH.with(|s| {
+            s.depth.set(depth);
+            if pending && (s.catch_scope.get() == 0 || depth >= s.catch_depth.get()) {
+                s.catch_scope.set(scope);
+                s.catch_depth.set(depth);
+            }
+        });
+    }
+
+    /// A `shield` returned `Pending`.
+    pub(crate) fn shield_pending(&self) {
+        SCRATCH.with(|s| s.shielded.set(true));
+    }
+
+    /// Who the task is, for reports (`name` from the loop's side table).
+    pub(crate) fn info(&self, name: Option<String>) -> TaskInfo {
+        TaskInfo {
+            id: self.id(),
+            name,
+            spawned_at: self.spawned_at,
+        }
+    }
+}
+
+/// A counted reference to a task: its core, kept alive by a clone of the
+/// task's waker (a waker holds a reference to the task's allocation, and
+/// the core lives in that allocation until it is freed).
+pub(crate) struct TaskRef {
+    core: NonNull<TaskCore>,
+    _alive: Waker,
+}
+
+impl TaskRef {
+    #[allow(unsafe_code)]
+    pub(crate) fn core(&self) -> &TaskCore {
+        // SAFETY: `_alive` is a waker of the task whose core this points
+        // to; while it lives, async-task keeps the task's allocation, and
+        // the metadata in it, alive. Only the loop's thread makes or uses a
+        // `TaskRef` (it is `!Send`: `NonNull` is).
+        unsafe { self.core.as_ref() }
+    }
+}
+
+impl Clone for TaskRef {
+    fn clone(&self) -> TaskRef {
+        TaskRef {
+            core: self.core,
+            _alive: self._alive.clone(),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! Tasks: spawned futures, their handles, and cancellation.
+//!
+//! A task is one allocation, laid out by the async-task crate (the one
+//! smol is built on): its header, the task's `TaskCore` (`core`) of plain
+//! `Cell`s as async-task's metadata, and the future (then its output). The
+//! loop's thread is the only one that polls a task or touches its core;
+//! other threads only wake it, through wakers that are `Send + Sync`: a
+//! wake on the loop's thread pushes the task on the loop's ready queue, a
+//! wake from elsewhere sends it through the loop's remote queue and wakes
+//! the poller (see `harness`).
+//!
+//! This module and its parts use only `runtime` and `context` below them;
+//! the loop drives them through `sched::Scheduler`.
+//!
+//! # Cancellation
+//!
+//! `cancel()` asks; the loop decides at the task's next scheduling, from
+//! where the task was suspended during its last poll:
+//!
+//! - inside no [`cancellable`] and no [`shield`]: the future is dropped, so
+//!   its destructors run (they are the `finally` of Python), and the task
+//!   ends as cancelled;
+//! - inside a [`cancellable`] (the innermost one on the path of the last
+//!   poll): that scope's inner future is dropped and the scope returns
+//!   `Err(Cancelled)`, after which the task goes on normally; it can `.await`
+//!   async cleanup (Python's `except CancelledError:`);
+//! - inside a [`shield`]: nothing happens until the task suspends outside
+//!   the shield; then the cancellation is delivered as above.
+//!
+//! The scopes learn where they are by recording themselves in the current
+//! task's core during the poll (a depth counter and the innermost scope that
+//! returned `Pending`). Cancellation requests are counted: `cancelling()`
+//! says how many are outstanding and `uncancel()` takes one back, as in
+//! Python 3.11; the runner uses this to tell Ctrl-C from other cancellations.
+
+mod cancel;
+pub(crate) mod core;
+mod handle;
+pub(crate) mod harness;
+pub(crate) mod sched;
+
+use std::future::IntoFuture;
+use std::panic::Location;
+
+pub use self::cancel::{cancellable, shield, Cancellable, Cancelled, Shield};
+pub(crate) use self::handle::panic_message;
+pub use self::handle::{CurrentTask, JoinError, JoinHandle};
+pub use crate::runtime::{TaskId, TaskInfo};
+
+/// The task being polled right now, or `None` outside of tasks (Python's
+/// `asyncio.current_task()`).
+///
+/// ```
+/// let id = runner_core::run(async {
+///     let me = runner_core::current_task().expect("inside the main task");
+///     me.set_name("main work");
+///     (me.id(), me.name())
+/// })
+/// .unwrap();
+/// assert_eq!(id.1.as_deref(), Some("main work"));
+/// ```
+pub fn current_task() -> Option<CurrentTask> {
+    sched::with_current_task(|core| core.task_ref())
+        .flatten()
+        .map(CurrentTask::new)
+}
+
+/// Spawns `fut` on the running loop, in a copy of the current context
+/// (asyncio's `create_task`). It starts at the loop's next iteration; the
+/// handle awaits its output, cancels it, or (dropped) detaches it.
+///
+/// ```
+/// use runner_core::{spawn, ContextVar};
+///
+/// static USER: ContextVar<&str> = ContextVar::new("user");
+///
+/// let greeting = runner_core::run(async {
+///     let _ = USER.set("ada");
+///     // The task runs in a copy of the spawner's context.
+///     let child = spawn(async { format!("hello, {}", USER.get().unwrap()) });
+///     child.await.unwrap()
+/// })
+/// .unwrap();
+/// assert_eq!(greeting, "hello, ada");
+/// ```
+///
+/// # Panics
+/// When no loop is running on this thread (as `tokio::spawn` does outside a
+/// runtime); use [`EventLoop::spawn`](crate::EventLoop::spawn) to spawn
+/// onto a loop that is not running yet.
+#[track_caller]
+pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
+where
+    F: IntoFuture,
+    F::IntoFuture: 'static,
+    F::Output: 'static,
+{
+    match sched::current() {
+        Some(sched) => harness::spawn(&sched, fut.into_future(), None, Location::caller()),
+        None => panic!(
+            "runner_core::spawn called outside a running event loop: call it from async code running inside \
+             runner_core::run(..), or use EventLoop::spawn"
+        ),
+    }
+}

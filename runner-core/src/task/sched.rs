@@ -1,0 +1,462 @@
+//! A loop's task scheduling state, and the thread's current one.
+//!
+//! [`Scheduler`] owns the ready queue (tasks and the loop's callbacks, in
+//! one FIFO, as asyncio's loop has one), the registry of live tasks (what
+//! a close cancels, what debug mode lists), and task names. The loop makes
+//! its scheduler the thread's current one while it runs ([`enter`]); a
+//! task's wake on that thread pushes onto it directly.
+//!
+//! The registry holds pointers to the tasks' cores. A registered core is
+//! alive: the task's own waker, kept in the core, holds the allocation,
+//! and the scheduler takes that waker only after deregistering the task
+//! ([`Scheduler::run_task`]).
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::ptr::NonNull;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use async_task::Runnable;
+
+use super::core::{TaskCore, TaskRef};
+use super::handle::JoinError;
+use crate::context::{ContextHolder, Map};
+use crate::runtime::{log_report, ExceptionContext, Reporter, Shared, TaskInfo};
+
+/// An item of the ready queue: one pointer and a tag.
+pub(crate) enum Ready {
+    Task(Runnable<TaskCore>),
+    Callback(Rc<Callback>),
+}
+
+/// A loop callback (`call_soon`, timers, `call_soon_threadsafe`, fd
+/// watches): a closure and the context it runs in.
+pub(crate) struct Callback {
+    context_id: u64,
+    ctx: Cell<Map>,
+    f: RefCell<CallbackFn>,
+    cancelled: Cell<bool>,
+    /// What its panic is reported as.
+    what: &'static str,
+}
+
+enum CallbackFn {
+    /// Runs once (`call_soon`, timers).
+    Once(Option<Box<dyn FnOnce()>>),
+    /// Runs at every readiness (`add_reader`, `add_writer`).
+    Repeat(Box<dyn FnMut()>),
+}
+
+impl Callback {
+    /// A callback run once, in a copy of the current context.
+    pub(crate) fn once(f: Box<dyn FnOnce()>, what: &'static str) -> Rc<Callback> {
+        Callback::new(CallbackFn::Once(Some(f)), what)
+    }
+
+    /// A callback run every time it is queued, in a copy of the current
+    /// context.
+    pub(crate) fn repeat(f: Box<dyn FnMut()>, what: &'static str) -> Rc<Callback> {
+        Callback::new(CallbackFn::Repeat(f), what)
+    }
+
+    fn new(f: CallbackFn, what: &'static str) -> Rc<Callback> {
+        Rc::new(Callback {
+            context_id: crate::context::new_context_id(),
+            ctx: Cell::new(crate::context::current_map()),
+            f: RefCell::new(f),
+            cancelled: Cell::new(false),
+            what,
+        })
+    }
+
+    /// Runs it (not re-entrantly: a callback somehow run from inside
+    /// itself is skipped). The caller enters its context and catches a
+    /// panic.
+    pub(crate) fn call(&self) {
+        let Ok(mut f) = self.f.try_borrow_mut() else {
+            return;
+        };
+        match &mut *f {
+            CallbackFn::Once(once) => {
+                let once = once.take();
+                drop(f);
+                if let Some(once) = once {
+                    once();
+                }
+            }
+            CallbackFn::Repeat(repeat) => repeat(),
+        }
+    }
+
+    /// Unschedules it: it will not run.
+    pub(crate) fn cancel(&self) {
+        self.cancelled.set(true);
+        if let Ok(mut f) = self.f.try_borrow_mut() {
+            if let CallbackFn::Once(once) = &mut *f {
+                once.take();
+            }
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.get()
+    }
+
+    /// What its panic is reported as.
+    pub(crate) fn what(&self) -> &'static str {
+        self.what
+    }
+}
+
+impl ContextHolder for Callback {
+    fn map_cell(&self) -> &Cell<Map> {
+        &self.ctx
+    }
+
+    fn context_id(&self) -> u64 {
+        self.context_id
+    }
+}
+
+/// The message a panic nobody retrieved is reported with.
+const UNRETRIEVED: &str = "a task panicked and its JoinHandle was dropped without awaiting it";
+
+#[derive(Default)]
+struct Registry {
+    slots: Vec<Option<NonNull<TaskCore>>>,
+    free: Vec<u32>,
+    len: usize,
+}
+
+/// A loop's task scheduling state (see the module docs).
+pub(crate) struct Scheduler {
+    pub(crate) shared: Arc<Shared>,
+    ready: RefCell<VecDeque<Ready>>,
+    registry: RefCell<Registry>,
+    /// Names of the tasks that have one (most have none).
+    names: RefCell<HashMap<u64, Box<str>>>,
+    reporter: RefCell<Option<Reporter>>,
+    closed: Cell<bool>,
+    /// Set while close step 1 drives the cancelled tasks: their panics are
+    /// reported as shutdown errors.
+    shutting_down: Cell<bool>,
+}
+
+impl Scheduler {
+    pub(crate) fn new(shared: Arc<Shared>) -> Rc<Scheduler> {
+        Rc::new(Scheduler {
+            shared,
+            ready: RefCell::new(VecDeque::new()),
+            registry: RefCell::default(),
+            names: RefCell::default(),
+            reporter: RefCell::new(None),
+            closed: Cell::new(false),
+            shutting_down: Cell::new(false),
+        })
+    }
+
+    /// Where reports go (the loop's exception handler).
+    pub(crate) fn set_reporter(&self, reporter: Reporter) {
+        *self.reporter.borrow_mut() = Some(reporter);
+    }
+
+    pub(crate) fn report(&self, ctx: ExceptionContext) {
+        let reporter = self.reporter.borrow().clone();
+        match reporter {
+            Some(r) => r(ctx),
+            None => log_report(&ctx),
+        }
+    }
+
+    // --- the ready queue ---
+
+    pub(crate) fn push(&self, item: Ready) {
+        self.ready.borrow_mut().push_back(item);
+    }
+
+    pub(crate) fn pop(&self) -> Option<Ready> {
+        self.ready.borrow_mut().pop_front()
+    }
+
+    pub(crate) fn ready_len(&self) -> usize {
+        self.ready.borrow().len()
+    }
+
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.ready.borrow().is_empty()
+    }
+
+    // --- the registry ---
+
+    pub(crate) fn register(&self, core: &TaskCore) {
+        let mut reg = self.registry.borrow_mut();
+        let ptr = Some(NonNull::from(core));
+        let index = match reg.free.pop() {
+            Some(i) => {
+                reg.slots[i as usize] = ptr;
+                i
+            }
+            None => {
+                reg.slots.push(ptr);
+                u32::try_from(reg.slots.len() - 1).expect("fewer than 4 billion live tasks")
+            }
+        };
+        reg.len += 1;
+        core.set_index(index);
+    }
+
+    fn deregister(&self, core: &TaskCore) {
+        let index = core.index();
+        if index == u32::MAX {
+            return;
+        }
+        let mut reg = self.registry.borrow_mut();
+        reg.slots[index as usize] = None;
+        reg.free.push(index);
+        reg.len -= 1;
+        core.set_index(u32::MAX);
+        drop(reg);
+        if core.is_named() {
+            self.names.borrow_mut().remove(&core.id().0);
+        }
+    }
+
+    /// How many tasks are alive (spawned and not finished).
+    pub(crate) fn task_count(&self) -> usize {
+        self.registry.borrow().len
+    }
+
+    /// A counted reference to every live task.
+    #[allow(unsafe_code)]
+    pub(crate) fn live_tasks(&self) -> Vec<TaskRef> {
+        self.registry
+            .borrow()
+            .slots
+            .iter()
+            .flatten()
+            // SAFETY: a registered core is alive (module docs): its own
+            // waker holds the allocation until after deregistration.
+            .filter_map(|p| unsafe { p.as_ref() }.task_ref())
+            .collect()
+    }
+
+    /// Runs one scheduling of a task; a task that finished is
+    /// deregistered and its own waker dropped (which may free it).
+    #[allow(unsafe_code)]
+    pub(crate) fn run_task(&self, runnable: Runnable<TaskCore>) {
+        // SAFETY: the core lives in the task's allocation, which the
+        // `Runnable` keeps alive until `run` returns, and the task's own
+        // waker (in the core) after that, until `take_waker` below: a
+        // registered task's waker is taken only here, after it finished.
+        let core = unsafe { NonNull::from(runnable.metadata()).as_ref() };
+        {
+            let _polled = enter_task(core);
+            let _ctx = crate::context::enter_task(&core.ctx);
+            runnable.run();
+        }
+        if core.is_done() && core.index() != u32::MAX {
+            self.deregister(core);
+            drop(core.take_waker());
+        }
+    }
+
+    // --- names ---
+
+    pub(crate) fn name(&self, core: &TaskCore) -> Option<String> {
+        if !core.is_named() {
+            return None;
+        }
+        self.names.borrow().get(&core.id().0).map(|n| n.to_string())
+    }
+
+    pub(crate) fn set_name(&self, core: &TaskCore, name: String) {
+        if core.index() == u32::MAX {
+            // A finished task keeps no name (nothing would remove it).
+            return;
+        }
+        core.mark_named();
+        self.names.borrow_mut().insert(core.id().0, name.into_boxed_str());
+    }
+
+    pub(crate) fn info(&self, core: &TaskCore) -> TaskInfo {
+        core.info(self.name(core))
+    }
+
+    // --- shutting down ---
+
+    pub(crate) fn set_shutting_down(&self, on: bool) {
+        self.shutting_down.set(on);
+    }
+
+    /// What a panic nobody retrieved is reported as.
+    pub(crate) fn unretrieved_panic_message(&self) -> &'static str {
+        if self.shutting_down.get() {
+            crate::runtime::SHUTDOWN_ERROR_MESSAGE
+        } else if self.closed.get() {
+            "a task panicked when the closing loop dropped it (EventLoop::close drops the tasks still alive; \
+             Runner::close cancels and drives them first)"
+        } else {
+            UNRETRIEVED
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    /// Closes the scheduler: every live task's future is dropped, without
+    /// running again (its destructors run; panics of tasks nobody awaits
+    /// are reported); callbacks still queued are dropped. Tasks spawned
+    /// from then on are dropped at once. Call it with this scheduler
+    /// current ([`enter`]).
+    pub(crate) fn close(&self) {
+        self.closed.set(true);
+        // Destructors may spawn or wake; a few rounds settle it.
+        for _ in 0..8 {
+            let tasks = self.live_tasks();
+            if tasks.is_empty() && !self.has_ready() {
+                break;
+            }
+            for t in &tasks {
+                t.core().force_drop();
+            }
+            drop(tasks);
+            while let Some(item) = self.pop() {
+                match item {
+                    Ready::Task(r) => self.run_task(r),
+                    Ready::Callback(c) => drop(c),
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// The scheduler of the loop running on this thread.
+    static CURRENT: RefCell<Option<Rc<Scheduler>>> = const { RefCell::new(None) };
+    /// The task being polled.
+    static POLLED: Cell<Option<NonNull<TaskCore>>> = const { Cell::new(None) };
+    /// A block of task ids this thread hands out: (next, end).
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Ids are handed to threads in blocks, so a spawn takes one without an
+/// atomic operation.
+static NEXT_ID_BLOCK: AtomicU64 = AtomicU64::new(1);
+const ID_BLOCK: u64 = 1024;
+
+/// A task id unique in the process.
+pub(crate) fn next_task_id() -> u64 {
+    IDS.with(|ids| {
+        let (next, end) = ids.get();
+        if next < end {
+            ids.set((next + 1, end));
+            next
+        } else {
+            let start = NEXT_ID_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            ids.set((start + 1, start + ID_BLOCK));
+            start
+        }
+    })
+}
+
+/// Makes `sched` the thread's current scheduler until the guard drops.
+pub(crate) fn enter(sched: &Rc<Scheduler>) -> EnterGuard {
+    let prev = CURRENT.with(|c| c.replace(Some(sched.clone())));
+    EnterGuard { prev }
+}
+
+/// Restores the previous current scheduler.
+pub(crate) struct EnterGuard {
+    prev: Option<Rc<Scheduler>>,
+}
+
+impl Drop for EnterGuard {
+    fn drop(&mut self) {
+        let prev = self.prev.take();
+        let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
+    }
+}
+
+/// The current scheduler, if a loop runs on this thread.
+pub(crate) fn current() -> Option<Rc<Scheduler>> {
+    CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
+}
+
+/// Pushes `runnable` on the ready queue of the loop it belongs to, if that
+/// loop runs on this thread; gives it back otherwise.
+pub(crate) fn push_local(shared: &Arc<Shared>, runnable: Runnable<TaskCore>) -> Result<(), Runnable<TaskCore>> {
+    let mut slot = Some(runnable);
+    let _ = CURRENT.try_with(|c| {
+        if let Some(s) = &*c.borrow() {
+            if Arc::ptr_eq(&s.shared, shared) {
+                s.push(Ready::Task(slot.take().expect("taken once")));
+            }
+        }
+    });
+    match slot {
+        Some(r) => Err(r),
+        None => Ok(()),
+    }
+}
+
+/// Makes `core` the polled task until the guard drops.
+pub(crate) fn enter_task(core: &TaskCore) -> TaskGuard<'_> {
+    let prev = POLLED.with(|p| p.replace(Some(NonNull::from(core))));
+    TaskGuard {
+        prev,
+        _core: std::marker::PhantomData,
+    }
+}
+
+/// Restores the previously polled task (also when a poll unwinds).
+pub(crate) struct TaskGuard<'a> {
+    prev: Option<NonNull<TaskCore>>,
+    _core: std::marker::PhantomData<&'a TaskCore>,
+}
+
+impl Drop for TaskGuard<'_> {
+    fn drop(&mut self) {
+        let _ = POLLED.try_with(|p| p.set(self.prev));
+    }
+}
+
+/// Calls `f` with the task being polled, if any.
+#[allow(unsafe_code)]
+pub(crate) fn with_current_task<R>(f: impl FnOnce(&TaskCore) -> R) -> Option<R> {
+    let core = POLLED.try_with(Cell::get).ok().flatten()?;
+    // SAFETY: `POLLED` is set by `enter_task` from a reference that
+    // outlives its guard, and reset when the guard drops (also on unwind):
+    // while set, the core is alive, and only this thread touches it.
+    Some(f(unsafe { core.as_ref() }))
+}
+
+/// Reports a task's panic as it finishes (on the loop's thread) when
+/// nobody else will: its handle was dropped before, or the loop is closing
+/// (close step 1 reports every task that panicked, as asyncio's
+/// `asyncio.run` does at shutdown; the handle then does not again).
+pub(crate) fn report_panic_if_owed(core: &TaskCore, e: &JoinError) {
+    if !e.is_panic() {
+        return;
+    }
+    let sched = current();
+    let closing = sched.as_ref().is_some_and(|s| s.shutting_down.get() || s.closed.get());
+    if !core.is_detached() && !closing {
+        return;
+    }
+    core.mark_panic_reported();
+    match sched {
+        Some(sched) => sched.report(ExceptionContext {
+            message: sched.unretrieved_panic_message().into(),
+            panic: e.panic_message(),
+            task: Some(sched.info(core)),
+        }),
+        None => log_report(&ExceptionContext {
+            message: UNRETRIEVED.into(),
+            panic: e.panic_message(),
+            task: Some(core.info(None)),
+        }),
+    }
+}
