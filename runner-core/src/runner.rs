@@ -50,10 +50,9 @@ use std::fmt;
 use std::future::IntoFuture;
 use std::io;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe, Location};
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::event_loop::signals::Interrupts;
+use crate::event_loop::signals::Outcome as Interrupted;
 use crate::event_loop::{self, EventLoop, ExceptionContext};
 use crate::signal::{self, Phase};
 use crate::task;
@@ -191,7 +190,7 @@ impl Builder {
             executor_shutdown_timeout: self.executor_shutdown_timeout,
             close_timeout: self.close_timeout,
             deadlines: Cell::new(CloseDeadlines::default()),
-            interrupt_signals: vec![libc::SIGINT],
+            interrupt_signals: Vec::new(),
             last_run: RefCell::new(None),
             state: RefCell::new(State::Created),
         }
@@ -309,10 +308,10 @@ pub struct Runner {
     executor_shutdown_timeout: Option<Duration>,
     close_timeout: Option<Duration>,
     deadlines: Cell<CloseDeadlines>,
-    /// The signals that act as Ctrl-C.
+    /// The signals that act as Ctrl-C besides SIGINT (none by default).
     interrupt_signals: Vec<i32>,
     /// The interrupt state of the last run, for its close.
-    last_run: RefCell<Option<Rc<Interrupts>>>,
+    last_run: RefCell<Option<Interrupted>>,
     state: RefCell<State>,
 }
 
@@ -426,13 +425,15 @@ impl Runner {
         };
         let context = context.unwrap_or(&runner_context);
         let mut main = event_loop.spawn_at(fut.into_future(), Some(context.clone()), at);
-        main.set_name("main");
+        main.mark_main();
 
-        let interrupts = self.take_interrupts(&event_loop, Phase::Running, main.task_ref());
+        // The watchdog of an earlier run (not closed yet) goes on watching.
+        let watchdog = self.last_run.borrow_mut().take().and_then(|r| r.watchdog);
+        let listening = self.take_interrupts(&event_loop, Phase::Running, main.task_ref(), watchdog);
         let ran = event_loop.run_until(|| main.is_done());
-        self.release_interrupts(&event_loop, interrupts.as_ref());
-        let (soft, hard) = interrupts.as_ref().map_or((None, None), |i| (i.soft(), i.hard()));
-        *self.last_run.borrow_mut() = interrupts;
+        let outcome = self.release_interrupts(&event_loop, listening);
+        let (soft, hard) = (outcome.soft, outcome.hard);
+        *self.last_run.borrow_mut() = Some(outcome);
 
         if let Some(sig) = hard {
             // A final Ctrl-C: without waiting for the main task (it is
@@ -456,36 +457,43 @@ impl Runner {
     /// Takes the interrupt signals for a run (`target`: its main task) or
     /// a close, on the main thread; `None` elsewhere, or when every one of
     /// them is someone else's (ignored, or handled by the user).
-    fn take_interrupts(&self, event_loop: &EventLoop, phase: Phase, target: Option<TaskRef>) -> Option<Rc<Interrupts>> {
+    fn take_interrupts(
+        &self,
+        event_loop: &EventLoop,
+        phase: Phase,
+        target: Option<TaskRef>,
+        watchdog: Option<crate::signal::Watchdog>,
+    ) -> bool {
+        let interrupts = &event_loop.core().interrupts;
+        interrupts.reset(target, watchdog);
         if !signal::is_main_thread() {
-            return None;
+            return false;
         }
-        let signals: Vec<i32> = self
-            .interrupt_signals
-            .iter()
-            .copied()
-            .filter(|&sig| signal::take_interrupt(sig))
-            .collect();
-        if signals.is_empty() {
-            return None;
+        for sig in std::iter::once(libc::SIGINT).chain(self.interrupt_signals.iter().copied()) {
+            if signal::take_interrupt(sig) {
+                interrupts.add_signal(sig);
+            }
         }
-        let interrupts = Rc::new(Interrupts::new(&signals, target));
-        event_loop.core().set_interrupts(Some(interrupts.clone()));
+        if interrupts.is_empty() {
+            return false;
+        }
+        event_loop.core().set_listening(true);
         signal::set_phase(phase);
-        Some(interrupts)
+        true
     }
 
     /// Ends what [`take_interrupts`](Self::take_interrupts) began: every
     /// delivery before this point is taken by this run (or close); any
-    /// after it does what the signal's default does.
-    fn release_interrupts(&self, event_loop: &EventLoop, interrupts: Option<&Rc<Interrupts>>) {
-        if interrupts.is_none() {
-            return;
+    /// after it does what the signal's default does. What the interrupts
+    /// came to.
+    fn release_interrupts(&self, event_loop: &EventLoop, listening: bool) -> Interrupted {
+        if listening {
+            signal::deliver_pending();
+            signal::set_phase(Phase::Idle);
+            event_loop.core().take_signals();
+            event_loop.core().set_listening(false);
         }
-        signal::deliver_pending();
-        signal::set_phase(Phase::Idle);
-        event_loop.core().take_signals();
-        event_loop.core().set_interrupts(None);
+        event_loop.core().interrupts.take_outcome()
     }
 
     /// The runner's loop, created now if it was not yet; fails with
@@ -535,23 +543,21 @@ impl Runner {
             return Ok(());
         };
         let last_run = self.last_run.borrow_mut().take();
-        let interrupts = self.take_interrupts(&event_loop, Phase::Closing, None);
-        if let (Some(now), Some(last)) = (&interrupts, &last_run) {
-            now.take_watchdog_from(last);
-        }
-        let started = Instant::now();
         let deadlines = self.deadlines.get();
         let closing = Closing {
+            runner: self,
             event_loop: &event_loop,
-            deadline: earliest(self.close_timeout.and_then(|t| started.checked_add(t)), deadlines.tasks),
+            deadline: earliest(
+                self.close_timeout.and_then(|t| Instant::now().checked_add(t)),
+                deadlines.tasks,
+            ),
             close_timeout: self.close_timeout,
-            hard_before: last_run.as_ref().and_then(|r| r.hard()),
-            interrupts: interrupts.clone(),
-            hint_at: last_run
-                .as_ref()
-                .and_then(|r| r.soft())
-                .map(|_| Instant::now() + CLOSE_HINT_AFTER),
+            hard_before: last_run.as_ref().and_then(|r| r.hard),
+            last_run: RefCell::new(last_run),
+            listening: Cell::new(false),
+            hint_at: Cell::new(None),
             hinted: Cell::new(false),
+            listened: Cell::new(false),
         };
         let steps: [(&str, &dyn Fn()); 4] = [
             ("cancelling the remaining tasks", &|| closing.cancel_all_tasks()),
@@ -584,8 +590,11 @@ impl Runner {
             }
         }
         let aborted_by = closing.aborted_by();
+        if closing.listened.get() {
+            // Joins the watchdog, if the close had it.
+            drop(self.release_interrupts(&event_loop, closing.listening.get()));
+        }
         drop(closing);
-        self.release_interrupts(&event_loop, interrupts.as_ref());
         drop(context);
         match aborted_by {
             Some(sig) => Err(Error::interrupted_by(sig)),
@@ -597,6 +606,7 @@ impl Runner {
 /// The state of one close: whether a final interrupt came (before or
 /// during it), and the one-time hint of what it waits for.
 struct Closing<'a> {
+    runner: &'a Runner,
     event_loop: &'a EventLoop,
     /// When steps 1 and 2 give up on what is left (real time).
     deadline: Option<Instant>,
@@ -604,29 +614,56 @@ struct Closing<'a> {
     close_timeout: Option<Duration>,
     /// The final interrupt of the run before the close.
     hard_before: Option<i32>,
-    /// The close's own interrupt state (on the main thread).
-    interrupts: Option<Rc<Interrupts>>,
+    /// What the interrupts of the run before the close came to.
+    last_run: RefCell<Option<Interrupted>>,
+    /// Whether the close takes the interrupt signals: from when a step
+    /// first has to wait (a close with nothing to wait for costs no signal
+    /// bookkeeping); the loop keeps the state.
+    listening: Cell<bool>,
     /// When to say what the close waits for (after a Ctrl-C only).
-    hint_at: Option<Instant>,
+    hint_at: Cell<Option<Instant>>,
     hinted: Cell<bool>,
+    listened: Cell<bool>,
 }
 
 impl Closing<'_> {
     /// The signal of a final interrupt, before or during the close.
     fn aborted_by(&self) -> Option<i32> {
-        self.hard_before
-            .or_else(|| self.interrupts.as_ref().and_then(|i| i.hard()))
+        self.hard_before.or_else(|| {
+            self.listening
+                .get()
+                .then(|| self.event_loop.core().interrupts.hard())
+                .flatten()
+        })
     }
 
     fn aborted(&self) -> bool {
         self.aborted_by().is_some()
     }
 
+    /// Takes the interrupt signals for the rest of the close (once), and
+    /// starts the hint's clock when the run before was interrupted.
+    fn listen(&self) {
+        if self.listened.replace(true) {
+            return;
+        }
+        let last = self.last_run.borrow_mut().take();
+        if last.as_ref().is_some_and(|r| r.soft.is_some()) {
+            self.hint_at.set(Some(Instant::now() + CLOSE_HINT_AFTER));
+        }
+        let watchdog = last.and_then(|r| r.watchdog);
+        let listening = self
+            .runner
+            .take_interrupts(self.event_loop, Phase::Closing, None, watchdog);
+        self.listening.set(listening);
+    }
+
     /// Drives the loop until `done` (or a final interrupt, or `deadline`,
     /// real time), printing the hint once when it is due.
     fn drive(&self, deadline: Option<Instant>, waiting_for: impl Fn() -> String, done: impl Fn() -> bool) {
+        self.listen();
         let wake_at = || {
-            let hint = self.hint_at.filter(|_| !self.hinted.get());
+            let hint = self.hint_at.get().filter(|_| !self.hinted.get());
             match (deadline, hint) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -636,7 +673,7 @@ impl Closing<'_> {
             if done() || self.aborted() || deadline.is_some_and(|d| Instant::now() >= d) {
                 return true;
             }
-            if self.hint_at.is_some_and(|at| Instant::now() >= at) && !self.hinted.replace(true) {
+            if self.hint_at.get().is_some_and(|at| Instant::now() >= at) && !self.hinted.replace(true) {
                 let again = if signal::final_in_handler() {
                     "exits now"
                 } else {

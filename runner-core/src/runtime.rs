@@ -66,8 +66,9 @@ pub(crate) enum Remote {
 /// The thread-safe part of a loop.
 pub(crate) struct Shared {
     pub(crate) loop_id: u64,
-    tx: Sender<Remote>,
-    rx: Receiver<Remote>,
+    /// Made by the first sender: most loops never hear from another
+    /// thread, and a fresh loop should cost no allocation for it.
+    channel: OnceLock<(Sender<Remote>, Receiver<Remote>)>,
     /// Set when the loop first creates its poller (it does so lazily).
     poller: OnceLock<Weak<Poller>>,
     /// Raised by senders after pushing; lets the busy loop skip the channel
@@ -82,11 +83,9 @@ pub(crate) struct Closed<T>(pub(crate) T);
 
 impl Shared {
     pub(crate) fn new() -> Arc<Shared> {
-        let (tx, rx) = crossbeam_channel::unbounded();
         Arc::new(Shared {
             loop_id: NEXT_LOOP_ID.fetch_add(1, Ordering::Relaxed),
-            tx,
-            rx,
+            channel: OnceLock::new(),
             poller: OnceLock::new(),
             pending: AtomicBool::new(false),
             sleeping: AtomicBool::new(false),
@@ -100,7 +99,7 @@ impl Shared {
             return Err(Closed(msg));
         }
         // The receiver lives in `self`, so the channel cannot be disconnected.
-        let _ = self.tx.send(msg);
+        let _ = self.channel.get_or_init(crossbeam_channel::unbounded).0.send(msg);
         self.pending.store(true, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
             if let Some(poller) = self.poller.get().and_then(Weak::upgrade) {
@@ -130,7 +129,7 @@ impl Shared {
 
     /// The next message, if any.
     pub(crate) fn try_recv(&self) -> Option<Remote> {
-        self.rx.try_recv().ok()
+        self.channel.get()?.1.try_recv().ok()
     }
 
     /// Marks the loop as about to block; `false` when a message is pending
@@ -275,8 +274,14 @@ impl fmt::Display for ExceptionContext {
 /// `runner::SHUTDOWN_ERROR_MESSAGE`).
 pub(crate) const SHUTDOWN_ERROR_MESSAGE: &str = "unhandled error during runner shutdown";
 
-/// Where a layer sends a report: the loop's exception handler.
-pub(crate) type Reporter = std::rc::Rc<dyn Fn(ExceptionContext)>;
+/// Where a layer sends a report: the loop (to its exception handler).
+/// Held weakly, so that the layers keep no loop alive.
+pub(crate) trait Report {
+    fn report(self: std::rc::Rc<Self>, ctx: ExceptionContext);
+}
+
+/// A weak reference to where reports go.
+pub(crate) type Reporter = std::rc::Weak<dyn Report>;
 
 /// What the default exception handler does with a report: the `log`
 /// facade (target `runner`; error level for panics, warning otherwise)

@@ -81,7 +81,12 @@ impl EventLoop {
         }
         let timeout = timeout.unwrap_or(self.core.executor.shutdown_timeout);
         Ok(ExecutorShutdown {
-            deadline: Instant::now().checked_add(timeout),
+            // No pool, nothing to wait for (and no clock to read).
+            deadline: if executors.is_empty() {
+                None
+            } else {
+                Instant::now().checked_add(timeout)
+            },
             timeout,
             executors,
         })

@@ -6,10 +6,11 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use super::core::LoopCore;
+use super::signals::Interrupts;
 use super::{env_debug, EventLoop, State, DEFAULT_SLOW_CALLBACK_DURATION};
 use crate::executor::{ExecutorSlot, DEFAULT_EXECUTOR_SHUTDOWN_TIMEOUT};
 use crate::reactor::ReactorDriver;
-use crate::runtime::{log_report, LoopHandle, Shared};
+use crate::runtime::{LoopHandle, Report, Shared};
 use crate::task::sched::Scheduler;
 use crate::time::driver::TimeDriver;
 
@@ -103,18 +104,15 @@ impl LoopBuilder {
             exception_handler: RefCell::new(None),
             asyncgens: RefCell::new(Vec::new()),
             asyncgens_shut_down: Cell::new(false),
-            interrupts: RefCell::new(None),
+            interrupts: Interrupts::default(),
             listens: Cell::new(false),
             abort: Cell::new(false),
             listening: RefCell::new(None),
         });
         // The task layer reports (panics nobody awaited) to this loop's
         // handler while the loop lives.
-        let weak = Rc::downgrade(&core);
-        core.sched.set_reporter(Rc::new(move |ctx| match weak.upgrade() {
-            Some(core) => core.report(ctx),
-            None => log_report(&ctx),
-        }));
+        let reporter: std::rc::Weak<dyn Report> = Rc::downgrade(&core) as _;
+        core.sched.set_reporter(reporter);
         if self.start_paused {
             core.time.clock.pause();
         }

@@ -18,7 +18,7 @@ use super::{EventLoop, ExceptionHandler, State};
 use crate::context::{self, ContextHolder};
 use crate::executor::{self, ExecutorSlot};
 use crate::reactor::{self, ReactorDriver};
-use crate::runtime::{ExceptionContext, Remote, Shared, TaskInfo};
+use crate::runtime::{ExceptionContext, Remote, Report, Shared, TaskInfo};
 use crate::signal;
 use crate::task::harness;
 use crate::task::sched::{self, Ready, Scheduler};
@@ -54,9 +54,9 @@ pub(crate) struct LoopCore {
     pub(crate) exception_handler: RefCell<Option<ExceptionHandler>>,
     pub(crate) asyncgens: RefCell<Vec<Weak<dyn AsyncGenFinalizer>>>,
     pub(crate) asyncgens_shut_down: Cell<bool>,
-    /// What the runner's interrupt signals (Ctrl-C) do, while a
-    /// `Runner::run` or close on the main thread takes them.
-    pub(crate) interrupts: RefCell<Option<Rc<Interrupts>>>,
+    /// What the runner's interrupt signals (Ctrl-C) did, while a
+    /// `Runner::run` or close on the main thread takes them (`listens`).
+    pub(crate) interrupts: Interrupts,
     /// Whether deliveries of signals concern this loop (it takes
     /// interrupts): then it looks at them before every task step.
     pub(crate) listens: Cell<bool>,
@@ -360,6 +360,12 @@ impl LoopCore {
                 task,
             });
         }
+    }
+}
+
+impl Report for LoopCore {
+    fn report(self: Rc<Self>, ctx: ExceptionContext) {
+        LoopCore::report(&self, ctx);
     }
 }
 

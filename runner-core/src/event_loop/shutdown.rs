@@ -88,6 +88,9 @@ impl EventLoop {
             return Err(Error::LoopRunning);
         }
         self.core.asyncgens_shut_down.set(true);
+        if self.core.asyncgens.borrow().is_empty() {
+            return Ok(Vec::new());
+        }
         let gens: Vec<Rc<dyn AsyncGenFinalizer>> = std::mem::take(&mut *self.core.asyncgens.borrow_mut())
             .into_iter()
             .filter_map(|g| g.upgrade())
@@ -120,6 +123,9 @@ impl EventLoop {
 
     /// Cancels every task still alive on the loop; returns them.
     pub(crate) fn cancel_all_tasks(&self) -> Vec<TaskRef> {
+        if self.core.sched.task_count() == 0 {
+            return Vec::new();
+        }
         let tasks = self.core.sched.live_tasks();
         for task in &tasks {
             task.core().cancel();
@@ -183,7 +189,9 @@ impl LoopCore {
                 Remote::Call(f) => drop(f),
             }
         }
-        {
+        if self.sched.task_count() == 0 && !self.sched.has_ready() {
+            self.sched.close();
+        } else {
             let _sched = sched::enter(&self.sched);
             let _time = time::enter(&self.time);
             let _reactor = reactor::enter(&self.reactor);

@@ -6,7 +6,6 @@
 //! whenever a signal woke it.
 
 use std::cell::{Cell, RefCell};
-use std::rc::Rc;
 
 use super::core::LoopCore;
 use crate::signal;
@@ -17,11 +16,17 @@ use crate::task::core::TaskRef;
 /// The first interrupt of a run cancels the main task (*soft*); any later
 /// one, one that finds the main task done, and any during closing is
 /// *final*: the loop stops at once.
+///
+/// The loop keeps one, reset for each run or close that takes the
+/// signals: a run allocates nothing for it.
+#[derive(Default)]
 pub(crate) struct Interrupts {
-    /// The signals that act as Ctrl-C, with the deliveries of each taken.
-    signals: Vec<(i32, Cell<u32>)>,
+    /// The signals that act as Ctrl-C (SIGINT, and the shutdown signals a
+    /// runner opts into), with the deliveries of each taken.
+    signals: [(Cell<i32>, Cell<u32>); MAX_INTERRUPT_SIGNALS],
+    len: Cell<usize>,
     /// The main task the first interrupt cancels (`None` while closing).
-    target: Option<TaskRef>,
+    target: RefCell<Option<TaskRef>>,
     /// How many interrupts this run (close) took.
     taken: Cell<u32>,
     /// The signal that cancelled the main task.
@@ -33,40 +38,73 @@ pub(crate) struct Interrupts {
     watchdog: RefCell<Option<signal::Watchdog>>,
 }
 
+/// How many signals may act as Ctrl-C at once.
+pub(crate) const MAX_INTERRUPT_SIGNALS: usize = 8;
+
+/// What a run's interrupts came to, kept by the runner for its close.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// The signal that cancelled the main task.
+    pub(crate) soft: Option<i32>,
+    /// The signal of a final interrupt.
+    pub(crate) hard: Option<i32>,
+    /// The stuck-loop watchdog a Ctrl-C started (library programs).
+    pub(crate) watchdog: Option<signal::Watchdog>,
+}
+
 impl Interrupts {
-    /// Interrupt state for `signals`, starting from what was delivered so far.
-    pub(crate) fn new(signals: &[i32], target: Option<TaskRef>) -> Interrupts {
-        Interrupts {
-            signals: signals.iter().map(|&s| (s, Cell::new(signal::count(s)))).collect(),
-            target,
-            taken: Cell::new(0),
-            soft: Cell::new(None),
-            hard: Cell::new(None),
-            watchdog: RefCell::new(None),
+    /// Starts over for a run (`target`: its main task) or a close, with no
+    /// signal yet ([`add_signal`](Self::add_signal)), and `watchdog` carried
+    /// over from the run before.
+    pub(crate) fn reset(&self, target: Option<TaskRef>, watchdog: Option<signal::Watchdog>) {
+        self.len.set(0);
+        *self.target.borrow_mut() = target;
+        self.taken.set(0);
+        self.soft.set(None);
+        self.hard.set(None);
+        *self.watchdog.borrow_mut() = watchdog;
+    }
+
+    /// What the run (or close) came to; the state is emptied.
+    pub(crate) fn take_outcome(&self) -> Outcome {
+        self.len.set(0);
+        self.target.borrow_mut().take();
+        Outcome {
+            soft: self.soft.take(),
+            hard: self.hard.take(),
+            watchdog: self.watchdog.borrow_mut().take(),
         }
     }
 
-    /// The signal that cancelled the main task, if one did.
-    pub(crate) fn soft(&self) -> Option<i32> {
-        self.soft.get()
+    /// Takes `sig` as an interrupt, counting from what was delivered so
+    /// far; more than [`MAX_INTERRUPT_SIGNALS`] are ignored.
+    pub(crate) fn add_signal(&self, sig: i32) {
+        let n = self.len.get();
+        if let Some((s, seen)) = self.signals.get(n) {
+            s.set(sig);
+            seen.set(signal::count(sig));
+            self.len.set(n + 1);
+        }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len.get() == 0
+    }
+
+    fn signals(&self) -> &[(Cell<i32>, Cell<u32>)] {
+        &self.signals[..self.len.get()]
     }
 
     /// The signal of a final interrupt, if one came.
     pub(crate) fn hard(&self) -> Option<i32> {
         self.hard.get()
     }
-
-    /// Carries the watchdog of a run over to its close.
-    pub(crate) fn take_watchdog_from(&self, run: &Interrupts) {
-        *self.watchdog.borrow_mut() = run.watchdog.borrow_mut().take();
-    }
 }
 
 impl LoopCore {
-    /// Sets (or clears) what interrupt signals do on this loop.
-    pub(crate) fn set_interrupts(&self, interrupts: Option<Rc<Interrupts>>) {
-        self.listens.set(interrupts.is_some());
-        *self.interrupts.borrow_mut() = interrupts;
+    /// Whether this loop takes interrupt signals now.
+    pub(crate) fn set_listening(&self, on: bool) {
+        self.listens.set(on);
     }
 
     /// Takes pending signal deliveries, if this loop listens for them.
@@ -82,17 +120,19 @@ impl LoopCore {
     /// pending; the runner once more before a run returns.
     pub(crate) fn take_signals(&self) {
         signal::take_pending();
-        let Some(ints) = self.interrupts.borrow().clone() else {
+        if !self.listens.get() {
             return;
-        };
+        }
+        let ints = &self.interrupts;
         // Read first: every delivery it counts has already been counted
         // for its signal too (the handler counts in that order).
         let delivered = signal::interrupts();
-        for (sig, seen) in &ints.signals {
-            let now = signal::count(*sig);
+        for (sig, seen) in ints.signals() {
+            let sig = sig.get();
+            let now = signal::count(sig);
             while seen.get() != now {
                 seen.set(seen.get().wrapping_add(1));
-                self.take_interrupt(&ints, *sig);
+                self.take_interrupt(ints, sig);
             }
         }
         signal::set_taken(delivered);
@@ -103,7 +143,7 @@ impl LoopCore {
     fn take_interrupt(&self, ints: &Interrupts, sig: i32) {
         let first = ints.taken.get() == 0;
         ints.taken.set(ints.taken.get() + 1);
-        let cancelled = first && ints.target.as_ref().is_some_and(|t| t.core().cancel());
+        let cancelled = first && ints.target.borrow().as_ref().is_some_and(|t| t.core().cancel());
         if cancelled {
             ints.soft.set(Some(sig));
             if ints.watchdog.borrow().is_none() && !signal::final_in_handler() {

@@ -42,6 +42,8 @@ const FORCE_DROP: u8 = 1 << 3;
 const NAMED: u8 = 1 << 4;
 const PANIC_REPORTED: u8 = 1 << 5;
 const OUTPUT_TAKEN: u8 = 1 << 6;
+/// A runner's main task: its name is "main" (without the name table).
+const MAIN: u8 = 1 << 7;
 
 /// Where the task was suspended during its last poll, for cancellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +168,15 @@ impl TaskCore {
 
     pub(crate) fn mark_named(&self) {
         self.set_flag(NAMED, true);
+    }
+
+    /// Whether this is a runner's main task (named "main").
+    pub(crate) fn is_main(&self) -> bool {
+        self.flag(MAIN)
+    }
+
+    pub(crate) fn mark_main(&self) {
+        self.set_flag(MAIN, true);
     }
 
     /// Whether the task's panic was reported already (by a close).

@@ -106,6 +106,12 @@ impl<T: 'static> JoinHandle<T> {
         self.core().spawned_at
     }
 
+    /// Names the task "main" (a runner's main task), without the name
+    /// table.
+    pub(crate) fn mark_main(&self) {
+        self.core().mark_main();
+    }
+
     /// A counted reference to the task, while its future lives.
     pub(crate) fn task_ref(&self) -> Option<TaskRef> {
         self.core().task_ref()

@@ -123,11 +123,32 @@ impl ContextHolder for Callback {
 /// The message a panic nobody retrieved is reported with.
 const UNRETRIEVED: &str = "a task panicked and its JoinHandle was dropped without awaiting it";
 
-#[derive(Default)]
+/// The live tasks: a slab whose free slots chain to each other (no second
+/// vector for them).
 struct Registry {
-    slots: Vec<Option<NonNull<TaskCore>>>,
-    free: Vec<u32>,
+    slots: Vec<Slot>,
+    /// The first free slot, `NONE` when there is none.
+    free: u32,
     len: usize,
+}
+
+#[derive(Clone, Copy)]
+enum Slot {
+    Used(NonNull<TaskCore>),
+    /// Free; the next free slot (or `NONE`).
+    Free(u32),
+}
+
+const NONE: u32 = u32::MAX;
+
+impl Default for Registry {
+    fn default() -> Registry {
+        Registry {
+            slots: Vec::new(),
+            free: NONE,
+            len: 0,
+        }
+    }
 }
 
 /// A loop's task scheduling state (see the module docs).
@@ -163,9 +184,10 @@ impl Scheduler {
     }
 
     pub(crate) fn report(&self, ctx: ExceptionContext) {
-        let reporter = self.reporter.borrow().clone();
+        let reporter = self.reporter.borrow().as_ref().and_then(|r| r.upgrade());
         match reporter {
-            Some(r) => r(ctx),
+            Some(r) => r.report(ctx),
+            // No loop left to ask (it is being dropped): the default handler.
             None => log_report(&ctx),
         }
     }
@@ -192,15 +214,19 @@ impl Scheduler {
 
     pub(crate) fn register(&self, core: &TaskCore) {
         let mut reg = self.registry.borrow_mut();
-        let ptr = Some(NonNull::from(core));
-        let index = match reg.free.pop() {
-            Some(i) => {
-                reg.slots[i as usize] = ptr;
-                i
-            }
-            None => {
-                reg.slots.push(ptr);
+        let used = Slot::Used(NonNull::from(core));
+        let index = match reg.free {
+            NONE => {
+                reg.slots.push(used);
                 u32::try_from(reg.slots.len() - 1).expect("fewer than 4 billion live tasks")
+            }
+            i => {
+                let Slot::Free(next) = reg.slots[i as usize] else {
+                    unreachable!("the free chain holds free slots");
+                };
+                reg.free = next;
+                reg.slots[i as usize] = used;
+                i
             }
         };
         reg.len += 1;
@@ -213,8 +239,8 @@ impl Scheduler {
             return;
         }
         let mut reg = self.registry.borrow_mut();
-        reg.slots[index as usize] = None;
-        reg.free.push(index);
+        reg.slots[index as usize] = Slot::Free(reg.free);
+        reg.free = index;
         reg.len -= 1;
         core.set_index(u32::MAX);
         drop(reg);
@@ -235,10 +261,12 @@ impl Scheduler {
             .borrow()
             .slots
             .iter()
-            .flatten()
-            // SAFETY: a registered core is alive (module docs): its own
-            // waker holds the allocation until after deregistration.
-            .filter_map(|p| unsafe { p.as_ref() }.task_ref())
+            .filter_map(|slot| match slot {
+                // SAFETY: a registered core is alive (module docs): its own
+                // waker holds the allocation until after deregistration.
+                Slot::Used(p) => unsafe { p.as_ref() }.task_ref(),
+                Slot::Free(_) => None,
+            })
             .collect()
     }
 
@@ -266,7 +294,7 @@ impl Scheduler {
 
     pub(crate) fn name(&self, core: &TaskCore) -> Option<String> {
         if !core.is_named() {
-            return None;
+            return core.is_main().then(|| "main".to_string());
         }
         self.names.borrow().get(&core.id().0).map(|n| n.to_string())
     }
@@ -313,6 +341,9 @@ impl Scheduler {
     /// current ([`enter`]).
     pub(crate) fn close(&self) {
         self.closed.set(true);
+        if self.task_count() == 0 && !self.has_ready() {
+            return;
+        }
         // Destructors may spawn or wake; a few rounds settle it.
         for _ in 0..8 {
             let tasks = self.live_tasks();

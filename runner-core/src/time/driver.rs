@@ -200,6 +200,9 @@ impl Timers {
     }
 
     pub(crate) fn clear(&mut self) -> Vec<TimerEntry> {
+        if self.map.is_empty() {
+            return Vec::new();
+        }
         std::mem::take(&mut self.map).into_values().collect()
     }
 }
