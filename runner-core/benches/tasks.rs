@@ -1,16 +1,26 @@
-//! Task benchmarks: runner-core against tokio's current-thread runtime, smol
-//! (async-executor's `LocalExecutor` driven by async-io's `block_on`) and
-//! futures' `LocalPool`, on the same work in one run.
+//! Task benchmarks: runner-core against tokio's current-thread runtime (and
+//! its `LocalSet` where that is the faster tokio), smol (async-executor's
+//! `LocalExecutor` driven by async-io's `block_on`) and futures'
+//! `LocalPool`, on the same work in one run.
 //!
 //! - `spawn_join_100k`: spawn 100,000 tasks that each yield once and return
 //!   a number, then await every handle.
+//! - `spawn_join_ready_100k`: the same with tasks that return at once.
 //! - `yield_1m`: one task calls `yield_now` 1,000,000 times.
+//! - `yield_100x10k`: 100 tasks yield 10,000 times each.
 //! - `ping_pong_100k`: two tasks hand a counter back and forth 100,000
 //!   times through a one-slot baton (the same `Send` baton type for every
 //!   runtime, so no runtime gets a cheaper channel).
+//! - `ping_pong_channel_100k`: the same over two async-channel channels.
+//! - `timers_10k`: 10,000 tasks each sleep 1 to 10 ms (real time).
+//! - `run_fresh_10k`: 10,000 times, a fresh loop (runtime, executor) runs
+//!   a trivial future and is closed.
+//! - `run_reused_10k`: 10,000 runs of a trivial future: on one `Runner`
+//!   (tokio: one runtime's `block_on`; smol: a new executor each time, as
+//!   `block_on` of a fresh `LocalExecutor` is smol's way to run a future).
 //!
 //! Run with `cargo bench -p runner-core --bench tasks`; ratios are in
-//! `docs/benchmarks.md`.
+//! `docs/benchmarks.md` (`python3 scripts/bench-table.py`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -297,6 +307,347 @@ fn bench_ping_pong(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_spawn_join_ready(c: &mut Criterion) {
+    let mut g = c.benchmark_group("spawn_join_ready_100k");
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            runner_core::run(async {
+                let hs: Vec<_> = (0..TASKS).map(|i| runner_core::spawn(async move { i })).collect();
+                let mut sum = 0;
+                for h in hs {
+                    sum += h.await.unwrap();
+                }
+                sum
+            })
+            .unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| {
+            tokio_rt().block_on(async {
+                let hs: Vec<_> = (0..TASKS).map(|i| tokio::spawn(async move { i })).collect();
+                let mut sum = 0;
+                for h in hs {
+                    sum += h.await.unwrap();
+                }
+                sum
+            })
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_local_set"), |b| {
+        b.iter(|| {
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&tokio_rt(), async {
+                let hs: Vec<_> = (0..TASKS).map(|i| tokio::task::spawn_local(async move { i })).collect();
+                let mut sum = 0;
+                for h in hs {
+                    sum += h.await.unwrap();
+                }
+                sum
+            })
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                let hs: Vec<_> = (0..TASKS).map(|i| ex.spawn(async move { i })).collect();
+                let mut sum = 0;
+                for h in hs {
+                    sum += h.await;
+                }
+                sum
+            }))
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("futures_localpool"), |b| {
+        use futures::task::LocalSpawnExt;
+        b.iter(|| {
+            let mut pool = futures::executor::LocalPool::new();
+            let sp = pool.spawner();
+            pool.run_until(async {
+                let hs: Vec<_> = (0..TASKS)
+                    .map(|i| sp.spawn_local_with_handle(async move { i }).unwrap())
+                    .collect();
+                let mut sum = 0;
+                for h in hs {
+                    sum += h.await;
+                }
+                sum
+            })
+        })
+    });
+    g.finish();
+}
+
+const YIELDERS: u64 = 100;
+const YIELDS_EACH: u64 = 10_000;
+
+async fn yield_each() {
+    for _ in 0..YIELDS_EACH {
+        yield_once().await;
+    }
+}
+
+fn bench_yield_many_tasks(c: &mut Criterion) {
+    let mut g = c.benchmark_group("yield_100x10k");
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            runner_core::run(async {
+                let hs: Vec<_> = (0..YIELDERS).map(|_| runner_core::spawn(yield_each())).collect();
+                for h in hs {
+                    h.await.unwrap();
+                }
+            })
+            .unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| {
+            tokio_rt().block_on(async {
+                let hs: Vec<_> = (0..YIELDERS).map(|_| tokio::spawn(yield_each())).collect();
+                for h in hs {
+                    h.await.unwrap();
+                }
+            })
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                let hs: Vec<_> = (0..YIELDERS).map(|_| ex.spawn(yield_each())).collect();
+                for h in hs {
+                    h.await;
+                }
+            }))
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("futures_localpool"), |b| {
+        use futures::task::LocalSpawnExt;
+        b.iter(|| {
+            let mut pool = futures::executor::LocalPool::new();
+            let sp = pool.spawner();
+            let hs: Vec<_> = (0..YIELDERS)
+                .map(|_| sp.spawn_local_with_handle(yield_each()).unwrap())
+                .collect();
+            pool.run_until(async move {
+                for h in hs {
+                    h.await;
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
+/// Player one over channels: sends `i`, waits for `i + 1`.
+async fn ping_ch(to: async_channel::Sender<u64>, from: async_channel::Receiver<u64>) -> u64 {
+    let mut last = 0;
+    for i in 0..ROUNDS {
+        to.send(i).await.unwrap();
+        last = from.recv().await.unwrap();
+    }
+    last
+}
+
+/// Player two over channels: answers every `i` with `i + 1`.
+async fn pong_ch(to: async_channel::Sender<u64>, from: async_channel::Receiver<u64>) {
+    for _ in 0..ROUNDS {
+        let v = from.recv().await.unwrap();
+        to.send(v + 1).await.unwrap();
+    }
+}
+
+type Channels = (
+    async_channel::Sender<u64>,
+    async_channel::Receiver<u64>,
+    async_channel::Sender<u64>,
+    async_channel::Receiver<u64>,
+);
+
+fn channels() -> Channels {
+    let (a_tx, a_rx) = async_channel::bounded(1);
+    let (b_tx, b_rx) = async_channel::bounded(1);
+    (a_tx, a_rx, b_tx, b_rx)
+}
+
+fn bench_ping_pong_channel(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ping_pong_channel_100k");
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            let (a_tx, a_rx, b_tx, b_rx) = channels();
+            runner_core::run(async move {
+                let p = runner_core::spawn(pong_ch(b_tx, a_rx));
+                let last = runner_core::spawn(ping_ch(a_tx, b_rx)).await.unwrap();
+                p.await.unwrap();
+                last
+            })
+            .unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| {
+            let (a_tx, a_rx, b_tx, b_rx) = channels();
+            tokio_rt().block_on(async move {
+                let p = tokio::spawn(pong_ch(b_tx, a_rx));
+                let last = tokio::spawn(ping_ch(a_tx, b_rx)).await.unwrap();
+                p.await.unwrap();
+                last
+            })
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            let (a_tx, a_rx, b_tx, b_rx) = channels();
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                let p = ex.spawn(pong_ch(b_tx, a_rx));
+                let last = ex.spawn(ping_ch(a_tx, b_rx)).await;
+                p.await;
+                last
+            }))
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("futures_localpool"), |b| {
+        use futures::task::LocalSpawnExt;
+        b.iter(|| {
+            let (a_tx, a_rx, b_tx, b_rx) = channels();
+            let mut pool = futures::executor::LocalPool::new();
+            let sp = pool.spawner();
+            let p = sp.spawn_local_with_handle(pong_ch(b_tx, a_rx)).unwrap();
+            let pi = sp.spawn_local_with_handle(ping_ch(a_tx, b_rx)).unwrap();
+            pool.run_until(async move {
+                let last = pi.await;
+                p.await;
+                last
+            })
+        })
+    });
+    g.finish();
+}
+
+const TIMERS: u64 = 10_000;
+
+/// 1 to 10 ms, spread over the tasks.
+fn timer_delay(i: u64) -> Duration {
+    Duration::from_micros(1_000 + (i * 7_919) % 9_000)
+}
+
+fn bench_timers(c: &mut Criterion) {
+    let mut g = c.benchmark_group("timers_10k");
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            runner_core::run(async {
+                let hs: Vec<_> = (0..TIMERS)
+                    .map(|i| runner_core::spawn(runner_core::sleep(timer_delay(i))))
+                    .collect();
+                for h in hs {
+                    h.await.unwrap();
+                }
+            })
+            .unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| {
+            tokio_rt().block_on(async {
+                let hs: Vec<_> = (0..TIMERS)
+                    .map(|i| tokio::spawn(tokio::time::sleep(timer_delay(i))))
+                    .collect();
+                for h in hs {
+                    h.await.unwrap();
+                }
+            })
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                let hs: Vec<_> = (0..TIMERS)
+                    .map(|i| {
+                        ex.spawn(async move {
+                            async_io::Timer::after(timer_delay(i)).await;
+                        })
+                    })
+                    .collect();
+                for h in hs {
+                    h.await;
+                }
+            }))
+        })
+    });
+    g.finish();
+}
+
+const RUNS: u64 = 10_000;
+
+fn bench_run_fresh(c: &mut Criterion) {
+    let mut g = c.benchmark_group("run_fresh_10k");
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            (0..RUNS)
+                .map(|i| runner_core::run(async move { i }).unwrap())
+                .sum::<u64>()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| (0..RUNS).map(|i| tokio_rt().block_on(async move { i })).sum::<u64>())
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            (0..RUNS)
+                .map(|i| {
+                    let ex = async_executor::LocalExecutor::new();
+                    async_io::block_on(ex.run(async move { i }))
+                })
+                .sum::<u64>()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("futures_localpool"), |b| {
+        b.iter(|| {
+            (0..RUNS)
+                .map(|i| futures::executor::LocalPool::new().run_until(async move { i }))
+                .sum::<u64>()
+        })
+    });
+    g.finish();
+}
+
+fn bench_run_reused(c: &mut Criterion) {
+    let mut g = c.benchmark_group("run_reused_10k");
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            let runner = runner_core::Runner::new();
+            (0..RUNS).map(|i| runner.run(async move { i }).unwrap()).sum::<u64>()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| {
+            let rt = tokio_rt();
+            (0..RUNS).map(|i| rt.block_on(async move { i })).sum::<u64>()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            (0..RUNS)
+                .map(|i| {
+                    let ex = async_executor::LocalExecutor::new();
+                    async_io::block_on(ex.run(async move { i }))
+                })
+                .sum::<u64>()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("futures_localpool"), |b| {
+        b.iter(|| {
+            let mut pool = futures::executor::LocalPool::new();
+            (0..RUNS).map(|i| pool.run_until(async move { i })).sum::<u64>()
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .sample_size(20)
@@ -307,6 +658,7 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = bench_spawn_join, bench_yield, bench_ping_pong
+    targets = bench_spawn_join, bench_spawn_join_ready, bench_yield, bench_yield_many_tasks, bench_ping_pong,
+        bench_ping_pong_channel, bench_timers, bench_run_fresh, bench_run_reused
 }
 criterion_main!(benches);

@@ -7,8 +7,17 @@
 //! (`timerfd_settime`, two `epoll_ctl` re-arms of its timer and notifier,
 //! and a `read` of the notifier, around the `epoll_wait`), and the echo
 //! benchmark waits once for every few round trips. Here a wait is one
-//! `epoll_wait` (timeouts rounded up to the millisecond), and the notifier
-//! (an eventfd, edge-triggered) is read only when it fired.
+//! system call, and the notifier (an eventfd, edge-triggered) is read only
+//! when it fired.
+//!
+//! Timeouts keep their sub-millisecond part, so that timers fire on time
+//! rather than up to a millisecond late: a timeout in whole milliseconds
+//! (or none) is an `epoll_pwait`; one with a finer part is an
+//! `epoll_pwait2` (Linux 5.11, nanoseconds), made with a raw system call
+//! because rustix uses it only when built for 5.11 and newer, in which
+//! case it would fail on older kernels. Where the kernel does not have it
+//! (`ENOSYS`, remembered for the process), a timerfd in the epoll set is
+//! armed to the exact timeout instead.
 //!
 //! Elsewhere (macOS, the BSDs: kqueue) it is the `polling` crate.
 
@@ -37,28 +46,50 @@ pub(crate) enum Mode {
     Level,
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", not(feature = "portable-poller")))]
 pub(crate) use linux::{Events, Poller};
-#[cfg(not(target_os = "linux"))]
+// Elsewhere; and on Linux with the `portable-poller` feature, so that CI
+// runs the socket tests on this backend too.
+#[cfg(any(not(target_os = "linux"), feature = "portable-poller"))]
 pub(crate) use portable::{Events, Poller};
 
 #[cfg(target_os = "linux")]
+#[cfg_attr(feature = "portable-poller", allow(dead_code))]
 mod linux {
     use super::{Ev, Mode};
     use std::io;
     use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
     use std::time::Duration;
 
+    use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicU8, Ordering};
+    use std::sync::OnceLock;
+
     use rustix::buffer::spare_capacity;
     use rustix::event::epoll::{self, CreateFlags, EventData, EventFlags};
     use rustix::event::{eventfd, EventfdFlags, Timespec};
+    use rustix::time::{timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags, TimerfdTimerFlags};
 
     /// The notifier's key; no table slot reaches it.
     const NOTIFY: u64 = u64::MAX;
+    /// The timerfd's key (kernels without `epoll_pwait2`).
+    const TIMER: u64 = u64::MAX - 1;
+
+    /// Whether the kernel has `epoll_pwait2`, once known.
+    static PWAIT2: AtomicU8 = AtomicU8::new(UNKNOWN);
+    const UNKNOWN: u8 = 0;
+    const SUPPORTED: u8 = 1;
+    const UNSUPPORTED: u8 = 2;
+
+    /// Waits longer than this are in whole milliseconds anyway (the
+    /// fraction does not matter, and `epoll_pwait` takes them).
+    const MAX_WAIT: Duration = Duration::from_secs(3600);
 
     pub(crate) struct Poller {
         epoll: OwnedFd,
         notifier: OwnedFd,
+        /// Made on first need, on kernels without `epoll_pwait2`.
+        timer: OnceLock<OwnedFd>,
     }
 
     pub(crate) struct Events {
@@ -75,7 +106,7 @@ mod linux {
         pub(crate) fn iter(&self) -> impl Iterator<Item = Ev> + '_ {
             self.list.iter().filter_map(|e| {
                 let key = e.data.u64();
-                if key == NOTIFY {
+                if key == NOTIFY || key == TIMER {
                     return None;
                 }
                 let flags = e.flags;
@@ -115,7 +146,11 @@ mod linux {
                 EventData::new_u64(NOTIFY),
                 EventFlags::IN | EventFlags::ET,
             )?;
-            Ok(Poller { epoll, notifier })
+            Ok(Poller {
+                epoll,
+                notifier,
+                timer: OnceLock::new(),
+            })
         }
 
         pub(crate) fn add(&self, fd: BorrowedFd<'_>, key: usize, r: bool, w: bool, mode: Mode) -> io::Result<()> {
@@ -142,23 +177,119 @@ mod linux {
 
         pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
             events.list.clear();
-            // Whole milliseconds, rounded up (a timer must not fire early),
-            // capped where `epoll_pwait` stops taking them.
-            let timeout = timeout.map(|t| {
-                let ms = t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as i64;
-                Timespec {
-                    tv_sec: ms / 1000,
-                    tv_nsec: (ms % 1000) * 1_000_000,
+            match timeout {
+                Some(t) if t.subsec_nanos() % 1_000_000 != 0 && t < MAX_WAIT => self.wait_precise(events, t)?,
+                _ => {
+                    // Whole milliseconds (exactly, or capped where
+                    // `epoll_pwait` stops taking them).
+                    let timeout = timeout.map(|t| {
+                        let ms = t.as_millis().min(i32::MAX as u128) as i64;
+                        Timespec {
+                            tv_sec: ms / 1000,
+                            tv_nsec: (ms % 1000) * 1_000_000,
+                        }
+                    });
+                    epoll::wait(&self.epoll, spare_capacity(&mut events.list), timeout.as_ref())?;
                 }
-            });
-            epoll::wait(&self.epoll, spare_capacity(&mut events.list), timeout.as_ref())?;
-            if events.list.iter().any(|e| e.data.u64() == NOTIFY) {
+            }
+            let drain = |fd: &OwnedFd| {
                 // Reset the counter; a notification racing with this read
                 // makes a new edge, so it is seen by the next wait.
                 let mut buf = [0u8; 8];
-                let _ = rustix::io::read(&self.notifier, &mut buf);
+                let _ = rustix::io::read(fd, &mut buf);
+            };
+            if events.list.iter().any(|e| e.data.u64() == NOTIFY) {
+                drain(&self.notifier);
+            }
+            if let Some(timer) = self.timer.get() {
+                if events.list.iter().any(|e| e.data.u64() == TIMER) {
+                    drain(timer);
+                }
             }
             Ok(events.list.len())
+        }
+
+        /// A wait whose timeout has a sub-millisecond part.
+        fn wait_precise(&self, events: &mut Events, timeout: Duration) -> io::Result<()> {
+            if PWAIT2.load(Ordering::Relaxed) != UNSUPPORTED {
+                match self.epoll_pwait2(events, timeout) {
+                    Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => PWAIT2.store(UNSUPPORTED, Ordering::Relaxed),
+                    other => return other,
+                }
+            }
+            // An older kernel: a timerfd, armed to the exact timeout, in
+            // the epoll set (made on first use).
+            let timer = match self.timer.get() {
+                Some(timer) => timer,
+                None => {
+                    let timer = timerfd_create(
+                        TimerfdClockId::Monotonic,
+                        TimerfdFlags::CLOEXEC | TimerfdFlags::NONBLOCK,
+                    )?;
+                    epoll::add(&self.epoll, &timer, EventData::new_u64(TIMER), EventFlags::IN)?;
+                    let _ = self.timer.set(timer);
+                    self.timer.get().expect("set above")
+                }
+            };
+            let at = Itimerspec {
+                it_interval: Timespec { tv_sec: 0, tv_nsec: 0 },
+                it_value: Timespec {
+                    tv_sec: timeout.as_secs() as i64,
+                    tv_nsec: i64::from(timeout.subsec_nanos()),
+                },
+            };
+            timerfd_settime(timer, TimerfdTimerFlags::empty(), &at)?;
+            epoll::wait(&self.epoll, spare_capacity(&mut events.list), None)?;
+            Ok(())
+        }
+
+        /// Makes this process wait as on a kernel without `epoll_pwait2`
+        /// (tests of the timerfd path).
+        #[cfg(test)]
+        pub(crate) fn use_timerfd_for_tests() {
+            PWAIT2.store(UNSUPPORTED, Ordering::Relaxed);
+        }
+
+        /// `epoll_pwait2(2)`: a wait with a nanosecond timeout.
+        #[allow(unsafe_code)]
+        fn epoll_pwait2(&self, events: &mut Events, timeout: Duration) -> io::Result<()> {
+            let ts = libc::timespec {
+                tv_sec: timeout.as_secs() as libc::time_t,
+                tv_nsec: timeout.subsec_nanos() as libc::c_long,
+            };
+            let room = events.list.capacity();
+            // SAFETY: the arguments are what epoll_pwait2(2) takes: our
+            // epoll descriptor; a buffer of `room` events that the kernel
+            // fills from its start (`list` is empty and has that capacity;
+            // rustix's `Event` is laid out as the kernel's `epoll_event` on
+            // every target, packed where the kernel's is); a live timespec;
+            // no signal mask (so the mask size is not read). The kernel
+            // writes at most `room` events and returns how many; only then
+            // are that many marked initialised.
+            let n = unsafe {
+                libc::syscall(
+                    libc::SYS_epoll_pwait2,
+                    self.epoll.as_raw_fd(),
+                    events.list.as_mut_ptr(),
+                    room as libc::c_int,
+                    &ts as *const libc::timespec,
+                    std::ptr::null::<libc::sigset_t>(),
+                    0usize,
+                )
+            };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    return Err(io::ErrorKind::Interrupted.into());
+                }
+                return Err(e);
+            }
+            PWAIT2.store(SUPPORTED, Ordering::Relaxed);
+            let n = (n as usize).min(room);
+            // SAFETY: the kernel initialised the first `n` events (and
+            // `n <= room`, the capacity).
+            unsafe { events.list.set_len(n) };
+            Ok(())
         }
 
         /// The notifier's descriptor, for a signal handler to write an
@@ -180,9 +311,9 @@ mod linux {
     }
 }
 
-// Built everywhere (and unused on Linux) so that CI, which runs on Linux,
-// still compiles and tests it.
-#[cfg_attr(target_os = "linux", allow(dead_code))]
+// Built everywhere (and unused on Linux by default) so that CI, which runs
+// on Linux, still compiles and tests it.
+#[cfg_attr(all(target_os = "linux", not(feature = "portable-poller")), allow(dead_code))]
 mod portable {
     use super::{Ev, Mode};
     use std::io;
@@ -214,13 +345,25 @@ mod portable {
             Events(polling::Events::new())
         }
 
+        /// What `polling` can tell. It reports neither EPOLLRDHUP nor
+        /// kqueue's EV_EOF, so a read side that reached end of stream
+        /// cannot be told from one that is merely drained: `read_closed` is
+        /// always set (a short read then leaves the readiness alone and
+        /// the next read finds out, at the cost of that call), or a stream
+        /// whose data and end arrived in one edge would wait forever. The
+        /// write side needs no such guess: a short write shows the socket
+        /// was open, and any later failure makes a new edge; it is closed
+        /// only when the poller says so (hang-up, error).
         pub(crate) fn iter(&self) -> impl Iterator<Item = Ev> + '_ {
-            self.0.iter().filter(|e| e.key != WAKE).map(|e| Ev {
-                key: e.key,
-                readable: e.readable,
-                writable: e.writable,
-                read_closed: true,
-                write_closed: true,
+            self.0.iter().filter(|e| e.key != WAKE).map(|e| {
+                let failed = e.is_interrupt() || e.is_err().unwrap_or(false);
+                Ev {
+                    key: e.key,
+                    readable: e.readable,
+                    writable: e.writable,
+                    read_closed: true,
+                    write_closed: failed,
+                }
             })
         }
     }
@@ -248,20 +391,19 @@ mod portable {
 
         #[allow(unsafe_code)]
         pub(crate) fn add(&self, fd: BorrowedFd<'_>, key: usize, r: bool, w: bool, m: Mode) -> io::Result<()> {
+            let event = Event::new(key, r, w).with_interrupt();
             // SAFETY: `Poller::add` requires the descriptor to be deleted
             // from the poller before it is closed. The reactor only adds
             // descriptors of objects its table slot owns, deletes them
             // before dropping the slot, and drops the poller (ending every
             // registration) before the table when it is dropped itself;
             // the wake-up pipe lives exactly as long as this poller.
-            unsafe {
-                self.poller
-                    .add_with_mode(fd.as_raw_fd(), Event::new(key, r, w), mode(m))
-            }
+            unsafe { self.poller.add_with_mode(fd.as_raw_fd(), event, mode(m)) }
         }
 
         pub(crate) fn modify(&self, fd: BorrowedFd<'_>, key: usize, r: bool, w: bool, m: Mode) -> io::Result<()> {
-            self.poller.modify_with_mode(fd, Event::new(key, r, w), mode(m))
+            self.poller
+                .modify_with_mode(fd, Event::new(key, r, w).with_interrupt(), mode(m))
         }
 
         pub(crate) fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
@@ -385,6 +527,42 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     backend_tests!(linux_epoll, super::super::linux::Poller, super::super::linux::Events);
+
+    /// Timers fire on time, not up to a millisecond late: the median of 15
+    /// waits of 300 µs stays under a millisecond (a timeout rounded up to
+    /// whole milliseconds would take at least one), and no wait is early.
+    /// `timerfd` forces the path of kernels without `epoll_pwait2` first.
+    #[cfg(target_os = "linux")]
+    fn sub_millisecond_timeouts(timerfd: bool) {
+        use super::linux::{Events, Poller};
+        if timerfd {
+            Poller::use_timerfd_for_tests();
+        }
+        let p = Poller::new().unwrap();
+        let mut events = Events::new();
+        let mut took: Vec<Duration> = (0..15)
+            .map(|_| {
+                let started = Instant::now();
+                p.wait(&mut events, Some(Duration::from_micros(300))).unwrap();
+                started.elapsed()
+            })
+            .collect();
+        took.sort();
+        assert!(took[0] >= Duration::from_micros(300), "never early: {took:?}");
+        assert!(
+            took[7] < Duration::from_millis(1),
+            "the median is not rounded up to 1 ms: {took:?}"
+        );
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn sub_millisecond_timeouts_with_epoll_pwait2_then_with_a_timerfd() {
+        // One test, in this order: the second half switches the process to
+        // the timerfd path for good.
+        sub_millisecond_timeouts(false);
+        sub_millisecond_timeouts(true);
+    }
     backend_tests!(
         portable_polling,
         super::super::portable::Poller,

@@ -59,6 +59,7 @@ impl fmt::Debug for CallbackHandle {
 /// [`EventLoop::call_at`]; [`cancel`](Self::cancel) unschedules it.
 pub struct TimerHandle {
     key: TimerKey,
+    when: Instant,
     cell: Rc<Callback>,
     time: Weak<TimeDriver>,
 }
@@ -80,14 +81,14 @@ impl TimerHandle {
 
     /// When the callback is (or was) due.
     pub fn when(&self) -> Instant {
-        self.key.0
+        self.when
     }
 }
 
 impl fmt::Debug for TimerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TimerHandle")
-            .field("when", &self.key.0)
+            .field("when", &self.when)
             .field("cancelled", &self.is_cancelled())
             .finish()
     }
@@ -222,6 +223,7 @@ impl EventLoop {
             .insert(when, TimerEntry::Callback(cell.clone()));
         Ok(TimerHandle {
             key,
+            when,
             cell,
             time: Rc::downgrade(&self.core.time),
         })

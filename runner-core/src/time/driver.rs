@@ -11,7 +11,6 @@
 //! while it runs ([`enter`]); [`super::sleep`] and the rest find it there.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
@@ -140,8 +139,13 @@ impl Clock {
     }
 }
 
-/// The key of a timer entry.
-pub(crate) type TimerKey = (Instant, u64);
+/// A timer's place in the queue: its slot and the slot's generation, so a
+/// stale key (its timer fired or was removed) never reaches a reused slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimerKey {
+    slot: u32,
+    generation: u32,
+}
 
 pub(crate) enum TimerEntry {
     Waker(Waker),
@@ -149,29 +153,138 @@ pub(crate) enum TimerEntry {
     Callback(Rc<Callback>),
 }
 
-/// The loop's timer queue.
+/// One timer: when it fires, its place in the heap, what it wakes.
+struct Node {
+    when: Instant,
+    /// Registration order: equal deadlines fire first-in, first-out.
+    seq: u64,
+    /// Its index in `heap`.
+    pos: u32,
+    generation: u32,
+    /// `None`: the slot is free.
+    entry: Option<TimerEntry>,
+}
+
+/// The loop's timer queue: a binary heap of slot numbers ordered by
+/// `(deadline, registration order)`, over a slab of nodes that know their
+/// heap position. Inserting, and removing a timer before it fires (the
+/// common fate of a timeout), are O(log n) with no allocation once the
+/// vectors have grown: the insert-then-cancel of a per-request timeout
+/// costs a few dozen comparisons, where a `BTreeMap` allocated nodes.
 #[derive(Default)]
 pub(crate) struct Timers {
-    map: BTreeMap<TimerKey, TimerEntry>,
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    heap: Vec<u32>,
     seq: u64,
 }
 
 impl Timers {
     pub(crate) fn insert(&mut self, when: Instant, entry: TimerEntry) -> TimerKey {
         self.seq += 1;
-        let key = (when, self.seq);
-        self.map.insert(key, entry);
-        key
+        let pos = u32::try_from(self.heap.len()).expect("fewer than 4 billion timers");
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                let node = &mut self.nodes[slot as usize];
+                node.when = when;
+                node.seq = self.seq;
+                node.pos = pos;
+                node.entry = Some(entry);
+                slot
+            }
+            None => {
+                self.nodes.push(Node {
+                    when,
+                    seq: self.seq,
+                    pos,
+                    generation: 0,
+                    entry: Some(entry),
+                });
+                u32::try_from(self.nodes.len() - 1).expect("fewer than 4 billion timers")
+            }
+        };
+        self.heap.push(slot);
+        self.sift_up(pos as usize);
+        TimerKey {
+            slot,
+            generation: self.nodes[slot as usize].generation,
+        }
+    }
+
+    fn node(&self, key: &TimerKey) -> Option<&Node> {
+        self.nodes
+            .get(key.slot as usize)
+            .filter(|n| n.generation == key.generation && n.entry.is_some())
     }
 
     pub(crate) fn remove(&mut self, key: &TimerKey) -> Option<TimerEntry> {
-        self.map.remove(key)
+        let pos = self.node(key)?.pos as usize;
+        Some(self.remove_at(pos))
+    }
+
+    /// Removes the timer at heap position `pos`; its slot becomes free.
+    fn remove_at(&mut self, pos: usize) -> TimerEntry {
+        let slot = self.heap.swap_remove(pos);
+        if pos < self.heap.len() {
+            // The last timer moved into the hole: restore the heap order.
+            self.nodes[self.heap[pos] as usize].pos = pos as u32;
+            self.sift_down(pos);
+            self.sift_up(pos);
+        }
+        let node = &mut self.nodes[slot as usize];
+        node.generation = node.generation.wrapping_add(1);
+        self.free.push(slot);
+        node.entry.take().expect("invariant: a timer in the heap has an entry")
+    }
+
+    /// Whether `a` fires before `b` (deadline, then registration order).
+    fn before(&self, a: u32, b: u32) -> bool {
+        let (a, b) = (&self.nodes[a as usize], &self.nodes[b as usize]);
+        (a.when, a.seq) < (b.when, b.seq)
+    }
+
+    fn swap(&mut self, i: usize, j: usize) {
+        self.heap.swap(i, j);
+        self.nodes[self.heap[i] as usize].pos = i as u32;
+        self.nodes[self.heap[j] as usize].pos = j as u32;
+    }
+
+    fn sift_up(&mut self, mut pos: usize) {
+        while pos > 0 {
+            let parent = (pos - 1) / 2;
+            if !self.before(self.heap[pos], self.heap[parent]) {
+                break;
+            }
+            self.swap(pos, parent);
+            pos = parent;
+        }
+    }
+
+    fn sift_down(&mut self, mut pos: usize) {
+        loop {
+            let (left, right) = (2 * pos + 1, 2 * pos + 2);
+            let mut first = pos;
+            if left < self.heap.len() && self.before(self.heap[left], self.heap[first]) {
+                first = left;
+            }
+            if right < self.heap.len() && self.before(self.heap[right], self.heap[first]) {
+                first = right;
+            }
+            if first == pos {
+                break;
+            }
+            self.swap(pos, first);
+            pos = first;
+        }
     }
 
     /// Replaces the waker of a registered `Sleep` (it was polled by another
     /// task or with a new waker).
     pub(crate) fn update_waker(&mut self, key: &TimerKey, waker: &Waker) {
-        if let Some(TimerEntry::Waker(w)) = self.map.get_mut(key) {
+        if self.node(key).is_none() {
+            return;
+        }
+        if let Some(TimerEntry::Waker(w)) = &mut self.nodes[key.slot as usize].entry {
             if !w.will_wake(waker) {
                 *w = waker.clone();
             }
@@ -179,30 +292,117 @@ impl Timers {
     }
 
     pub(crate) fn contains(&self, key: &TimerKey) -> bool {
-        self.map.contains_key(key)
+        self.node(key).is_some()
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.map.first_key_value().map(|((when, _), _)| *when)
+        self.heap.first().map(|&slot| self.nodes[slot as usize].when)
     }
 
     /// Removes and returns the first entry whose deadline is at or before
     /// `now`.
     pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<TimerEntry> {
-        match self.map.first_key_value() {
-            Some(((when, _), _)) if *when <= now => self.map.pop_first().map(|(_, e)| e),
+        match self.next_deadline() {
+            Some(when) if when <= now => Some(self.remove_at(0)),
             _ => None,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.heap.len()
     }
 
     pub(crate) fn clear(&mut self) -> Vec<TimerEntry> {
-        if self.map.is_empty() {
+        if self.heap.is_empty() {
             return Vec::new();
         }
-        std::mem::take(&mut self.map).into_values().collect()
+        self.heap.clear();
+        self.free.clear();
+        std::mem::take(&mut self.nodes)
+            .into_iter()
+            .filter_map(|n| n.entry)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn fired(t: &mut Timers, now: Instant) -> usize {
+        let mut n = 0;
+        while t.pop_expired(now).is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn timers_fire_in_deadline_order_then_registration_order() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        let mut keys = Vec::new();
+        // Deadlines out of order, with ties.
+        for (i, ms) in [5u64, 1, 3, 1, 4, 3, 2].iter().enumerate() {
+            let key = t.insert(
+                base + Duration::from_millis(*ms),
+                TimerEntry::Waker(Waker::noop().clone()),
+            );
+            keys.push((*ms, i, key));
+        }
+        let mut order = Vec::new();
+        for ms in 0..=5u64 {
+            let now = base + Duration::from_millis(ms);
+            while t.next_deadline().is_some_and(|d| d <= now) {
+                let when = t.next_deadline().unwrap();
+                let (_, i, key) = keys
+                    .iter()
+                    .filter(|(m, _, k)| base + Duration::from_millis(*m) == when && t.contains(k))
+                    .min_by_key(|(_, i, _)| *i)
+                    .unwrap();
+                assert!(t.pop_expired(now).is_some());
+                assert!(!t.contains(key), "the key of a fired timer is stale");
+                order.push(*i);
+            }
+        }
+        // 1 ms: #1 then #3; 2 ms: #6; 3 ms: #2 then #5; 4 ms: #4; 5 ms: #0.
+        assert_eq!(order, [1, 3, 6, 2, 5, 4, 0]);
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn removing_timers_anywhere_keeps_the_heap_in_order_and_slots_are_reused() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        let keys: Vec<TimerKey> = (0..1000u64)
+            .map(|i| {
+                let ms = (i * 7919) % 1000;
+                t.insert(
+                    base + Duration::from_millis(ms),
+                    TimerEntry::Waker(Waker::noop().clone()),
+                )
+            })
+            .collect();
+        // Remove every third timer (the insert-then-cancel of timeouts).
+        for key in keys.iter().step_by(3) {
+            assert!(t.remove(key).is_some());
+            assert!(t.remove(key).is_none(), "removing twice finds nothing");
+        }
+        assert_eq!(t.len(), 1000 - 334);
+        let mut last = base;
+        let mut n = 0;
+        while let Some(when) = t.next_deadline() {
+            assert!(when >= last, "deadlines come out in order");
+            last = when;
+            t.pop_expired(when).unwrap();
+            n += 1;
+        }
+        assert_eq!(n, 666);
+        // Freed slots are reused, and old keys do not reach the new timers.
+        let fresh = t.insert(base, TimerEntry::Waker(Waker::noop().clone()));
+        assert!(t.contains(&fresh));
+        assert!(keys.iter().all(|k| !t.contains(k)));
+        assert_eq!(fired(&mut t, base), 1);
     }
 }
