@@ -18,7 +18,9 @@ use std::ptr::NonNull;
 use std::task::Waker;
 
 use crate::context::{Map, TaskContext};
-use crate::runtime::{TaskId, TaskInfo};
+use std::sync::Arc;
+
+use crate::runtime::{Shared, TaskId, TaskInfo};
 
 /// How a task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +60,10 @@ pub(crate) enum Suspended {
 
 /// The type-independent state of a task: 64 bytes.
 pub(crate) struct TaskCore {
+    /// The loop's thread-safe part, for wakes from other threads: written
+    /// when the task is made, never after (the one field another thread
+    /// reads; see `harness`).
+    pub(crate) remote: Arc<Shared>,
     /// The task's context; its id is the task's id.
     pub(crate) ctx: TaskContext,
     pub(crate) spawned_at: &'static Location<'static>,
@@ -108,8 +114,9 @@ thread_local! {
 }
 
 impl TaskCore {
-    pub(crate) fn new(id: u64, map: Map, spawned_at: &'static Location<'static>) -> TaskCore {
+    pub(crate) fn new(remote: Arc<Shared>, id: u64, map: Map, spawned_at: &'static Location<'static>) -> TaskCore {
         TaskCore {
+            remote,
             ctx: TaskContext::new(id, map),
             spawned_at,
             waker: Cell::new(None),

@@ -26,6 +26,7 @@ use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use async_task::Runnable;
@@ -207,30 +208,7 @@ where
     F::Output: 'static,
     C: ContextMode + 'static,
 {
-    let core = TaskCore::new(sched::next_task_id(), map, spawned_at);
-    let remote = sched.shared.clone();
-    let schedule = move |runnable: Runnable<TaskCore>| {
-        if let Err(runnable) = sched::push_local(&remote, runnable) {
-            // Another thread, or this one while the loop is not running:
-            // through the remote queue, as a pointer.
-            if let Err(closed) = remote.send(Remote::Wake(RemoteTask::new(runnable.into_raw()))) {
-                // A closed loop (its tasks' futures are gone): the task
-                // is leaked rather than touched off its thread.
-                std::mem::forget(closed);
-            }
-        }
-    };
-    // SAFETY (async-task's conditions for `spawn_unchecked`):
-    // - the future is not `Send`: its `Runnable` is run and dropped only on
-    //   the loop's thread. `schedule` pushes it on the loop's own queue
-    //   when called there, and otherwise sends it as an opaque pointer that
-    //   only the loop's thread turns back (`from_remote`);
-    // - the future borrows nothing (`'static`);
-    // - `schedule` is `Send + Sync + 'static` (it holds an `Arc<Shared>`),
-    //   so wakers may be used and dropped on any thread. A waker dropped
-    //   on another thread may free the allocation there, dropping the
-    //   metadata: by then the future is gone and `TaskFuture` has emptied
-    //   the task's context map (the one `!Send` part of `TaskCore`).
+    let core = TaskCore::new(sched.shared.clone(), sched::next_task_id(), map, spawned_at);
     let (runnable, task) = unsafe {
         async_task::Builder::new()
             .metadata(core)
@@ -247,6 +225,25 @@ where
         sched.push(sched::Ready::Task(runnable));
     }
     JoinHandle::new(task, Rc::downgrade(sched))
+}
+
+/// The schedule function of every task: zero-sized (it captures nothing),
+/// so async-task calls it without the guard waker it otherwise makes (two
+/// atomic operations per schedule). It finds the task's loop in the task's
+/// core: `remote` is written before the task exists for anyone else and
+/// never changed, so reading it from another thread races with nothing.
+fn schedule(runnable: Runnable<TaskCore>) {
+    let remote = Arc::as_ptr(&runnable.metadata().remote);
+    if let Err(runnable) = sched::push_local(remote, runnable) {
+        // Another thread, or this one while the loop is not running:
+        // through the remote queue, as a pointer.
+        let remote = runnable.metadata().remote.clone();
+        if let Err(closed) = remote.send(Remote::Wake(RemoteTask::new(runnable.into_raw()))) {
+            // A closed loop (its tasks' futures are gone): the task is
+            // leaked rather than touched off its thread.
+            std::mem::forget(closed);
+        }
+    }
 }
 
 /// Turns what [`spawn`]'s schedule function sent through the remote queue

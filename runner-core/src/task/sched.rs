@@ -418,11 +418,11 @@ pub(crate) fn current() -> Option<Rc<Scheduler>> {
 
 /// Pushes `runnable` on the ready queue of the loop it belongs to, if that
 /// loop runs on this thread; gives it back otherwise.
-pub(crate) fn push_local(shared: &Arc<Shared>, runnable: Runnable<TaskCore>) -> Result<(), Runnable<TaskCore>> {
+pub(crate) fn push_local(shared: *const Shared, runnable: Runnable<TaskCore>) -> Result<(), Runnable<TaskCore>> {
     let mut slot = Some(runnable);
     let _ = CURRENT.try_with(|c| {
         if let Some(s) = &*c.borrow() {
-            if Arc::ptr_eq(&s.shared, shared) {
+            if std::ptr::eq(Arc::as_ptr(&s.shared), shared) {
                 s.push(Ready::Task(slot.take().expect("taken once")));
             }
         }
