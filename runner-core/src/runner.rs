@@ -56,7 +56,7 @@ use crate::event_loop::signals::Outcome as Interrupted;
 use crate::event_loop::{self, EventLoop, ExceptionContext};
 use crate::signal::{self, Phase};
 use crate::task;
-use crate::task::core::TaskRef;
+use crate::task::raw::TaskRef;
 use crate::{Context, Error};
 
 type LoopFactory = Box<dyn FnMut() -> io::Result<EventLoop>>;
@@ -429,7 +429,7 @@ impl Runner {
 
         // The watchdog of an earlier run (not closed yet) goes on watching.
         let watchdog = self.last_run.borrow_mut().take().and_then(|r| r.watchdog);
-        let listening = self.take_interrupts(&event_loop, Phase::Running, main.task_ref(), watchdog);
+        let listening = self.take_interrupts(&event_loop, Phase::Running, Some(main.task_ref()), watchdog);
         let ran = event_loop.run_until(|| main.is_done());
         let outcome = self.release_interrupts(&event_loop, listening);
         let (soft, hard) = (outcome.soft, outcome.hard);
@@ -731,7 +731,7 @@ impl Closing<'_> {
         if !closing.is_empty() {
             let waiting_for = || format!("{} async generator(s) running their cleanup", closing.len());
             self.drive(self.deadline, waiting_for, || closing.iter().all(|h| h.is_done()));
-            let tasks: Vec<TaskRef> = closing.iter().filter_map(|h| h.task_ref()).collect();
+            let tasks: Vec<TaskRef> = closing.iter().map(|h| h.task_ref()).collect();
             self.give_up_on(&tasks, "is an async generator whose cleanup did not finish");
         }
         self.event_loop.finish_asyncgen_shutdown(closing);

@@ -31,8 +31,8 @@ use crate::poll::Poller;
 
 static NEXT_LOOP_ID: AtomicU64 = AtomicU64::new(1);
 
-/// A task turned into a pointer (`async_task::Runnable::into_raw`) to cross
-/// to the loop's thread.
+/// A task turned into a pointer (with a reference of its own, see
+/// `task::raw`) to cross to the loop's thread.
 ///
 /// Only the task layer makes one and only the loop turns it back, on its
 /// own thread; in between it is never dereferenced. One left in a queue
@@ -41,7 +41,7 @@ pub(crate) struct RemoteTask(NonNull<()>);
 
 // SAFETY: the pointer is an opaque token while it crosses threads: nothing
 // reads or drops what it points to until the loop's thread turns it back
-// into a `Runnable` (see `task::harness`).
+// into a task (`task::raw::from_remote`).
 #[allow(unsafe_code)]
 unsafe impl Send for RemoteTask {}
 

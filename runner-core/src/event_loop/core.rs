@@ -20,7 +20,6 @@ use crate::executor::{self, ExecutorSlot};
 use crate::reactor::{self, ReactorDriver};
 use crate::runtime::{ExceptionContext, Remote, Report, Shared, TaskInfo};
 use crate::signal;
-use crate::task::harness;
 use crate::task::sched::{self, Ready, Scheduler};
 use crate::time::driver::{self as time, TimeDriver, TimerEntry};
 
@@ -159,7 +158,7 @@ impl LoopCore {
         }
         while let Some(msg) = self.shared.try_recv() {
             match msg {
-                Remote::Wake(task) => self.sched.push(Ready::Task(harness::from_remote(task))),
+                Remote::Wake(task) => self.sched.schedule_remote(task),
                 Remote::Call(f) => self.sched.push(Ready::Callback(super::callbacks::once(f))),
             }
         }
@@ -314,9 +313,9 @@ impl LoopCore {
             };
             let started = debug.then(Instant::now);
             match item {
-                Ready::Task(runnable) => {
-                    let info = debug.then(|| self.sched.info(runnable.metadata()));
-                    self.sched.run_task(runnable);
+                Ready::Task(task) => {
+                    let info = debug.then(|| self.sched.info(task.core()));
+                    self.sched.run_task(task);
                     if let Some(started) = started {
                         self.check_slow(started, info);
                     }

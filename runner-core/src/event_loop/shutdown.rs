@@ -11,9 +11,8 @@ use super::{EventLoop, State};
 use crate::executor;
 use crate::reactor;
 use crate::runtime::{ExceptionContext, Remote};
-use crate::task::core::TaskRef;
-use crate::task::harness;
-use crate::task::sched::{self, Ready};
+use crate::task::raw::TaskRef;
+use crate::task::sched;
 use crate::task::JoinHandle;
 use crate::time::driver as time;
 use crate::Error;
@@ -128,7 +127,7 @@ impl EventLoop {
         }
         let tasks = self.core.sched.live_tasks();
         for task in &tasks {
-            task.core().cancel();
+            task.cancel();
         }
         tasks
     }
@@ -138,7 +137,7 @@ impl EventLoop {
     /// what a close does with a task that outlived the close timeout. The
     /// caller drives the loop for it to happen.
     pub(crate) fn drop_task(&self, task: &TaskRef) {
-        task.core().force_drop();
+        task.force_drop();
     }
 
     /// Marks the start of close step 1; panics of tasks finishing while the
@@ -185,7 +184,7 @@ impl LoopCore {
         // in the remote queue.
         while let Some(msg) = self.shared.try_recv() {
             match msg {
-                Remote::Wake(task) => self.sched.push(Ready::Task(harness::from_remote(task))),
+                Remote::Wake(task) => self.sched.schedule_remote(task),
                 Remote::Call(f) => drop(f),
             }
         }

@@ -9,7 +9,7 @@ use std::cell::{Cell, RefCell};
 
 use super::core::LoopCore;
 use crate::signal;
-use crate::task::core::TaskRef;
+use crate::task::raw::TaskRef;
 
 /// A run's (or a close's) Ctrl-C state, shared by the runner and its loop.
 ///
@@ -143,7 +143,7 @@ impl LoopCore {
     fn take_interrupt(&self, ints: &Interrupts, sig: i32) {
         let first = ints.taken.get() == 0;
         ints.taken.set(ints.taken.get() + 1);
-        let cancelled = first && ints.target.borrow().as_ref().is_some_and(|t| t.core().cancel());
+        let cancelled = first && ints.target.borrow().as_ref().is_some_and(|t| t.cancel());
         if cancelled {
             ints.soft.set(Some(sig));
             if ints.watchdog.borrow().is_none() && !signal::final_in_handler() {

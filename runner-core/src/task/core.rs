@@ -1,9 +1,9 @@
-//! A task's own state: what async-task keeps inline as the task's metadata.
+//! A task's own state: scheduling, cancellation, context, flags.
 //!
 //! Everything here is touched only on the loop's thread, so it is plain
 //! `Cell`s: no lock, no atomic. It is packed: the task's whole allocation
-//! (async-task's header, this, the future or its output) is one block, and
-//! its size is what a spawn costs in memory.
+//! (`raw`'s header, this, the future or its output) is one block, and its
+//! size is what a spawn costs in memory.
 //!
 //! Cancellation state, as the [module docs](super) describe it: the number
 //! of requests (`cancelling`), whether one waits for delivery, and where
@@ -14,13 +14,10 @@
 
 use std::cell::Cell;
 use std::panic::Location;
-use std::ptr::NonNull;
-use std::task::Waker;
 
+use super::raw::TaskRef;
 use crate::context::{Map, TaskContext};
-use std::sync::Arc;
-
-use crate::runtime::{Shared, TaskId, TaskInfo};
+use crate::runtime::{TaskId, TaskInfo};
 
 /// How a task ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +44,13 @@ const OUTPUT_TAKEN: u8 = 1 << 6;
 /// A runner's main task: its name is "main" (without the name table).
 const MAIN: u8 = 1 << 7;
 
+/// Scheduling state (its own byte: it changes at every wake and poll).
+/// The task is in the ready queue.
+const SCHEDULED: u8 = 1;
+/// It finished while queued: the queue entry holds the registry's
+/// reference, released when the entry is popped.
+const RELEASE_ON_POP: u8 = 1 << 1;
+
 /// Where the task was suspended during its last poll, for cancellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Suspended {
@@ -58,23 +62,14 @@ pub(crate) enum Suspended {
     Shielded,
 }
 
-/// The type-independent state of a task: 64 bytes.
+/// The type-independent state of a task: 48 bytes.
 pub(crate) struct TaskCore {
-    /// The loop's thread-safe part, for wakes from other threads: written
-    /// when the task is made, never after (the one field another thread
-    /// reads; see `harness`).
-    pub(crate) remote: Arc<Shared>,
     /// The task's context; its id is the task's id.
     pub(crate) ctx: TaskContext,
     pub(crate) spawned_at: &'static Location<'static>,
-    /// The task's own waker, while its future lives: how anything holding
-    /// the core (a cancel, the registry) schedules it, and what keeps the
-    /// allocation alive until the loop deregistered it.
-    waker: Cell<Option<Waker>>,
     /// The task whose `JoinHandle` this one awaits (asyncio cancels the
-    /// awaited task with the awaiting one), kept alive by its waker. Boxed:
-    /// set once per await of a pending handle, and the core stays small.
-    awaiting: Cell<Option<Box<TaskRef>>>,
+    /// awaited task with the awaiting one).
+    awaiting: Cell<Option<TaskRef>>,
     /// The slot in the loop's registry.
     index: Cell<u32>,
     /// `BARE`, `SHIELDED`, or the id of the innermost `cancellable` scope.
@@ -83,6 +78,7 @@ pub(crate) struct TaskCore {
     /// Saturating: 65,535 outstanding requests is as good as infinite.
     cancel_requests: Cell<u16>,
     flags: Cell<u8>,
+    sched: Cell<u8>,
     outcome: Cell<Outcome>,
 }
 
@@ -114,18 +110,17 @@ thread_local! {
 }
 
 impl TaskCore {
-    pub(crate) fn new(remote: Arc<Shared>, id: u64, map: Map, spawned_at: &'static Location<'static>) -> TaskCore {
+    pub(crate) fn new(id: u64, map: Map, spawned_at: &'static Location<'static>) -> TaskCore {
         TaskCore {
-            remote,
             ctx: TaskContext::new(id, map),
             spawned_at,
-            waker: Cell::new(None),
             awaiting: Cell::new(None),
             index: Cell::new(u32::MAX),
             suspended: Cell::new(BARE),
             next_scope: Cell::new(1),
             cancel_requests: Cell::new(0),
             flags: Cell::new(0),
+            sched: Cell::new(0),
             outcome: Cell::new(Outcome::Running),
         }
     }
@@ -212,65 +207,56 @@ impl TaskCore {
         self.index.set(index);
     }
 
-    // --- the task's own waker ---
+    // --- scheduling (see `sched`) ---
 
-    pub(crate) fn set_waker(&self, waker: Waker) {
-        self.waker.set(Some(waker));
+    pub(crate) fn is_scheduled(&self) -> bool {
+        self.sched.get() & SCHEDULED != 0
     }
 
-    /// Takes the task's own waker (when its future is gone).
-    pub(crate) fn take_waker(&self) -> Option<Waker> {
-        self.waker.take()
+    pub(crate) fn set_scheduled(&self, on: bool) {
+        let s = self.sched.get();
+        self.sched.set(if on { s | SCHEDULED } else { s & !SCHEDULED });
     }
 
-    /// Schedules the task, if its future still lives.
-    pub(crate) fn wake(&self) {
-        let waker = self.waker.take();
-        if let Some(w) = &waker {
-            w.wake_by_ref();
-        }
-        self.waker.set(waker);
+    /// The queue entry of this finished task holds the registry's reference.
+    pub(crate) fn set_release_on_pop(&self) {
+        self.sched.set(self.sched.get() | RELEASE_ON_POP);
     }
 
-    /// A reference that keeps the task's allocation alive; `None` when its
-    /// future is gone.
-    pub(crate) fn task_ref(&self) -> Option<TaskRef> {
-        let waker = self.waker.take();
-        let r = waker.as_ref().map(|w| TaskRef {
-            core: NonNull::from(self),
-            _alive: w.clone(),
-        });
-        self.waker.set(waker);
-        r
+    pub(crate) fn take_release_on_pop(&self) -> bool {
+        let s = self.sched.get();
+        self.sched.set(s & !RELEASE_ON_POP);
+        s & RELEASE_ON_POP != 0
     }
 
     // --- cancellation ---
 
-    /// Requests cancellation; `false` when the task is already done.
-    pub(crate) fn cancel(&self) -> bool {
+    /// Records a cancellation request (the caller schedules the task);
+    /// `false` when the task is already done. A task awaiting another
+    /// task's handle cancels that task too, as asyncio cancels the future
+    /// a task waits on.
+    pub(crate) fn request_cancel(&self) -> bool {
         if self.is_done() {
             return false;
         }
         self.cancel_requests.set(self.cancel_requests.get().saturating_add(1));
         self.set_flag(CANCEL_PENDING, true);
-        // A task awaiting another task's handle cancels that task too, as
-        // asyncio cancels the future a task waits on.
         let awaited = self.awaiting.take();
         if let Some(awaited) = &awaited {
-            awaited.core().cancel();
+            awaited.cancel();
         }
         self.awaiting.set(awaited);
-        self.wake();
         true
     }
 
-    /// Makes the next poll drop the future whatever its scopes say (a
-    /// close that gives up on the task, a closing loop).
-    pub(crate) fn force_drop(&self) {
-        if !self.is_done() {
-            self.set_flag(FORCE_DROP | CANCEL_PENDING, true);
-            self.wake();
+    /// Makes the next poll drop the future whatever its scopes say (the
+    /// caller schedules the task); `false` when it is already done.
+    pub(crate) fn request_force_drop(&self) -> bool {
+        if self.is_done() {
+            return false;
         }
+        self.set_flag(FORCE_DROP | CANCEL_PENDING, true);
+        true
     }
 
     pub(crate) fn is_forced(&self) -> bool {
@@ -304,7 +290,7 @@ impl TaskCore {
     }
 
     pub(crate) fn set_awaiting(&self, awaited: Option<TaskRef>) {
-        drop(self.awaiting.replace(awaited.map(Box::new)));
+        drop(self.awaiting.replace(awaited));
     }
 
     // --- a poll ---
@@ -385,34 +371,6 @@ impl TaskCore {
             id: self.id(),
             name,
             spawned_at: self.spawned_at,
-        }
-    }
-}
-
-/// A counted reference to a task: its core, kept alive by a clone of the
-/// task's waker (a waker holds a reference to the task's allocation, and
-/// the core lives in that allocation until it is freed).
-pub(crate) struct TaskRef {
-    core: NonNull<TaskCore>,
-    _alive: Waker,
-}
-
-impl TaskRef {
-    #[allow(unsafe_code)]
-    pub(crate) fn core(&self) -> &TaskCore {
-        // SAFETY: `_alive` is a waker of the task whose core this points
-        // to; while it lives, async-task keeps the task's allocation, and
-        // the metadata in it, alive. Only the loop's thread makes or uses a
-        // `TaskRef` (it is `!Send`: `NonNull` is).
-        unsafe { self.core.as_ref() }
-    }
-}
-
-impl Clone for TaskRef {
-    fn clone(&self) -> TaskRef {
-        TaskRef {
-            core: self.core,
-            _alive: self._alive.clone(),
         }
     }
 }

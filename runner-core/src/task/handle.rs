@@ -4,14 +4,16 @@
 use std::any::Any;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::panic::Location;
 use std::pin::Pin;
 use std::rc::Weak;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::{Context as TaskContext, Poll};
 
 use sync_wrapper::SyncWrapper;
 
-use super::core::{Outcome, TaskCore, TaskRef};
+use super::core::{Outcome, TaskCore};
+use super::raw::{RawTask, TaskRef};
 use super::sched::{self, Scheduler};
 use crate::runtime::{ExceptionContext, TaskId};
 
@@ -33,28 +35,32 @@ type Output<T> = Result<T, JoinError>;
 /// assert_eq!(out, 42);
 /// ```
 pub struct JoinHandle<T: 'static> {
-    /// async-task's handle; `None` once detached (in `drop`).
-    task: Option<async_task::Task<Output<T>, TaskCore>>,
+    /// Holds a reference to the task.
+    task: RawTask,
     sched: Weak<Scheduler>,
+    /// Owns a `T` once the task finished; `Unpin` whatever `T` is.
+    _output: PhantomData<fn() -> T>,
 }
 
 impl<T: 'static> JoinHandle<T> {
-    pub(crate) fn new(task: async_task::Task<Output<T>, TaskCore>, sched: Weak<Scheduler>) -> JoinHandle<T> {
+    /// Takes over a reference to `task`, whose output is a `T`.
+    pub(crate) fn new(task: RawTask, sched: Weak<Scheduler>) -> JoinHandle<T> {
         JoinHandle {
-            task: Some(task),
+            task,
             sched,
+            _output: PhantomData,
         }
     }
 
     fn core(&self) -> &TaskCore {
-        self.task.as_ref().expect("invariant: detached only in drop").metadata()
+        self.task.core()
     }
 
     /// Requests the task's cancellation (asyncio's `Task.cancel()`); `false`
     /// when the task is already done. See the [module docs](crate::task) for
     /// where the cancellation lands.
     pub fn cancel(&self) -> bool {
-        self.core().cancel()
+        self.task.cancel()
     }
 
     /// Whether the task finished (with an output, cancelled or panicked).
@@ -112,83 +118,90 @@ impl<T: 'static> JoinHandle<T> {
         self.core().mark_main();
     }
 
-    /// A counted reference to the task, while its future lives.
-    pub(crate) fn task_ref(&self) -> Option<TaskRef> {
-        self.core().task_ref()
+    /// A counted reference to the task.
+    pub(crate) fn task_ref(&self) -> TaskRef {
+        self.task.task_ref()
     }
 
-    /// The outcome of a finished task, without a waker; `None` while it runs.
+    /// The outcome of a finished task, without a waker; `None` while it
+    /// runs, or once taken.
     pub(crate) fn take_outcome(&mut self) -> Option<Output<T>> {
         if self.core().output_taken() || !self.is_done() {
             return None;
         }
-        match self.poll_task(&mut TaskContext::from_waker(Waker::noop())) {
-            Poll::Ready(outcome) => Some(outcome),
-            Poll::Pending => None,
-        }
-    }
-
-    fn poll_task(&mut self, cx: &mut TaskContext<'_>) -> Poll<Output<T>> {
-        assert!(
-            !self.core().output_taken(),
-            "JoinHandle polled after it returned the task's outcome"
-        );
-        let task = self.task.as_mut().expect("invariant: detached only in drop");
-        let poll = Pin::new(task).poll(cx);
-        if poll.is_ready() {
-            self.core().mark_output_taken();
-        }
-        poll
+        let mut out = None;
+        // SAFETY: `T` is the output type of the task's future
+        // (`JoinHandle::new`'s contract).
+        #[allow(unsafe_code)]
+        unsafe {
+            self.task.take_output(&mut out)
+        };
+        self.core().mark_output_taken();
+        out
     }
 }
 
 impl<T: 'static> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let me = self.core() as *const TaskCore;
-        let awaiter_is_me = sched::with_current_task(|c| std::ptr::eq(c, me)).unwrap_or(false);
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
         assert!(
-            !awaiter_is_me,
-            "task {} awaited its own JoinHandle, which can never complete; await the handle from another task",
-            self.id()
+            !this.core().output_taken(),
+            "JoinHandle polled after it returned the task's outcome"
         );
-        let poll = self.poll_task(cx);
-        if poll.is_pending() {
-            let target = self.task_ref();
-            sched::with_current_task(|c| c.set_awaiting(target));
+        if let Some(outcome) = this.take_outcome() {
+            return Poll::Ready(outcome);
         }
-        poll
+        let current = sched::current_raw();
+        assert!(
+            current != Some(this.task),
+            "task {} awaited its own JoinHandle, which can never complete; await the handle from another task",
+            this.id()
+        );
+        let join = this.task.join_waker();
+        let stored = join.take();
+        join.set(match stored {
+            Some(w) if w.will_wake(cx.waker()) => Some(w),
+            _ => Some(cx.waker().clone()),
+        });
+        if let Some(current) = current {
+            current.core().set_awaiting(Some(this.task_ref()));
+        }
+        Poll::Pending
     }
 }
 
 impl<T: 'static> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        if self.core().output_taken() {
-            return;
-        }
-        if self.is_done() {
-            // Finished and never awaited: a panic in it is reported now
-            // (unless closing already did).
-            let reported = self.core().panic_reported();
-            if let Some(Err(e)) = self.take_outcome() {
-                if e.is_panic() && !reported {
-                    if let Some(sched) = self.sched.upgrade() {
-                        sched.report(ExceptionContext {
-                            message: sched.unretrieved_panic_message().into(),
-                            panic: e.panic_message(),
-                            task: Some(sched.info(self.core())),
-                        });
+        if !self.core().output_taken() {
+            if self.is_done() {
+                // Finished and never awaited: a panic in it is reported
+                // now (unless closing already did).
+                let reported = self.core().panic_reported();
+                if let Some(Err(e)) = self.take_outcome() {
+                    if e.is_panic() && !reported {
+                        if let Some(sched) = self.sched.upgrade() {
+                            sched.report(ExceptionContext {
+                                message: sched.unretrieved_panic_message().into(),
+                                panic: e.panic_message(),
+                                task: Some(sched.info(self.core())),
+                            });
+                        }
                     }
                 }
+            } else {
+                // Still running: detached; it reports its panic and drops
+                // its output when it finishes.
+                self.core().mark_detached();
+                drop(self.task.join_waker().take());
             }
-            return;
         }
-        // Still running: detached; it reports its panic when it finishes.
-        self.core().mark_detached();
-        if let Some(task) = self.task.take() {
-            task.detach();
-        }
+        // SAFETY: the handle's reference, used no more.
+        #[allow(unsafe_code)]
+        unsafe {
+            self.task.release()
+        };
     }
 }
 
@@ -237,7 +250,7 @@ impl CurrentTask {
 
     /// Requests the task's own cancellation; it lands at its next suspension.
     pub fn cancel(&self) -> bool {
-        self.core().cancel()
+        self.task.cancel()
     }
 
     /// Outstanding cancellation requests (Python's `Task.cancelling()`).

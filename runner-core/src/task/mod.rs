@@ -1,13 +1,13 @@
 //! Tasks: spawned futures, their handles, and cancellation.
 //!
-//! A task is one allocation, laid out by the async-task crate (the one
-//! smol is built on): its header, the task's `TaskCore` (`core`) of plain
-//! `Cell`s as async-task's metadata, and the future (then its output). The
-//! loop's thread is the only one that polls a task or touches its core;
-//! other threads only wake it, through wakers that are `Send + Sync`: a
-//! wake on the loop's thread pushes the task on the loop's ready queue, a
-//! wake from elsewhere sends it through the loop's remote queue and wakes
-//! the poller (see `harness`).
+//! A task is one allocation (`raw`): a header other threads may touch
+//! (a reference count, a vtable), the task's `TaskCore` (`core`) of plain
+//! `Cell`s, and the future (then its output). The loop's thread is the
+//! only one that polls a task or touches its core; other threads only wake
+//! it, through wakers that are `Send + Sync`: a wake on the loop's thread
+//! pushes the task on the loop's ready queue, a wake from elsewhere sends
+//! it through the loop's remote queue and wakes the poller (see
+//! `harness`).
 //!
 //! This module and its parts use only `runtime` and `context` below them;
 //! the loop drives them through `sched::Scheduler`.
@@ -37,6 +37,7 @@ mod cancel;
 pub(crate) mod core;
 mod handle;
 pub(crate) mod harness;
+pub(crate) mod raw;
 pub(crate) mod sched;
 
 use std::future::IntoFuture;
@@ -60,9 +61,7 @@ pub use crate::runtime::{TaskId, TaskInfo};
 /// assert_eq!(id.1.as_deref(), Some("main work"));
 /// ```
 pub fn current_task() -> Option<CurrentTask> {
-    sched::with_current_task(|core| core.task_ref())
-        .flatten()
-        .map(CurrentTask::new)
+    sched::current_raw().map(|task| CurrentTask::new(task.task_ref()))
 }
 
 /// Spawns `fut` on the running loop, in a copy of the current context

@@ -6,28 +6,27 @@
 //! its scheduler the thread's current one while it runs ([`enter`]); a
 //! task's wake on that thread pushes onto it directly.
 //!
-//! The registry holds pointers to the tasks' cores. A registered core is
-//! alive: the task's own waker, kept in the core, holds the allocation,
-//! and the scheduler takes that waker only after deregistering the task
-//! ([`Scheduler::run_task`]).
+//! The registry holds a reference to each live task (see `raw`); the
+//! ready queue holds none, as a queued task is alive, except a task that
+//! finished while queued: its entry takes over the registry's reference.
+//! A task is queued at most once: `SCHEDULED` in its core says it is.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::ptr::NonNull;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use async_task::Runnable;
-
-use super::core::{TaskCore, TaskRef};
+use super::core::TaskCore;
 use super::handle::JoinError;
+use super::raw::{self, RawTask, TaskRef};
 use crate::context::{ContextHolder, Map};
-use crate::runtime::{log_report, ExceptionContext, Reporter, Shared, TaskInfo};
+use crate::runtime::{log_report, ExceptionContext, RemoteTask, Reporter, Shared, TaskInfo};
 
 /// An item of the ready queue: one pointer and a tag.
 pub(crate) enum Ready {
-    Task(Runnable<TaskCore>),
+    Task(RawTask),
     Callback(Rc<Callback>),
 }
 
@@ -134,7 +133,8 @@ struct Registry {
 
 #[derive(Clone, Copy)]
 enum Slot {
-    Used(NonNull<TaskCore>),
+    /// Holds a reference to the task.
+    Used(RawTask),
     /// Free; the next free slot (or `NONE`).
     Free(u32),
 }
@@ -212,9 +212,10 @@ impl Scheduler {
 
     // --- the registry ---
 
-    pub(crate) fn register(&self, core: &TaskCore) {
+    /// Registers a new task, taking over one of its references.
+    pub(crate) fn register(&self, task: RawTask) {
         let mut reg = self.registry.borrow_mut();
-        let used = Slot::Used(NonNull::from(core));
+        let used = Slot::Used(task);
         let index = match reg.free {
             NONE => {
                 reg.slots.push(used);
@@ -230,14 +231,13 @@ impl Scheduler {
             }
         };
         reg.len += 1;
-        core.set_index(index);
+        task.core().set_index(index);
     }
 
+    /// Removes a finished task; the caller takes over the registry's
+    /// reference.
     fn deregister(&self, core: &TaskCore) {
         let index = core.index();
-        if index == u32::MAX {
-            return;
-        }
         let mut reg = self.registry.borrow_mut();
         reg.slots[index as usize] = Slot::Free(reg.free);
         reg.free = index;
@@ -255,38 +255,92 @@ impl Scheduler {
     }
 
     /// A counted reference to every live task.
-    #[allow(unsafe_code)]
     pub(crate) fn live_tasks(&self) -> Vec<TaskRef> {
         self.registry
             .borrow()
             .slots
             .iter()
             .filter_map(|slot| match slot {
-                // SAFETY: a registered core is alive (module docs): its own
-                // waker holds the allocation until after deregistration.
-                Slot::Used(p) => unsafe { p.as_ref() }.task_ref(),
+                // Alive: the registry holds a reference.
+                Slot::Used(task) => Some(task.task_ref()),
                 Slot::Free(_) => None,
             })
             .collect()
     }
 
-    /// Runs one scheduling of a task; a task that finished is
-    /// deregistered and its own waker dropped (which may free it).
-    #[allow(unsafe_code)]
-    pub(crate) fn run_task(&self, runnable: Runnable<TaskCore>) {
-        // SAFETY: the core lives in the task's allocation, which the
-        // `Runnable` keeps alive until `run` returns, and the task's own
-        // waker (in the core) after that, until `take_waker` below: a
-        // registered task's waker is taken only here, after it finished.
-        let core = unsafe { NonNull::from(runnable.metadata()).as_ref() };
-        {
-            let _polled = enter_task(core);
-            let _ctx = crate::context::enter_task(&core.ctx);
-            runnable.run();
+    /// Queues a live task, unless it is queued already.
+    pub(crate) fn schedule(&self, task: RawTask) {
+        let core = task.core();
+        if core.is_done() || core.is_scheduled() {
+            return;
         }
-        if core.is_done() && core.index() != u32::MAX {
-            self.deregister(core);
-            drop(core.take_waker());
+        core.set_scheduled(true);
+        self.push(Ready::Task(task));
+    }
+
+    /// Schedules a task another thread woke, and lets go of the reference
+    /// its message held.
+    pub(crate) fn schedule_remote(&self, task: RemoteTask) {
+        // SAFETY: every `RemoteTask` in the loop's remote queue comes from
+        // `RawTask::wake`, and this is the loop's thread taking it, once.
+        #[allow(unsafe_code)]
+        let wake = unsafe { raw::from_remote(task) };
+        self.schedule(wake.task());
+    }
+
+    /// Runs one scheduling of a task (popped from the ready queue, or a
+    /// task spawned on a closed loop); a task that finishes is
+    /// deregistered and wakes whoever awaits its handle.
+    pub(crate) fn run_task(&self, task: RawTask) {
+        let core = task.core();
+        core.set_scheduled(false);
+        if core.is_done() {
+            if core.take_release_on_pop() {
+                // SAFETY: the registry's reference, handed to the queue
+                // entry when the task finished while queued (below).
+                #[allow(unsafe_code)]
+                unsafe {
+                    task.release()
+                };
+            }
+            return;
+        }
+        let finished = {
+            let _polled = enter_task(task);
+            let _ctx = crate::context::enter_task(&core.ctx);
+            task.poll()
+        };
+        if finished {
+            self.complete(task);
+        }
+    }
+
+    fn complete(&self, task: RawTask) {
+        let core = task.core();
+        self.deregister(core);
+        if let Some(waker) = task.join_waker().take() {
+            waker.wake();
+        }
+        if core.is_detached() {
+            // Nobody will take the output: it is dropped here, on the
+            // loop's thread (the allocation may be freed on another).
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(|| task.drop_output())) {
+                self.report(ExceptionContext {
+                    message: "dropping the output of a detached task panicked".into(),
+                    panic: Some(super::panic_message(payload.as_ref())),
+                    task: Some(self.info(core)),
+                });
+            }
+        }
+        if core.is_scheduled() {
+            // It woke itself as it finished: the queue entry releases.
+            core.set_release_on_pop();
+        } else {
+            // SAFETY: the registry's reference, given up by `deregister`.
+            #[allow(unsafe_code)]
+            unsafe {
+                task.release()
+            };
         }
     }
 
@@ -351,7 +405,7 @@ impl Scheduler {
                 break;
             }
             for t in &tasks {
-                t.core().force_drop();
+                t.force_drop();
             }
             drop(tasks);
             while let Some(item) = self.pop() {
@@ -368,7 +422,7 @@ thread_local! {
     /// The scheduler of the loop running on this thread.
     static CURRENT: RefCell<Option<Rc<Scheduler>>> = const { RefCell::new(None) };
     /// The task being polled.
-    static POLLED: Cell<Option<NonNull<TaskCore>>> = const { Cell::new(None) };
+    static POLLED: Cell<Option<RawTask>> = const { Cell::new(None) };
     /// A block of task ids this thread hands out: (next, end).
     static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
@@ -416,52 +470,49 @@ pub(crate) fn current() -> Option<Rc<Scheduler>> {
     CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
 }
 
-/// Pushes `runnable` on the ready queue of the loop it belongs to, if that
-/// loop runs on this thread; gives it back otherwise.
-pub(crate) fn push_local(shared: *const Shared, runnable: Runnable<TaskCore>) -> Result<(), Runnable<TaskCore>> {
-    let mut slot = Some(runnable);
-    let _ = CURRENT.try_with(|c| {
-        if let Some(s) = &*c.borrow() {
-            if std::ptr::eq(Arc::as_ptr(&s.shared), shared) {
-                s.push(Ready::Task(slot.take().expect("taken once")));
+/// Schedules `task` on the loop it belongs to, if that loop runs on this
+/// thread; `false` otherwise (the caller goes through the remote queue).
+pub(crate) fn push_local(task: RawTask) -> bool {
+    CURRENT
+        .try_with(|c| match &*c.borrow() {
+            // Only the loop's own thread gets here: its scheduler is
+            // current nowhere else.
+            Some(s) if Arc::ptr_eq(&s.shared, task.shared()) => {
+                s.schedule(task);
+                true
             }
-        }
-    });
-    match slot {
-        Some(r) => Err(r),
-        None => Ok(()),
-    }
+            _ => false,
+        })
+        .unwrap_or(false)
 }
 
-/// Makes `core` the polled task until the guard drops.
-pub(crate) fn enter_task(core: &TaskCore) -> TaskGuard<'_> {
-    let prev = POLLED.with(|p| p.replace(Some(NonNull::from(core))));
+/// Makes `task` the polled one until the guard drops.
+pub(crate) fn enter_task(task: RawTask) -> TaskGuard {
     TaskGuard {
-        prev,
-        _core: std::marker::PhantomData,
+        prev: POLLED.with(|p| p.replace(Some(task))),
     }
 }
 
 /// Restores the previously polled task (also when a poll unwinds).
-pub(crate) struct TaskGuard<'a> {
-    prev: Option<NonNull<TaskCore>>,
-    _core: std::marker::PhantomData<&'a TaskCore>,
+pub(crate) struct TaskGuard {
+    prev: Option<RawTask>,
 }
 
-impl Drop for TaskGuard<'_> {
+impl Drop for TaskGuard {
     fn drop(&mut self) {
         let _ = POLLED.try_with(|p| p.set(self.prev));
     }
 }
 
-/// Calls `f` with the task being polled, if any.
-#[allow(unsafe_code)]
+/// The task being polled, if any: alive while it is (the registry holds
+/// it), and only this thread touches its core.
+pub(crate) fn current_raw() -> Option<RawTask> {
+    POLLED.try_with(Cell::get).ok().flatten()
+}
+
+/// Calls `f` with the core of the task being polled, if any.
 pub(crate) fn with_current_task<R>(f: impl FnOnce(&TaskCore) -> R) -> Option<R> {
-    let core = POLLED.try_with(Cell::get).ok().flatten()?;
-    // SAFETY: `POLLED` is set by `enter_task` from a reference that
-    // outlives its guard, and reset when the guard drops (also on unwind):
-    // while set, the core is alive, and only this thread touches it.
-    Some(f(unsafe { core.as_ref() }))
+    current_raw().map(|task| f(task.core()))
 }
 
 /// Reports a task's panic as it finishes (on the loop's thread) when

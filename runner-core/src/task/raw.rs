@@ -1,0 +1,461 @@
+//! A task's memory: one allocation, laid out here, and the only `unsafe`
+//! of the task layer.
+//!
+//! ```text
+//! Prefix (the same for every task; wakers point at it)
+//!   Header    refs, remote_queued, vtable, the loop's Shared   any thread
+//!   join      the waker of whoever awaits the JoinHandle        loop thread
+//!   core      TaskCore: cancellation, context, flags             loop thread
+//! stage       the future (and its context mode), then its output, then nothing
+//! ```
+//!
+//! # Why not async-task
+//!
+//! async-task (smol's) is where this started: one allocation, well
+//! tested. But every state transition of an async-task task is an atomic
+//! read-modify-write, because any thread may run its `Runnable`: three per
+//! wake-and-poll, and a `yield_now` cost 36 ns where tokio's costs 38. A
+//! runner task is only ever polled on its loop's thread, so its scheduling
+//! state can be plain cells; atomics are left for what other threads do
+//! (holding and dropping wakers, waking from afar). A local wake and poll
+//! make no atomic operation at all: a `yield_now` went to 16 ns, spawn +
+//! join of a task that returns at once from 119 to 81 ns (criterion, one
+//! run each; docs/benchmarks.md has the tables).
+//!
+//! Miri checks this module through `runner-core/tests/task_memory.rs`
+//! (no sockets, no signals): `cargo +nightly miri test -p runner-core
+//! --test task_memory`. Its leak check is on: a task never freed fails it.
+//!
+//! # References
+//!
+//! `refs` counts: the loop's registry (one, while the task is alive: not
+//! finished), the [`JoinHandle`](super::JoinHandle), every waker clone,
+//! [`TaskRef`]s, and a wake in the loop's remote queue. The ready queue
+//! holds none: a queued task is alive, so the registry's reference covers
+//! it. The one exception — a task that woke itself in its last poll is
+//! queued and finished — keeps the registry's reference until it is popped
+//! (`RELEASE_ON_POP`). The allocation is freed when `refs` drops to zero,
+//! on whatever thread drops the last reference; by then nothing `!Send` is
+//! left in it: the future is dropped when the task finishes, its context
+//! map emptied, and its output taken or dropped by the handle (on the
+//! loop's thread: a `JoinHandle` is `!Send`).
+//!
+//! # Threads
+//!
+//! Another thread touches only the `Header` (atomics, and the `Shared` set
+//! before the task was shared). Everything after it is touched only on the
+//! loop's thread: by the loop, by `!Send` handles, and by wakers, which
+//! check that they run on the thread of the task's loop, while it runs,
+//! before they look (`sched::push_local`).
+
+use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
+use std::cell::{Cell, UnsafeCell};
+use std::future::Future;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+use super::core::TaskCore;
+use super::handle::JoinError;
+use super::harness::{self, ContextMode};
+use super::sched;
+use crate::runtime::{Remote, RemoteTask, Shared};
+
+/// What any thread may touch.
+#[repr(C)]
+struct Header {
+    refs: AtomicU32,
+    /// A wake from afar is in the loop's remote queue (one is enough).
+    remote_queued: AtomicBool,
+    vtable: &'static Vtable,
+    shared: Arc<Shared>,
+}
+
+/// The part every task has, whatever its future: what a waker points at.
+#[repr(C)]
+pub(crate) struct Prefix {
+    header: Header,
+    /// The waker of the task (or code) awaiting the `JoinHandle`.
+    join: Cell<Option<Waker>>,
+    core: TaskCore,
+}
+
+/// A whole task.
+#[repr(C)]
+struct Task<F: Future, C> {
+    prefix: Prefix,
+    stage: UnsafeCell<Stage<F, C>>,
+}
+
+enum Stage<F: Future, C> {
+    /// The future is dropped in place, apart from the rest (in the task's
+    /// context, before that context is handed back): a task is never
+    /// freed while running (the registry's reference is held until it
+    /// finishes), so it is never leaked either.
+    Running {
+        fut: ManuallyDrop<F>,
+        ctx: C,
+    },
+    Finished(Result<F::Output, JoinError>),
+    Consumed,
+}
+
+/// What differs with the future's type.
+struct Vtable {
+    /// Polls once (`harness` delivers cancellations around it); `true`
+    /// when the task finished.
+    poll: unsafe fn(NonNull<Prefix>, &mut Context<'_>) -> bool,
+    /// Moves the output into `*dst`, an `Option<Result<T, JoinError>>`.
+    take_output: unsafe fn(NonNull<Prefix>, dst: *mut ()),
+    /// Drops the output, if it is still there.
+    drop_output: unsafe fn(NonNull<Prefix>),
+    dealloc: unsafe fn(NonNull<Prefix>),
+}
+
+/// Creates a task: the allocation, with two references (the registry's
+/// and the handle's); not yet queued.
+pub(crate) fn allocate<F, C>(shared: Arc<Shared>, core: TaskCore, fut: F, ctx: C) -> RawTask
+where
+    F: Future + 'static,
+    C: ContextMode + 'static,
+{
+    let task = Task {
+        prefix: Prefix {
+            header: Header {
+                refs: AtomicU32::new(2),
+                remote_queued: AtomicBool::new(false),
+                vtable: &Vtable {
+                    poll: poll::<F, C>,
+                    take_output: take_output::<F, C>,
+                    drop_output: drop_output::<F, C>,
+                    dealloc: dealloc_task::<F, C>,
+                },
+                shared,
+            },
+            join: Cell::new(None),
+            core,
+        },
+        stage: UnsafeCell::new(Stage::Running {
+            fut: ManuallyDrop::new(fut),
+            ctx,
+        }),
+    };
+    let layout = Layout::new::<Task<F, C>>();
+    // SAFETY: `Task` holds a `Header` (non-zero-sized), so `layout` has a
+    // non-zero size, as `alloc` requires; a null result is handled. The
+    // write goes into that fresh, properly aligned block.
+    #[allow(unsafe_code)]
+    let ptr = unsafe {
+        let ptr = alloc(layout).cast::<Task<F, C>>();
+        if ptr.is_null() {
+            handle_alloc_error(layout);
+        }
+        ptr.write(task);
+        NonNull::new_unchecked(ptr)
+    };
+    RawTask { ptr: ptr.cast() }
+}
+
+/// A pointer to a task, without a reference of its own: valid while some
+/// reference keeps the task alive (the registry's, while the task is
+/// registered or queued).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawTask {
+    ptr: NonNull<Prefix>,
+}
+
+#[allow(unsafe_code)]
+impl RawTask {
+    fn prefix(&self) -> &Prefix {
+        // SAFETY: a `RawTask` is only used while a reference keeps the
+        // allocation (see the type's docs); `Prefix` is at its start.
+        unsafe { self.ptr.as_ref() }
+    }
+
+    pub(crate) fn core(&self) -> &TaskCore {
+        &self.prefix().core
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.prefix().header.shared
+    }
+
+    /// Polls the task once, on its loop's thread; `true` when it finished.
+    pub(crate) fn poll(&self) -> bool {
+        // A waker borrowed for the poll: it takes no reference (the
+        // registry's covers the task while it runs); a clone takes one.
+        let waker = ManuallyDrop::new(
+            // SAFETY: the data pointer is this task's prefix, and `VTABLE`
+            // treats it as such; `ManuallyDrop` keeps the borrowed waker
+            // from releasing a reference it does not hold.
+            unsafe { Waker::from_raw(RawWaker::new(self.ptr.as_ptr().cast(), &VTABLE)) },
+        );
+        let mut cx = Context::from_waker(&waker);
+        // SAFETY: `poll` belongs to this task's vtable, for its own type.
+        unsafe { (self.prefix().header.vtable.poll)(self.ptr, &mut cx) }
+    }
+
+    /// Moves the output of a finished task into `dst`.
+    ///
+    /// # Safety
+    /// `T` must be the output type of the task's future.
+    pub(crate) unsafe fn take_output<T>(&self, dst: &mut Option<Result<T, JoinError>>) {
+        // SAFETY: the caller vouches for `T`; `take_output` writes an
+        // `Option<Result<T, JoinError>>` there.
+        unsafe { (self.prefix().header.vtable.take_output)(self.ptr, (dst as *mut Option<_>).cast()) }
+    }
+
+    /// Drops the output of a finished task, if it is there.
+    pub(crate) fn drop_output(&self) {
+        // SAFETY: `drop_output` belongs to this task's vtable.
+        unsafe { (self.prefix().header.vtable.drop_output)(self.ptr) }
+    }
+
+    /// Takes a reference.
+    pub(crate) fn retain(&self) {
+        let old = self.prefix().header.refs.fetch_add(1, Ordering::Relaxed);
+        if old > u32::MAX / 2 {
+            // As `Arc`: a count this high means clones are leaking.
+            std::process::abort();
+        }
+    }
+
+    /// Releases a reference; the last one frees the task.
+    ///
+    /// # Safety
+    /// The caller owns a reference, and uses this `RawTask` no more.
+    pub(crate) unsafe fn release(self) {
+        if self.prefix().header.refs.fetch_sub(1, Ordering::Release) == 1 {
+            fence(Ordering::Acquire);
+            // SAFETY: that was the last reference: nobody else can reach
+            // the task; `dealloc` belongs to its vtable.
+            unsafe { (self.prefix().header.vtable.dealloc)(self.ptr) }
+        }
+    }
+
+    /// The waker stored by whoever awaits the handle.
+    pub(crate) fn join_waker(&self) -> &Cell<Option<Waker>> {
+        &self.prefix().join
+    }
+
+    /// Schedules the task: on its loop's ready queue when this is the
+    /// loop's thread and the loop runs, else through the remote queue.
+    pub(crate) fn wake(&self) {
+        if sched::push_local(*self) {
+            return;
+        }
+        let header = &self.prefix().header;
+        if header.remote_queued.swap(true, Ordering::AcqRel) {
+            // Already on its way.
+            return;
+        }
+        // The message holds a reference until the loop takes it.
+        self.retain();
+        if let Err(closed) = header.shared.send(Remote::Wake(RemoteTask::new(self.ptr.cast()))) {
+            // A closed loop: its tasks' futures are gone. Give the
+            // reference back (never the last one here: the waker holds one).
+            drop(closed);
+            header.remote_queued.store(false, Ordering::Release);
+            // SAFETY: the reference taken above.
+            unsafe { self.release() };
+        }
+    }
+
+    /// A counted reference.
+    pub(crate) fn task_ref(&self) -> TaskRef {
+        self.retain();
+        TaskRef {
+            raw: *self,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+/// What the loop's thread does with a wake that came through the remote
+/// queue: the task, and the reference the message held.
+///
+/// # Safety
+/// `task` must come from [`RawTask::wake`], received once, on the loop's
+/// thread.
+#[allow(unsafe_code)]
+pub(crate) unsafe fn from_remote(task: RemoteTask) -> RemoteWake {
+    let raw = RawTask {
+        ptr: task.into_ptr().cast(),
+    };
+    // A wake after this point sends again. A read-modify-write: it reads
+    // the flag as the last sender left it, so what that sender did before
+    // waking is visible here even when its wake found the flag raised.
+    raw.prefix().header.remote_queued.swap(false, Ordering::AcqRel);
+    RemoteWake { raw }
+}
+
+/// A wake taken from the remote queue: schedule it, then it releases the
+/// reference the message held.
+pub(crate) struct RemoteWake {
+    raw: RawTask,
+}
+
+impl RemoteWake {
+    pub(crate) fn task(&self) -> RawTask {
+        self.raw
+    }
+}
+
+impl Drop for RemoteWake {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: the reference the remote queue's message held.
+        unsafe { self.raw.release() }
+    }
+}
+
+/// A counted reference to a task (loop thread only: it reaches the core).
+pub(crate) struct TaskRef {
+    raw: RawTask,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl TaskRef {
+    pub(crate) fn raw(&self) -> RawTask {
+        self.raw
+    }
+
+    pub(crate) fn core(&self) -> &TaskCore {
+        self.raw.core()
+    }
+}
+
+impl Clone for TaskRef {
+    fn clone(&self) -> TaskRef {
+        self.raw.task_ref()
+    }
+}
+
+impl Drop for TaskRef {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: a `TaskRef` owns one reference.
+        unsafe { self.raw.release() }
+    }
+}
+
+// --- the waker ---
+
+static VTABLE: RawWakerVTable = RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
+
+#[allow(unsafe_code)]
+fn raw(data: *const ()) -> RawTask {
+    RawTask {
+        // SAFETY: a waker's data pointer is a task's prefix (never null).
+        ptr: unsafe { NonNull::new_unchecked(data.cast_mut()).cast() },
+    }
+}
+
+#[allow(unsafe_code)]
+unsafe fn waker_clone(data: *const ()) -> RawWaker {
+    raw(data).retain();
+    RawWaker::new(data, &VTABLE)
+}
+
+#[allow(unsafe_code)]
+unsafe fn waker_wake(data: *const ()) {
+    let task = raw(data);
+    task.wake();
+    // SAFETY: waking by value consumes the waker's reference.
+    unsafe { task.release() }
+}
+
+#[allow(unsafe_code)]
+unsafe fn waker_wake_by_ref(data: *const ()) {
+    raw(data).wake();
+}
+
+#[allow(unsafe_code)]
+unsafe fn waker_drop(data: *const ()) {
+    // SAFETY: a waker owns one reference.
+    unsafe { raw(data).release() }
+}
+
+// --- the vtable's functions, per future type ---
+
+#[allow(unsafe_code)]
+fn task<'a, F: Future, C>(ptr: NonNull<Prefix>) -> &'a Task<F, C> {
+    // SAFETY: the vtable that calls this was made for `Task<F, C>`, whose
+    // prefix `ptr` points at (`repr(C)`: the prefix is first); the caller
+    // holds a reference.
+    unsafe { ptr.cast::<Task<F, C>>().as_ref() }
+}
+
+#[allow(unsafe_code)]
+unsafe fn poll<F: Future, C: ContextMode>(ptr: NonNull<Prefix>, cx: &mut Context<'_>) -> bool {
+    let task = task::<F, C>(ptr);
+    let core = &task.prefix.core;
+    let stage = task.stage.get();
+    // SAFETY: the stage is touched only on the loop's thread, and nothing
+    // else holds a borrow of it while the task is polled (a task's own
+    // handle cannot be awaited by it; a finished task is not polled).
+    let Stage::Running { fut, ctx } = (unsafe { &mut *stage }) else {
+        return true;
+    };
+    ctx.load(core);
+    // SAFETY: the future lives in the task's allocation, which never
+    // moves, until it is dropped in place below.
+    let pinned = unsafe { Pin::new_unchecked(&mut **fut) };
+    let Poll::Ready(outcome) = harness::poll_task(core, pinned, cx) else {
+        ctx.store(core);
+        return false;
+    };
+    // SAFETY: dropped in place, once: the stage is overwritten right after,
+    // and `ManuallyDrop` keeps that from dropping it again (also when a
+    // destructor panics).
+    let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(fut) }));
+    ctx.store(core);
+    let outcome = harness::finish(core, outcome, dropped);
+    // SAFETY: the borrows of the stage above have ended. An assignment
+    // stores the new value even if dropping the old one (the context
+    // mode) panics.
+    unsafe { *stage = Stage::Finished(outcome) };
+    true
+}
+
+#[allow(unsafe_code)]
+unsafe fn take_output<F: Future, C>(ptr: NonNull<Prefix>, dst: *mut ()) {
+    let task = task::<F, C>(ptr);
+    // SAFETY: loop thread; no other borrow of the stage is live.
+    let stage = unsafe { &mut *task.stage.get() };
+    if let Stage::Finished(_) = stage {
+        let Stage::Finished(output) = std::mem::replace(stage, Stage::Consumed) else {
+            unreachable!("matched above");
+        };
+        // SAFETY: the caller (`RawTask::take_output`) passes an
+        // `Option<Result<F::Output, JoinError>>`.
+        unsafe { *dst.cast::<Option<Result<F::Output, JoinError>>>() = Some(output) };
+    }
+}
+
+#[allow(unsafe_code)]
+unsafe fn drop_output<F: Future, C>(ptr: NonNull<Prefix>) {
+    let task = task::<F, C>(ptr);
+    // SAFETY: loop thread; no other borrow of the stage is live.
+    let stage = unsafe { &mut *task.stage.get() };
+    if let Stage::Finished(_) = stage {
+        *stage = Stage::Consumed;
+    }
+}
+
+#[allow(unsafe_code)]
+unsafe fn dealloc_task<F: Future, C>(ptr: NonNull<Prefix>) {
+    let ptr = ptr.cast::<Task<F, C>>();
+    // SAFETY: the last reference is gone: the task is dropped (what is
+    // left of it: see the module docs) and its block, allocated in
+    // `allocate` with this layout, freed.
+    unsafe {
+        std::ptr::drop_in_place(ptr.as_ptr());
+        dealloc(ptr.as_ptr().cast(), Layout::new::<Task<F, C>>());
+    }
+}

@@ -1,0 +1,439 @@
+//! A task's memory: who holds it, when it is freed, and where what it owns
+//! is dropped (runner-core/src/task/raw.rs). No sockets, no signals, so
+//! that Miri runs it, which checks the `unsafe` of the task layer:
+//!
+//! ```text
+//! cargo +nightly miri test -p runner-core --test task_memory
+//! ```
+//!
+//! Every test counts drops through an `Arc` the task's future or output
+//! holds: a task's allocation freed too early is a use-after-free (Miri
+//! reports it), one never freed keeps the `Arc`'s count up (the tests
+//! report it).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use runner_core::{cancellable, current_task, spawn, yield_now, EventLoop, JoinHandle};
+
+/// Records the thread it is dropped on.
+struct Tracked {
+    alive: Arc<AtomicUsize>,
+    dropped_on: Arc<Mutex<Vec<thread::ThreadId>>>,
+}
+
+impl Tracked {
+    fn new(alive: &Arc<AtomicUsize>, dropped_on: &Arc<Mutex<Vec<thread::ThreadId>>>) -> Tracked {
+        alive.fetch_add(1, Ordering::SeqCst);
+        Tracked {
+            alive: alive.clone(),
+            dropped_on: dropped_on.clone(),
+        }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.alive.fetch_sub(1, Ordering::SeqCst);
+        self.dropped_on.lock().unwrap().push(thread::current().id());
+    }
+}
+
+fn counters() -> (Arc<AtomicUsize>, Arc<Mutex<Vec<thread::ThreadId>>>) {
+    (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(Vec::new())))
+}
+
+/// Returns `Pending` once, waking itself first.
+struct YieldOnce(bool);
+
+impl Future for YieldOnce {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            return Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+/// Wakes itself and finishes in the same poll: the task is queued and
+/// finished at once (the queue entry then frees it).
+struct WakeAndFinish;
+
+impl Future for WakeAndFinish {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        cx.waker().wake_by_ref();
+        // By value too: a clone's reference released by the wake.
+        let clone = cx.waker().clone();
+        clone.wake();
+        Poll::Ready(())
+    }
+}
+
+/// Pending until a flag is raised; stores its waker where a test reaches it.
+struct Parked {
+    waker: Arc<Mutex<Option<Waker>>>,
+    go: Arc<AtomicBool>,
+}
+
+impl Future for Parked {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.go.load(Ordering::SeqCst) {
+            return Poll::Ready(());
+        }
+        *self.waker.lock().unwrap() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+#[test]
+fn outputs_reach_their_handles_and_every_task_is_freed() {
+    let (alive, dropped_on) = counters();
+    let lp = EventLoop::new().unwrap();
+    let a = alive.clone();
+    let d = dropped_on.clone();
+    let sum = lp
+        .run_until_complete(async move {
+            let handles: Vec<JoinHandle<(usize, Tracked)>> = (0..50)
+                .map(|i| {
+                    let t = Tracked::new(&a, &d);
+                    spawn(async move {
+                        YieldOnce(false).await;
+                        (i, t)
+                    })
+                })
+                .collect();
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await.unwrap().0;
+            }
+            sum
+        })
+        .unwrap();
+    assert_eq!(sum, (0..50).sum::<usize>());
+    lp.close().unwrap();
+    assert_eq!(alive.load(Ordering::SeqCst), 0, "every output was dropped");
+}
+
+#[test]
+fn a_detached_tasks_output_is_dropped_on_the_loop_thread_when_it_finishes() {
+    let (alive, dropped_on) = counters();
+    let lp = EventLoop::new().unwrap();
+    let (a, d) = (alive.clone(), dropped_on.clone());
+    lp.run_until_complete(async move {
+        let t = Tracked::new(&a, &d);
+        drop(spawn(async move {
+            YieldOnce(false).await;
+            t
+        }));
+        for _ in 0..3 {
+            yield_now().await;
+        }
+        assert_eq!(a.load(Ordering::SeqCst), 0, "dropped as the task finished");
+    })
+    .unwrap();
+    assert_eq!(*dropped_on.lock().unwrap(), vec![thread::current().id()]);
+    lp.close().unwrap();
+}
+
+#[test]
+fn a_handle_dropped_after_the_task_finished_drops_the_output() {
+    let (alive, dropped_on) = counters();
+    let lp = EventLoop::new().unwrap();
+    let (a, d) = (alive.clone(), dropped_on.clone());
+    lp.run_until_complete(async move {
+        let t = Tracked::new(&a, &d);
+        let h = spawn(async move { t });
+        yield_now().await;
+        assert!(h.is_done());
+        assert_eq!(a.load(Ordering::SeqCst), 1, "kept for the handle");
+        drop(h);
+        assert_eq!(a.load(Ordering::SeqCst), 0);
+    })
+    .unwrap();
+    lp.close().unwrap();
+}
+
+#[test]
+fn a_task_that_wakes_itself_as_it_finishes_is_run_once_and_freed() {
+    let (alive, dropped_on) = counters();
+    let lp = EventLoop::new().unwrap();
+    let (a, d) = (alive.clone(), dropped_on.clone());
+    lp.run_until_complete(async move {
+        let polls = Arc::new(AtomicUsize::new(0));
+        let mut handles = Vec::new();
+        for keep in [true, false] {
+            let t = Tracked::new(&a, &d);
+            let p = polls.clone();
+            let h = spawn(async move {
+                p.fetch_add(1, Ordering::SeqCst);
+                WakeAndFinish.await;
+                drop(t);
+            });
+            if keep {
+                handles.push(h);
+            }
+        }
+        for _ in 0..3 {
+            yield_now().await;
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+        for h in handles {
+            h.await.unwrap();
+        }
+    })
+    .unwrap();
+    lp.close().unwrap();
+    assert_eq!(alive.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_wake_from_another_thread_schedules_the_task_once() {
+    let lp = EventLoop::new().unwrap();
+    let waker = Arc::new(Mutex::new(None));
+    let go = Arc::new(AtomicBool::new(false));
+    let (w, g) = (waker.clone(), go.clone());
+    let polls = Arc::new(AtomicUsize::new(0));
+    let p = polls.clone();
+    let out = lp
+        .run_until_complete(async move {
+            let task = spawn(async move {
+                p.fetch_add(1, Ordering::SeqCst);
+                Parked { waker: w, go: g }.await;
+                "woken"
+            });
+            yield_now().await;
+            let parked = waker.lock().unwrap().take().expect("the task parked");
+            let thread = thread::spawn(move || {
+                go.store(true, Ordering::SeqCst);
+                // Several wakes, by reference and by value: one scheduling.
+                parked.wake_by_ref();
+                parked.wake_by_ref();
+                parked.wake();
+            });
+            let out = task.await.unwrap();
+            thread.join().unwrap();
+            out
+        })
+        .unwrap();
+    assert_eq!(out, "woken");
+    assert_eq!(polls.load(Ordering::SeqCst), 1, "the body ran once");
+    lp.close().unwrap();
+}
+
+#[test]
+fn a_waker_outliving_its_task_and_loop_is_dropped_on_another_thread() {
+    let (alive, dropped_on) = counters();
+    let kept = Arc::new(Mutex::new(None));
+    {
+        let lp = EventLoop::new().unwrap();
+        let (a, d, k) = (alive.clone(), dropped_on.clone(), kept.clone());
+        lp.run_until_complete(async move {
+            let t = Tracked::new(&a, &d);
+            spawn(std::future::poll_fn(move |cx| {
+                *k.lock().unwrap() = Some(cx.waker().clone());
+                let _ = &t;
+                Poll::Ready(())
+            }))
+            .await
+            .unwrap();
+        })
+        .unwrap();
+        // A wake while the loop is not running goes to its remote queue.
+        kept.lock().unwrap().as_ref().unwrap().wake_by_ref();
+        lp.close().unwrap();
+    }
+    assert_eq!(
+        alive.load(Ordering::SeqCst),
+        0,
+        "the future was dropped when it finished"
+    );
+    let waker = kept.lock().unwrap().take().unwrap();
+    thread::spawn(move || {
+        // The loop is gone: a wake does nothing, the drop frees the task.
+        waker.wake_by_ref();
+        drop(waker);
+    })
+    .join()
+    .unwrap();
+}
+
+#[test]
+fn closing_a_loop_drops_the_futures_of_pending_tasks_on_its_thread() {
+    let (alive, dropped_on) = counters();
+    let lp = EventLoop::new().unwrap();
+    let waker = Arc::new(Mutex::new(None));
+    let (a, d) = (alive.clone(), dropped_on.clone());
+    let handle = {
+        let (w, a, d) = (waker.clone(), a.clone(), d.clone());
+        lp.spawn(async move {
+            let _t = Tracked::new(&a, &d);
+            Parked {
+                waker: w,
+                go: Arc::new(AtomicBool::new(false)),
+            }
+            .await;
+        })
+    };
+    lp.run_until_complete(async move {
+        let t = Tracked::new(&a, &d);
+        drop(spawn(async move {
+            let _t = t;
+            std::future::pending::<()>().await;
+        }));
+        yield_now().await;
+    })
+    .unwrap();
+    assert_eq!(alive.load(Ordering::SeqCst), 2);
+    lp.close().unwrap();
+    assert_eq!(alive.load(Ordering::SeqCst), 0);
+    assert!(dropped_on.lock().unwrap().iter().all(|t| *t == thread::current().id()));
+    assert!(handle.is_cancelled());
+    // A waker of a dropped future wakes nothing.
+    let w = waker.lock().unwrap().take().unwrap();
+    thread::spawn(move || w.wake()).join().unwrap();
+}
+
+#[test]
+fn cancelling_an_awaiting_task_cancels_the_awaited_one_and_frees_both() {
+    let (alive, dropped_on) = counters();
+    let lp = EventLoop::new().unwrap();
+    let (a, d) = (alive.clone(), dropped_on.clone());
+    lp.run_until_complete(async move {
+        let t = Tracked::new(&a, &d);
+        let inner = spawn(async move {
+            let _t = t;
+            std::future::pending::<()>().await;
+        });
+        let t = Tracked::new(&a, &d);
+        let outer = spawn(async move {
+            let _t = t;
+            let caught = cancellable(inner).await;
+            assert!(caught.is_err(), "the await was cancelled");
+            "cleaned up"
+        });
+        yield_now().await;
+        assert!(outer.cancel());
+        assert_eq!(outer.await.unwrap(), "cleaned up");
+        yield_now().await;
+        assert_eq!(a.load(Ordering::SeqCst), 0, "the inner task was cancelled too");
+    })
+    .unwrap();
+    lp.close().unwrap();
+}
+
+#[test]
+fn panics_in_a_poll_and_in_a_destructor_end_the_task_panicked() {
+    struct PanicOnDrop;
+    impl Drop for PanicOnDrop {
+        fn drop(&mut self) {
+            panic!("in a destructor");
+        }
+    }
+    let lp = EventLoop::new().unwrap();
+    lp.set_exception_handler(|_: &EventLoop, _: &runner_core::ExceptionContext| {});
+    lp.run_until_complete(async {
+        let polled = spawn(async {
+            yield_now().await;
+            panic!("in a poll");
+        });
+        let e = polled.await.unwrap_err();
+        assert_eq!(e.panic_message().as_deref(), Some("in a poll"));
+
+        let dropped = spawn(async {
+            let _p = PanicOnDrop;
+            yield_now().await;
+        });
+        let e = dropped.await.unwrap_err();
+        assert_eq!(e.panic_message().as_deref(), Some("in a destructor"));
+
+        let cancelled = spawn(async {
+            let _p = PanicOnDrop;
+            std::future::pending::<()>().await;
+        });
+        yield_now().await;
+        cancelled.cancel();
+        let e = cancelled.await.unwrap_err();
+        assert!(e.is_panic(), "a destructor panicking during cancellation: {e:?}");
+    })
+    .unwrap();
+    lp.close().unwrap();
+}
+
+#[test]
+fn current_task_handles_outlive_their_task() {
+    let lp = EventLoop::new().unwrap();
+    let (kept, id) = lp
+        .run_until_complete(async {
+            let task = spawn(async {
+                let me = current_task().unwrap();
+                me.set_name("short-lived");
+                me
+            });
+            let id = task.id();
+            (task.await.unwrap(), id)
+        })
+        .unwrap();
+    lp.close().unwrap();
+    drop(lp);
+    // The task is gone; what it was stays readable.
+    assert_eq!(kept.id(), id);
+    assert!(!kept.cancel(), "a finished task cannot be cancelled");
+}
+
+#[test]
+fn many_threads_wake_many_tasks_and_nothing_leaks() {
+    const TASKS: usize = 8;
+    let lp = EventLoop::new().unwrap();
+    let (alive, dropped_on) = counters();
+    let (a, d) = (alive.clone(), dropped_on.clone());
+    lp.run_until_complete(async move {
+        let mut handles = Vec::new();
+        let mut parked = Vec::new();
+        for _ in 0..TASKS {
+            let waker = Arc::new(Mutex::new(None));
+            let go = Arc::new(AtomicBool::new(false));
+            let t = Tracked::new(&a, &d);
+            let (w, g) = (waker.clone(), go.clone());
+            handles.push(spawn(async move {
+                Parked { waker: w, go: g }.await;
+                t
+            }));
+            parked.push((waker, go));
+        }
+        yield_now().await;
+        let threads: Vec<_> = parked
+            .into_iter()
+            .map(|(waker, go)| {
+                let w = waker.lock().unwrap().take().unwrap();
+                thread::spawn(move || {
+                    go.store(true, Ordering::SeqCst);
+                    let clones: Vec<Waker> = (0..4).map(|_| w.clone()).collect();
+                    for c in clones {
+                        c.wake();
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for h in handles {
+            assert!(Instant::now() < deadline);
+            drop(h.await.unwrap());
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+    })
+    .unwrap();
+    lp.close().unwrap();
+    assert_eq!(alive.load(Ordering::SeqCst), 0);
+}
