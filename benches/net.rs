@@ -17,7 +17,11 @@
 //!   smol) holding `NET_BENCH_IDLE` (10,000) idle connections, each with a
 //!   task waiting to read.
 //!
-//! `cargo bench -p runner --bench net [echo|http|idle]`; environment:
+//! - **wrk** and **instructions**: hyper under `wrk` at 1, 50 and 500
+//!   connections, and callgrind's instructions per request (`net/wrk.rs`).
+//!
+//! `cargo bench -p runner --bench net [echo|http|idle|wrk|instructions]`
+//! (no argument: echo, http and idle); environment:
 //! `NET_BENCH_CONNS` (default 64), `NET_BENCH_ROUNDS` (5),
 //! `NET_BENCH_SECS` (1.0), `NET_BENCH_MSG` (echo message size, 512).
 
@@ -33,6 +37,9 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::Response;
 use rustix::event::epoll;
+
+#[path = "net/wrk.rs"]
+mod wrk;
 
 /// A bare level-triggered epoll set (rustix's safe wrappers): one
 /// `epoll_wait` per wait, nothing else.
@@ -285,6 +292,7 @@ fn bare_echo(tx: mpsc::Sender<SocketAddr>) {
 // ---------------------------------------------------------------- http servers
 
 async fn hello_service(_req: hyper::Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    wrk::count_request();
     Ok(Response::new(Full::new(Bytes::from_static(HELLO))))
 }
 
@@ -603,8 +611,18 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("--idle-server") {
         return idle_server(&args[2], args[3].parse().unwrap());
     }
+    if args.get(1).map(String::as_str) == Some("--http-server") {
+        return wrk::http_server(&args[2], args[3].parse().unwrap());
+    }
     let which: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     let wants = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
+    // Only when asked for: they need wrk (and valgrind).
+    if which.iter().any(|w| w == "wrk") {
+        wrk::compare_wrk();
+    }
+    if which.iter().any(|w| w == "instructions") {
+        wrk::compare_instructions();
+    }
     if wants("echo") {
         let msg = vec![b'x'; env_or("NET_BENCH_MSG", 512usize)];
         let servers = [
