@@ -9,8 +9,18 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
-RUNTIMES = ["runner", "runner_debug_on", "tokio_current_thread", "smol", "futures_localpool"]
-groups = sys.argv[1:] or ["spawn_join_100k", "yield_1m", "ping_pong_100k"]
+RUNTIMES = ["runner", "runner_debug_on", "tokio_current_thread", "tokio_local_set", "smol", "futures_localpool"]
+groups = sys.argv[1:] or [
+    "spawn_join_100k",
+    "spawn_join_ready_100k",
+    "yield_1m",
+    "yield_100x10k",
+    "ping_pong_100k",
+    "ping_pong_channel_100k",
+    "timers_10k",
+    "run_fresh_10k",
+    "run_reused_10k",
+]
 
 
 def median_ms(group, runtime):
@@ -18,6 +28,10 @@ def median_ms(group, runtime):
     if not f.exists():
         return None
     return json.loads(f.read_text())["median"]["point_estimate"] / 1e6
+
+
+def fmt(ms):
+    return f"{ms * 1000:.0f} µs" if ms < 1 else f"{ms:.2f} ms"
 
 
 print("| benchmark | " + " | ".join(RUNTIMES) + " |")
@@ -30,7 +44,7 @@ for g in groups:
         if m is None:
             cells.append("—")
         elif r == "runner" or base is None:
-            cells.append(f"{m:.2f} ms")
+            cells.append(fmt(m))
         else:
-            cells.append(f"{m:.2f} ms ({m / base:.2f}×)")
+            cells.append(f"{fmt(m)} ({m / base:.2f}×)")
     print(f"| {g} | " + " | ".join(cells) + " |")

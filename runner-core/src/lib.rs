@@ -32,9 +32,13 @@
 //! [`task`] (tasks, cancellation, `shield`), [`time`] (`sleep`, timeouts),
 //! [`context`] (`contextvars`), [`executor`] (`run_in_executor`).
 
-// Audited exceptions, all FFI, each block with its SAFETY comment: the
-// signal handler and its `sigaction` calls (`signal`), and polling's
-// `Poller::add` on the portable backend (`poll`).
+// Audited exceptions, each block with its SAFETY comment: a task's memory
+// (`task::raw`, its callers in `task`, the `RemoteTask` pointer of
+// `runtime`, the polled task's context in `context`: for speed, checked by
+// Miri through tests/task_memory.rs);
+// FFI: the signal handler and its `sigaction` calls (`signal`), the
+// `epoll_pwait2` system call and polling's `Poller::add` on the portable
+// backend (`poll`).
 #![deny(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations)]
 
