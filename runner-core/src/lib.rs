@@ -68,7 +68,10 @@ pub use executor::{spawn_blocking, Blocking};
 pub use runner::{run, Builder, Runner};
 #[doc(inline)]
 pub use runner_macros::{main, runner_test};
-pub use task::{cancellable, current_task, shield, Cancelled, CurrentTask, JoinError, JoinHandle, TaskId, TaskInfo};
+pub use task::{
+    as_completed, cancellable, current_task, shield, task_group, CancelHandle, Cancelled, CurrentTask, JoinError,
+    JoinHandle, TaskGroup, TaskGroupError, TaskId, TaskInfo,
+};
 pub use time::{sleep, sleep_until, timeout, timeout_at, wait_for, yield_now, Elapsed, Sleep};
 
 /// What the expansions of `#[main]` and `#[runner_test]` call. Not public

@@ -27,6 +27,8 @@ pub(crate) enum Outcome {
     Completed,
     Cancelled,
     Panicked,
+    /// A `TaskGroup` child that returned an error.
+    Failed,
 }
 
 /// `suspended` values besides a `cancellable` scope's id.

@@ -78,6 +78,12 @@ impl<T: 'static> JoinHandle<T> {
         self.core().outcome() == Outcome::Panicked
     }
 
+    /// Whether the task was a [`TaskGroup`](crate::TaskGroup) child that
+    /// returned an error.
+    pub fn is_failed(&self) -> bool {
+        self.core().outcome() == Outcome::Failed
+    }
+
     /// How many cancellation requests are outstanding (Python's
     /// `Task.cancelling()`).
     pub fn cancelling(&self) -> u32 {
@@ -116,6 +122,11 @@ impl<T: 'static> JoinHandle<T> {
     /// table.
     pub(crate) fn mark_main(&self) {
         self.core().mark_main();
+    }
+
+    /// A handle that cancels the task from any thread.
+    pub fn cancel_handle(&self) -> super::CancelHandle {
+        super::CancelHandle::new(&self.task_ref())
     }
 
     /// A counted reference to the task.
@@ -253,6 +264,11 @@ impl CurrentTask {
         self.task.cancel()
     }
 
+    /// A handle that cancels the task from any thread.
+    pub fn cancel_handle(&self) -> super::CancelHandle {
+        super::CancelHandle::new(&self.task)
+    }
+
     /// Outstanding cancellation requests (Python's `Task.cancelling()`).
     pub fn cancelling(&self) -> u32 {
         self.core().cancelling()
@@ -293,62 +309,82 @@ impl fmt::Debug for CurrentTask {
 pub struct JoinError {
     /// `None`: the task was cancelled. One pointer, so that a task's
     /// output slot (`Result<T, JoinError>`) stays small.
-    panic: Option<Box<Panicked>>,
+    ended: Option<Box<Ended>>,
 }
 
-struct Panicked {
-    /// Read when reporting; taken from the payload when it was caught.
+struct Ended {
+    /// The panic's message (taken from the payload when it was caught), or
+    /// the error's.
     message: String,
-    payload: SyncWrapper<Box<dyn Any + Send + 'static>>,
+    /// The panic payload; `None` for a `TaskGroup` child that returned an
+    /// error (the error itself is in the group's error).
+    payload: Option<SyncWrapper<Box<dyn Any + Send + 'static>>>,
 }
 
 impl JoinError {
     pub(crate) fn cancelled() -> JoinError {
-        JoinError { panic: None }
+        JoinError { ended: None }
     }
 
     pub(crate) fn panicked(payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
-            panic: Some(Box::new(Panicked {
+            ended: Some(Box::new(Ended {
                 message: panic_message(payload.as_ref()),
-                payload: SyncWrapper::new(payload),
+                payload: Some(SyncWrapper::new(payload)),
             })),
+        }
+    }
+
+    /// A `TaskGroup` child that returned an error: its message here, the
+    /// error in the group's.
+    pub(crate) fn failed(message: String) -> JoinError {
+        JoinError {
+            ended: Some(Box::new(Ended { message, payload: None })),
         }
     }
 
     /// Whether the task was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.panic.is_none()
+        self.ended.is_none()
     }
 
     /// Whether the task panicked.
     pub fn is_panic(&self) -> bool {
-        self.panic.is_some()
+        self.ended.as_ref().is_some_and(|e| e.payload.is_some())
+    }
+
+    /// Whether the task was a [`TaskGroup`](crate::TaskGroup) child that
+    /// returned an error; the error itself is in the group's
+    /// [`TaskGroupError`](crate::TaskGroupError).
+    pub fn is_failed(&self) -> bool {
+        self.ended.as_ref().is_some_and(|e| e.payload.is_none())
     }
 
     /// The panic's message, when the task panicked (with a string; other
     /// payloads give a placeholder).
     pub fn panic_message(&self) -> Option<String> {
-        self.panic.as_ref().map(|p| p.message.clone())
+        self.ended
+            .as_ref()
+            .filter(|e| e.payload.is_some())
+            .map(|e| e.message.clone())
     }
 
     /// The panic payload, to pass to [`std::panic::resume_unwind`].
     ///
     /// # Panics
-    /// When the task was cancelled rather than panicked (check
-    /// [`is_panic`](Self::is_panic) first, or use
-    /// [`try_into_panic`](Self::try_into_panic)).
+    /// When the task did not panic (check [`is_panic`](Self::is_panic)
+    /// first, or use [`try_into_panic`](Self::try_into_panic)).
     pub fn into_panic(self) -> Box<dyn Any + Send + 'static> {
-        self.try_into_panic().unwrap_or_else(|_| {
-            panic!("JoinError::into_panic called on a cancelled task's error; check is_panic() first")
+        self.try_into_panic().unwrap_or_else(|e| {
+            panic!("JoinError::into_panic called on an error that is not a panic ({e}); check is_panic() first")
         })
     }
 
-    /// The panic payload, or the error back when the task was cancelled.
+    /// The panic payload, or the error back when the task did not panic.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
-        match self.panic {
-            Some(p) => Ok(p.payload.into_inner()),
-            None => Err(self),
+        match self.ended {
+            Some(e) if e.payload.is_some() => Ok(e.payload.expect("checked").into_inner()),
+            ended => Err(JoinError { ended }),
         }
     }
 }
@@ -366,18 +402,24 @@ pub(crate) fn panic_message(payload: &(dyn Any + Send)) -> String {
 
 impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.panic {
+        match &self.ended {
             None => f.write_str("JoinError::Cancelled"),
-            Some(p) => write!(f, "JoinError::Panicked({:?})", p.message),
+            Some(e) if e.payload.is_some() => write!(f, "JoinError::Panicked({:?})", e.message),
+            Some(e) => write!(f, "JoinError::Failed({:?})", e.message),
         }
     }
 }
 
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.panic {
+        match &self.ended {
             None => f.write_str("the task was cancelled before it produced its output"),
-            Some(p) => write!(f, "the task panicked: {}", p.message),
+            Some(e) if e.payload.is_some() => write!(f, "the task panicked: {}", e.message),
+            Some(e) => write!(
+                f,
+                "the task failed: {} (the error itself is in its TaskGroup's error)",
+                e.message
+            ),
         }
     }
 }

@@ -59,6 +59,36 @@ impl ContextMode for Context {
     }
 }
 
+/// What a task's output is, from its future's: the future's own output
+/// ([`AsIs`]), or, for a future that decides itself how its task ends (a
+/// `TaskGroup` child, whose error goes to its group), its `Ok` with its
+/// `Err` as the task's error ([`Flatten`]).
+pub(crate) trait Settle<T>: 'static {
+    type Out: 'static;
+    fn settle(outcome: Result<T, JoinError>) -> Result<Self::Out, JoinError>;
+}
+
+/// The task's output is its future's.
+pub(crate) struct AsIs;
+
+impl<T: 'static> Settle<T> for AsIs {
+    type Out = T;
+    #[inline]
+    fn settle(outcome: Result<T, JoinError>) -> Result<T, JoinError> {
+        outcome
+    }
+}
+
+/// The future's `Result<T, JoinError>` is the task's.
+pub(crate) struct Flatten;
+
+impl<T: 'static> Settle<Result<T, JoinError>> for Flatten {
+    type Out = T;
+    fn settle(outcome: Result<Result<T, JoinError>, JoinError>) -> Result<T, JoinError> {
+        outcome.and_then(|r| r)
+    }
+}
+
 /// One poll of the user's future, as the module docs of `task` describe:
 /// `Ready` when the task is over (it finished, or a cancellation or a
 /// close ends it: then `raw` drops the future, and [`finish`] settles the
@@ -118,6 +148,7 @@ pub(crate) fn finish<T>(
     core.set_outcome(match &outcome {
         Ok(_) => Outcome::Completed,
         Err(e) if e.is_panic() => Outcome::Panicked,
+        Err(e) if e.is_failed() => Outcome::Failed,
         Err(_) => Outcome::Cancelled,
     });
     // Nothing of the task's context outlives its future: the rest of the
@@ -177,27 +208,38 @@ where
     match shared_ctx {
         None => {
             let map = context::current_map().for_spawn();
-            spawn_with(sched, fut, map, OwnContext, spawned_at)
+            spawn_with::<F, OwnContext, AsIs>(sched, fut, map, OwnContext, spawned_at)
         }
-        Some(ctx) => spawn_with(sched, fut, Map::default(), ctx, spawned_at),
+        Some(ctx) => spawn_with::<F, Context, AsIs>(sched, fut, Map::default(), ctx, spawned_at),
     }
 }
 
-fn spawn_with<F, C>(
+/// Spawns a future that decides how its task ends: its `Err` is the
+/// task's error (a `TaskGroup` child), in a copy of the current context.
+pub(crate) fn spawn_flat<F, T>(sched: &Rc<Scheduler>, fut: F, spawned_at: &'static Location<'static>) -> JoinHandle<T>
+where
+    F: Future<Output = Result<T, JoinError>> + 'static,
+    T: 'static,
+{
+    let map = context::current_map().for_spawn();
+    spawn_with::<F, OwnContext, Flatten>(sched, fut, map, OwnContext, spawned_at)
+}
+
+fn spawn_with<F, C, S>(
     sched: &Rc<Scheduler>,
     fut: F,
     map: Map,
     ctx: C,
     spawned_at: &'static Location<'static>,
-) -> JoinHandle<F::Output>
+) -> JoinHandle<S::Out>
 where
     F: Future + 'static,
-    F::Output: 'static,
     C: ContextMode + 'static,
+    S: Settle<F::Output>,
 {
     let core = TaskCore::new(sched::next_task_id(), map, spawned_at);
     // Two references: the registry's and the handle's.
-    let task = raw::allocate(sched.shared.clone(), core, fut, ctx);
+    let task = raw::allocate::<F, C, S>(sched.shared.clone(), core, fut, ctx);
     sched.register(task);
     if sched.is_closed() {
         // A closed loop: the future is dropped without being polled.

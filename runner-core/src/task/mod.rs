@@ -34,7 +34,10 @@
 //! Python 3.11; the runner uses this to tell Ctrl-C from other cancellations.
 
 mod cancel;
+mod cancel_handle;
+mod completed;
 pub(crate) mod core;
+mod group;
 mod handle;
 pub(crate) mod harness;
 pub(crate) mod raw;
@@ -44,6 +47,9 @@ use std::future::IntoFuture;
 use std::panic::Location;
 
 pub use self::cancel::{cancellable, shield, Cancellable, Cancelled, Shield};
+pub use self::cancel_handle::CancelHandle;
+pub use self::completed::{as_completed, AsCompleted};
+pub use self::group::{task_group, BoxError, Failure, TaskGroup, TaskGroupError, TaskResult};
 pub(crate) use self::handle::panic_message;
 pub use self::handle::{CurrentTask, JoinError, JoinHandle};
 pub use crate::runtime::{TaskId, TaskInfo};

@@ -62,7 +62,7 @@ use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use super::core::TaskCore;
 use super::handle::JoinError;
-use super::harness::{self, ContextMode};
+use super::harness::{self, ContextMode, Settle};
 use super::sched;
 use crate::runtime::{Remote, RemoteTask, Shared};
 
@@ -87,12 +87,12 @@ pub(crate) struct Prefix {
 
 /// A whole task.
 #[repr(C)]
-struct Task<F: Future, C> {
+struct Task<F: Future, C, S: Settle<F::Output>> {
     prefix: Prefix,
-    stage: UnsafeCell<Stage<F, C>>,
+    stage: UnsafeCell<Stage<F, C, S>>,
 }
 
-enum Stage<F: Future, C> {
+enum Stage<F: Future, C, S: Settle<F::Output>> {
     /// The future is dropped in place, apart from the rest (in the task's
     /// context, before that context is handed back): a task is never
     /// freed while running (the registry's reference is held until it
@@ -101,7 +101,7 @@ enum Stage<F: Future, C> {
         fut: ManuallyDrop<F>,
         ctx: C,
     },
-    Finished(Result<F::Output, JoinError>),
+    Finished(Result<S::Out, JoinError>),
     Consumed,
 }
 
@@ -119,10 +119,11 @@ struct Vtable {
 
 /// Creates a task: the allocation, with two references (the registry's
 /// and the handle's); not yet queued.
-pub(crate) fn allocate<F, C>(shared: Arc<Shared>, core: TaskCore, fut: F, ctx: C) -> RawTask
+pub(crate) fn allocate<F, C, S>(shared: Arc<Shared>, core: TaskCore, fut: F, ctx: C) -> RawTask
 where
     F: Future + 'static,
     C: ContextMode + 'static,
+    S: Settle<F::Output>,
 {
     let task = Task {
         prefix: Prefix {
@@ -130,10 +131,10 @@ where
                 refs: AtomicU32::new(2),
                 remote_queued: AtomicBool::new(false),
                 vtable: &Vtable {
-                    poll: poll::<F, C>,
-                    take_output: take_output::<F, C>,
-                    drop_output: drop_output::<F, C>,
-                    dealloc: dealloc_task::<F, C>,
+                    poll: poll::<F, C, S>,
+                    take_output: take_output::<F, C, S>,
+                    drop_output: drop_output::<F, C, S>,
+                    dealloc: dealloc_task::<F, C, S>,
                 },
                 shared,
             },
@@ -145,13 +146,13 @@ where
             ctx,
         }),
     };
-    let layout = Layout::new::<Task<F, C>>();
+    let layout = Layout::new::<Task<F, C, S>>();
     // SAFETY: `Task` holds a `Header` (non-zero-sized), so `layout` has a
     // non-zero size, as `alloc` requires; a null result is handled. The
     // write goes into that fresh, properly aligned block.
     #[allow(unsafe_code)]
     let ptr = unsafe {
-        let ptr = alloc(layout).cast::<Task<F, C>>();
+        let ptr = alloc(layout).cast::<Task<F, C, S>>();
         if ptr.is_null() {
             handle_alloc_error(layout);
         }
@@ -203,7 +204,8 @@ impl RawTask {
     /// Moves the output of a finished task into `dst`.
     ///
     /// # Safety
-    /// `T` must be the output type of the task's future.
+    /// `T` must be the task's output type (the future's, or what its
+    /// `Settle` makes of it).
     pub(crate) unsafe fn take_output<T>(&self, dst: &mut Option<Result<T, JoinError>>) {
         // SAFETY: the caller vouches for `T`; `take_output` writes an
         // `Option<Result<T, JoinError>>` there.
@@ -344,6 +346,56 @@ impl Drop for TaskRef {
     }
 }
 
+/// A counted reference that may cross threads: it only ever releases its
+/// reference there (an atomic operation); the task itself is reached on
+/// the loop's thread, through [`SendRef::on_loop_thread`].
+pub(crate) struct SendRef {
+    raw: RawTask,
+}
+
+// SAFETY: a `SendRef` on another thread touches only the header's
+// reference count (in `Drop`) and its `Shared` (thread-safe, set before the
+// task was shared); `on_loop_thread` gives the rest only on the thread
+// whose running loop the task belongs to. The last reference may free the
+// task on any thread: what is left in it then is `Send` (module docs).
+#[allow(unsafe_code)]
+unsafe impl Send for SendRef {}
+// SAFETY: as above; `&SendRef` gives nothing more than `SendRef` does.
+#[allow(unsafe_code)]
+unsafe impl Sync for SendRef {}
+
+impl SendRef {
+    pub(crate) fn new(task: &TaskRef) -> SendRef {
+        task.raw.retain();
+        SendRef { raw: task.raw }
+    }
+
+    /// The loop the task belongs to.
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        self.raw.shared()
+    }
+
+    /// The task, when this thread runs its loop now.
+    pub(crate) fn on_loop_thread(&self) -> Option<RawTask> {
+        sched::is_current(self.raw.shared()).then_some(self.raw)
+    }
+}
+
+impl Clone for SendRef {
+    fn clone(&self) -> SendRef {
+        self.raw.retain();
+        SendRef { raw: self.raw }
+    }
+}
+
+impl Drop for SendRef {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        // SAFETY: a `SendRef` owns one reference.
+        unsafe { self.raw.release() }
+    }
+}
+
 // --- the waker ---
 
 static VTABLE: RawWakerVTable = RawWakerVTable::new(waker_clone, waker_wake, waker_wake_by_ref, waker_drop);
@@ -384,16 +436,16 @@ unsafe fn waker_drop(data: *const ()) {
 // --- the vtable's functions, per future type ---
 
 #[allow(unsafe_code)]
-fn task<'a, F: Future, C>(ptr: NonNull<Prefix>) -> &'a Task<F, C> {
-    // SAFETY: the vtable that calls this was made for `Task<F, C>`, whose
+fn task<'a, F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>) -> &'a Task<F, C, S> {
+    // SAFETY: the vtable that calls this was made for `Task<F, C, S>`, whose
     // prefix `ptr` points at (`repr(C)`: the prefix is first); the caller
     // holds a reference.
-    unsafe { ptr.cast::<Task<F, C>>().as_ref() }
+    unsafe { ptr.cast::<Task<F, C, S>>().as_ref() }
 }
 
 #[allow(unsafe_code)]
-unsafe fn poll<F: Future, C: ContextMode>(ptr: NonNull<Prefix>, cx: &mut Context<'_>) -> bool {
-    let task = task::<F, C>(ptr);
+unsafe fn poll<F: Future, C: ContextMode, S: Settle<F::Output>>(ptr: NonNull<Prefix>, cx: &mut Context<'_>) -> bool {
+    let task = task::<F, C, S>(ptr);
     let core = &task.prefix.core;
     let stage = task.stage.get();
     // SAFETY: the stage is touched only on the loop's thread, and nothing
@@ -415,7 +467,7 @@ unsafe fn poll<F: Future, C: ContextMode>(ptr: NonNull<Prefix>, cx: &mut Context
     // destructor panics).
     let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(fut) }));
     ctx.store(core);
-    let outcome = harness::finish(core, outcome, dropped);
+    let outcome = harness::finish(core, S::settle(outcome), dropped);
     // SAFETY: the borrows of the stage above have ended. An assignment
     // stores the new value even if dropping the old one (the context
     // mode) panics.
@@ -424,8 +476,8 @@ unsafe fn poll<F: Future, C: ContextMode>(ptr: NonNull<Prefix>, cx: &mut Context
 }
 
 #[allow(unsafe_code)]
-unsafe fn take_output<F: Future, C>(ptr: NonNull<Prefix>, dst: *mut ()) {
-    let task = task::<F, C>(ptr);
+unsafe fn take_output<F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>, dst: *mut ()) {
+    let task = task::<F, C, S>(ptr);
     // SAFETY: loop thread; no other borrow of the stage is live.
     let stage = unsafe { &mut *task.stage.get() };
     if let Stage::Finished(_) = stage {
@@ -433,14 +485,14 @@ unsafe fn take_output<F: Future, C>(ptr: NonNull<Prefix>, dst: *mut ()) {
             unreachable!("matched above");
         };
         // SAFETY: the caller (`RawTask::take_output`) passes an
-        // `Option<Result<F::Output, JoinError>>`.
-        unsafe { *dst.cast::<Option<Result<F::Output, JoinError>>>() = Some(output) };
+        // `Option<Result<S::Out, JoinError>>`.
+        unsafe { *dst.cast::<Option<Result<S::Out, JoinError>>>() = Some(output) };
     }
 }
 
 #[allow(unsafe_code)]
-unsafe fn drop_output<F: Future, C>(ptr: NonNull<Prefix>) {
-    let task = task::<F, C>(ptr);
+unsafe fn drop_output<F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>) {
+    let task = task::<F, C, S>(ptr);
     // SAFETY: loop thread; no other borrow of the stage is live.
     let stage = unsafe { &mut *task.stage.get() };
     if let Stage::Finished(_) = stage {
@@ -449,29 +501,32 @@ unsafe fn drop_output<F: Future, C>(ptr: NonNull<Prefix>) {
 }
 
 #[allow(unsafe_code)]
-unsafe fn dealloc_task<F: Future, C>(ptr: NonNull<Prefix>) {
-    let ptr = ptr.cast::<Task<F, C>>();
+unsafe fn dealloc_task<F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>) {
+    let ptr = ptr.cast::<Task<F, C, S>>();
     // SAFETY: the last reference is gone: the task is dropped (what is
     // left of it: see the module docs) and its block, allocated in
     // `allocate` with this layout, freed.
     unsafe {
         std::ptr::drop_in_place(ptr.as_ptr());
-        dealloc(ptr.as_ptr().cast(), Layout::new::<Task<F, C>>());
+        dealloc(ptr.as_ptr().cast(), Layout::new::<Task<F, C, S>>());
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::task::harness::OwnContext;
+    use crate::task::harness::{AsIs, OwnContext};
 
     /// What a spawn costs in memory: the whole task, for a future that
     /// holds a `u64` and returns it. smol's (async-task) is 141 bytes for
     /// the same future, tokio's 146 (dhat, docs/benchmarks.md).
     #[test]
     fn a_small_task_is_one_block_of_at_most_120_bytes() {
-        fn size_of_task<F: Future>(_: &F) -> usize {
-            std::mem::size_of::<Task<F, OwnContext>>()
+        fn size_of_task<F: Future>(_: &F) -> usize
+        where
+            F::Output: 'static,
+        {
+            std::mem::size_of::<Task<F, OwnContext, AsIs>>()
         }
         let n = 7u64;
         let size = size_of_task(&async move { n });

@@ -486,6 +486,13 @@ pub(crate) fn push_local(task: RawTask) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether the loop whose shared part is `shared` runs on this thread now.
+pub(crate) fn is_current(shared: &Arc<Shared>) -> bool {
+    CURRENT
+        .try_with(|c| c.borrow().as_ref().is_some_and(|s| Arc::ptr_eq(&s.shared, shared)))
+        .unwrap_or(false)
+}
+
 /// Makes `task` the polled one until the guard drops.
 pub(crate) fn enter_task(task: RawTask) -> TaskGuard {
     TaskGuard {
@@ -520,7 +527,7 @@ pub(crate) fn with_current_task<R>(f: impl FnOnce(&TaskCore) -> R) -> Option<R> 
 /// (close step 1 reports every task that panicked, as asyncio's
 /// `asyncio.run` does at shutdown; the handle then does not again).
 pub(crate) fn report_panic_if_owed(core: &TaskCore, e: &JoinError) {
-    if !e.is_panic() {
+    if !e.is_panic() || core.panic_reported() {
         return;
     }
     let sched = current();

@@ -1,0 +1,645 @@
+//! Structured concurrency: [`task_group`], asyncio 3.11's `TaskGroup`.
+//!
+//! A group is a scope: its body spawns children through the [`TaskGroup`]
+//! it is given, and the scope ends only when every child has finished. The
+//! first failure (a child or the body returning `Err`, or panicking)
+//! cancels the other children and the body; every failure is kept, in the
+//! order they happened (the body's last, as asyncio appends it), in the
+//! [`TaskGroupError`] the scope returns. A cancellation of the task that
+//! runs the scope cancels the children too, waits for their cleanup, and
+//! then goes on as that task's cancellation.
+//!
+//! How it maps to the task layer: the body and the wait for the children
+//! each run inside a [`cancellable`], so a cancellation of the owner task
+//! lands there (or in a `cancellable` of the body's own, which can clean
+//! up first) and is caught; the group cancels its owner itself on the
+//! first failure (a counted request, taken back with `uncancel` when the
+//! scope ends, as asyncio's `TaskGroup` does); a caught cancellation that
+//! was not the group's is handed back to the owner when the scope returns:
+//! it lands at the owner's next suspension, outside the scope.
+//!
+//! A child is spawned as a task whose future is the user's wrapped in
+//! [`Child`]: it records the child's failure in the group (the error, or
+//! the panic with its payload) and ends the task with a [`JoinError`]
+//! saying so; its [`Membership`], dropped after the user's future (so
+//! after its cleanup), tells the group the child is gone.
+
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::panic::{catch_unwind, AssertUnwindSafe, Location};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+use pin_project_lite::pin_project;
+use sync_wrapper::SyncWrapper;
+
+use super::cancel::{cancellable, Cancelled};
+use super::handle::{panic_message, JoinError, JoinHandle};
+use super::raw::TaskRef;
+use super::{harness, sched};
+use crate::runtime::{ExceptionContext, TaskId};
+
+/// A boxed error, as a group keeps its children's errors.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a group's body and children return: `Result<T, E>`, whose `Err`
+/// is a failure (except [`Cancelled`]: a caught cancellation returned as
+/// the error goes on as a cancellation, Python's `raise` in an `except
+/// CancelledError:`), or `()`.
+pub trait TaskResult: 'static {
+    /// The value on success.
+    type Ok: 'static;
+    /// The value, or the failure.
+    fn into_result(self) -> Result<Self::Ok, BoxError>;
+}
+
+impl<T: 'static, E: Into<BoxError> + 'static> TaskResult for Result<T, E> {
+    type Ok = T;
+    fn into_result(self) -> Result<T, BoxError> {
+        self.map_err(Into::into)
+    }
+}
+
+impl TaskResult for () {
+    type Ok = ();
+    fn into_result(self) -> Result<(), BoxError> {
+        Ok(())
+    }
+}
+
+/// Runs `body` as the scope of a task group (asyncio's `async with
+/// asyncio.TaskGroup() as tg:`) and returns once it and every child it
+/// spawned have finished.
+///
+/// The first failure (a child or the body returning `Err`, or panicking)
+/// cancels the other children and the body; their cancellation cleanup
+/// (`cancellable` + `.await`) runs before the scope returns. The result is
+/// the body's value when nothing failed, else a [`TaskGroupError`] with
+/// every failure. If the task running the scope is cancelled, the children
+/// are cancelled, their cleanup awaited, and the cancellation goes on as
+/// the task's own (the error says [`is_cancelled`](TaskGroupError::is_cancelled)):
+/// it lands at the task's next suspension outside the scope. Dropping the
+/// scope before it finished cancels the children.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{sleep, task_group};
+///
+/// let total = runner_core::run(async {
+///     task_group(|tg| async move {
+///         let a = tg.spawn(async { sleep(Duration::from_millis(2)).await; Ok::<_, std::io::Error>(40) });
+///         let b = tg.spawn(async { Ok::<_, std::io::Error>(2) });
+///         // The scope waits for both; their handles give their values.
+///         Ok::<_, std::io::Error>(a.await.unwrap() + b.await.unwrap())
+///     })
+///     .await
+/// })
+/// .unwrap();
+/// assert_eq!(total.unwrap(), 42);
+/// ```
+///
+/// A failure cancels the rest:
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{sleep, task_group};
+///
+/// let err = runner_core::run(async {
+///     task_group(|tg| async move {
+///         tg.spawn(async { sleep(Duration::from_secs(3600)).await; Ok::<_, String>(()) });
+///         tg.spawn(async { Err::<(), _>("disk full".to_string()) });
+///         sleep(Duration::from_secs(3600)).await; // cancelled by the failure
+///         Ok::<_, String>(())
+///     })
+///     .await
+/// })
+/// .unwrap()
+/// .unwrap_err();
+/// assert_eq!(err.failures().len(), 1);
+/// assert_eq!(err.failures()[0].to_string(), format!("{} failed: disk full", err.failures()[0].task().unwrap()));
+/// ```
+///
+/// # Panics
+/// `TaskGroup::spawn` panics when no loop runs on this thread, as
+/// [`spawn`](crate::spawn) does.
+pub async fn task_group<B, Fut>(body: B) -> Result<<Fut::Output as TaskResult>::Ok, TaskGroupError>
+where
+    B: FnOnce(TaskGroup) -> Fut,
+    Fut: IntoFuture,
+    Fut::Output: TaskResult,
+{
+    let inner = Rc::new(Inner {
+        owner: sched::current_raw().map(|t| t.task_ref()),
+        children: RefCell::new(Vec::new()),
+        free: RefCell::new(Vec::new()),
+        live: Cell::new(0),
+        failures: RefCell::new(Vec::new()),
+        aborting: Cell::new(false),
+        exiting: Cell::new(false),
+        parent_cancel_requested: Cell::new(false),
+        closed: Cell::new(false),
+        waker: RefCell::new(None),
+    });
+    let guard = CloseOnDrop(inner.clone());
+    let group = TaskGroup { inner: inner.clone() };
+
+    let mut propagate_cancel = false;
+    let mut value = None;
+    let mut body_failure = None;
+    match cancellable(CatchPanic::new(body(group).into_future())).await {
+        Ok(Ok(out)) => match out.into_result() {
+            Ok(v) => value = Some(v),
+            // A caught cancellation, re-raised: not a failure.
+            Err(e) if e.is::<Cancelled>() => propagate_cancel = true,
+            Err(e) => body_failure = Some(Failure::from_error(None, e)),
+        },
+        Ok(Err(payload)) => body_failure = Some(Failure::from_panic(None, payload)),
+        Err(_cancelled) => propagate_cancel = true,
+    }
+    if (propagate_cancel || body_failure.is_some()) && !inner.aborting.get() {
+        inner.abort();
+    }
+    inner.exiting.set(true);
+    while inner.live.get() > 0 {
+        if cancellable(WaitChildren(&inner)).await.is_err() && !inner.aborting.get() {
+            // The owner was cancelled while the body was done and the
+            // children ran.
+            propagate_cancel = true;
+            inner.abort();
+        }
+    }
+    inner.closed.set(true);
+    drop(guard);
+    if inner.parent_cancel_requested.get() {
+        // The group's own cancellation of its owner is taken back; if it
+        // was the only one, it does not go on.
+        if let Some(owner) = &inner.owner {
+            if owner.core().uncancel() == 0 {
+                propagate_cancel = false;
+                // Not delivered yet (the body finished first): it is not
+                // to be.
+                owner.core().set_cancel_pending(false);
+            }
+        }
+    }
+    let mut failures = inner.failures.take();
+    failures.extend(body_failure);
+    if !failures.is_empty() {
+        return Err(TaskGroupError {
+            failures,
+            cancelled: false,
+        });
+    }
+    if propagate_cancel {
+        // The caught cancellation goes on as the owner's.
+        if let Some(owner) = &inner.owner {
+            owner.core().set_cancel_pending(true);
+        }
+        return Err(TaskGroupError {
+            failures,
+            cancelled: true,
+        });
+    }
+    Ok(value.expect("invariant: the body finished, or it failed or was cancelled"))
+}
+
+/// What a group's body spawns children with (asyncio's `tg.create_task`).
+/// Cheap to clone; `!Send`, like the loop's tasks.
+#[derive(Clone)]
+pub struct TaskGroup {
+    inner: Rc<Inner>,
+}
+
+impl TaskGroup {
+    /// Spawns `fut` as a child of the group, in a copy of the current
+    /// context. Its `Err` (or panic) is a failure of the group: the error
+    /// goes to the group's [`TaskGroupError`], and the handle's await gives
+    /// a [`JoinError`] that says so ([`is_failed`](JoinError::is_failed),
+    /// or [`is_panic`](JoinError::is_panic) with the panic's message); its
+    /// `Ok` value is the handle's.
+    ///
+    /// Spawning into a group that is shutting down (after a failure) or
+    /// finished gives a task that is cancelled before it runs, as asyncio
+    /// refuses new tasks then.
+    ///
+    /// # Panics
+    /// When no loop runs on this thread, as [`spawn`](crate::spawn) does.
+    #[track_caller]
+    pub fn spawn<F>(&self, fut: F) -> JoinHandle<<F::Output as TaskResult>::Ok>
+    where
+        F: IntoFuture,
+        F::IntoFuture: 'static,
+        F::Output: TaskResult,
+    {
+        let Some(sched) = sched::current() else {
+            panic!(
+                "TaskGroup::spawn called outside a running event loop: call it from async code running inside \
+                 runner_core::run(..)"
+            )
+        };
+        let slot = self.inner.reserve();
+        let child = Child {
+            fut: fut.into_future(),
+            group: self.inner.clone(),
+            _member: Membership {
+                group: self.inner.clone(),
+                slot,
+            },
+        };
+        let handle = harness::spawn_flat(&sched, child, Location::caller());
+        self.inner.children.borrow_mut()[slot] = Some(handle.task_ref());
+        if self.inner.aborting.get() || self.inner.closed.get() {
+            handle.cancel();
+        }
+        handle
+    }
+
+    /// How many children are still running.
+    pub fn len(&self) -> usize {
+        self.inner.live.get()
+    }
+
+    /// Whether no child is running.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl fmt::Debug for TaskGroup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskGroup")
+            .field("children", &self.inner.live.get())
+            .field("failures", &self.inner.failures.borrow().len())
+            .field("aborting", &self.inner.aborting.get())
+            .field("closed", &self.inner.closed.get())
+            .finish()
+    }
+}
+
+struct Inner {
+    /// The task running the scope, cancelled by the first failure.
+    owner: Option<TaskRef>,
+    /// The children by slot; `None` once gone.
+    children: RefCell<Vec<Option<TaskRef>>>,
+    free: RefCell<Vec<usize>>,
+    live: Cell<usize>,
+    failures: RefCell<Vec<Failure>>,
+    /// The first failure (or the owner's cancellation) cancelled the
+    /// children.
+    aborting: Cell<bool>,
+    /// The body is done; the scope waits for the children.
+    exiting: Cell<bool>,
+    /// The group cancelled its owner (taken back when the scope ends).
+    parent_cancel_requested: Cell<bool>,
+    /// The scope ended (or was dropped).
+    closed: Cell<bool>,
+    /// The scope, waiting for the children.
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Inner {
+    fn reserve(&self) -> usize {
+        self.live.set(self.live.get() + 1);
+        match self.free.borrow_mut().pop() {
+            Some(slot) => slot,
+            None => {
+                let mut children = self.children.borrow_mut();
+                children.push(None);
+                children.len() - 1
+            }
+        }
+    }
+
+    fn release(&self, slot: usize) {
+        // The `TaskRef` is dropped outside the borrow (it may free a task).
+        let gone = self.children.borrow_mut()[slot].take();
+        drop(gone);
+        self.free.borrow_mut().push(slot);
+        self.live.set(self.live.get() - 1);
+        if self.live.get() == 0 {
+            if let Some(w) = self.waker.borrow_mut().take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Cancels every child.
+    fn abort(&self) {
+        self.aborting.set(true);
+        let children: Vec<TaskRef> = self.children.borrow().iter().flatten().cloned().collect();
+        for child in children {
+            child.cancel();
+        }
+    }
+
+    /// A child failed.
+    fn fail(&self, failure: Failure) {
+        if self.closed.get() {
+            // The scope is gone (its owner dropped it): nobody will read
+            // the group's error, so the loop's handler hears of it.
+            if let Some(sched) = sched::current() {
+                sched.report(ExceptionContext {
+                    message: format!("a TaskGroup child failed after its scope was dropped: {failure}"),
+                    panic: failure.panic_message().map(str::to_string),
+                    task: None,
+                });
+            }
+            return;
+        }
+        self.failures.borrow_mut().push(failure);
+        if !self.aborting.get() && !self.parent_cancel_requested.get() {
+            self.abort();
+            if !self.exiting.get() {
+                // The body is still running: cancel it (through its task).
+                if let Some(owner) = &self.owner {
+                    self.parent_cancel_requested.set(true);
+                    owner.cancel();
+                }
+            }
+        }
+    }
+}
+
+/// Cancels the children of a scope dropped before it finished.
+struct CloseOnDrop(Rc<Inner>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if !self.0.closed.get() {
+            self.0.closed.set(true);
+            self.0.abort();
+        }
+    }
+}
+
+/// The scope's wait for its children.
+struct WaitChildren<'a>(&'a Inner);
+
+impl Future for WaitChildren<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.live.get() == 0 {
+            return Poll::Ready(());
+        }
+        *self.0.waker.borrow_mut() = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+pin_project! {
+    /// A child's future: the user's, recording its failure in the group.
+    struct Child<F> {
+        #[pin]
+        fut: F,
+        group: Rc<Inner>,
+        // Dropped after `fut` (fields drop in order): the group hears the
+        // child is gone once its cleanup ran.
+        _member: Membership,
+    }
+}
+
+struct Membership {
+    group: Rc<Inner>,
+    slot: usize,
+}
+
+impl Drop for Membership {
+    fn drop(&mut self) {
+        self.group.release(self.slot);
+    }
+}
+
+impl<F> Future for Child<F>
+where
+    F: Future,
+    F::Output: TaskResult,
+{
+    type Output = Result<<F::Output as TaskResult>::Ok, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let id = || sched::current_raw().map(|t| t.core().id());
+        match catch_unwind(AssertUnwindSafe(|| this.fut.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(out)) => match out.into_result() {
+                Ok(v) => Poll::Ready(Ok(v)),
+                // A caught cancellation, re-raised: the child ends
+                // cancelled, which is no failure.
+                Err(e) if e.is::<Cancelled>() => Poll::Ready(Err(JoinError::cancelled())),
+                Err(e) => {
+                    let message = e.to_string();
+                    this.group.fail(Failure::from_error(id(), e));
+                    Poll::Ready(Err(JoinError::failed(message)))
+                }
+            },
+            Err(payload) => {
+                let message = panic_message(payload.as_ref());
+                // The group reports it; the loop does not again.
+                sched::with_current_task(|core| core.mark_panic_reported());
+                this.group.fail(Failure::from_panic(id(), payload));
+                Poll::Ready(Err(JoinError::panicked(Box::new(message))))
+            }
+        }
+    }
+}
+
+pin_project! {
+    /// The body, with its panic caught as a value.
+    struct CatchPanic<F> {
+        #[pin]
+        inner: Option<F>,
+    }
+}
+
+impl<F> CatchPanic<F> {
+    fn new(inner: F) -> CatchPanic<F> {
+        CatchPanic { inner: Some(inner) }
+    }
+}
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = Result<F::Output, Box<dyn Any + Send>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let Some(inner) = this.inner.as_mut().as_pin_mut() else {
+            panic!("CatchPanic polled after completion");
+        };
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => {
+                this.inner.set(None);
+                Poll::Ready(Ok(v))
+            }
+            Err(payload) => {
+                // What is left of the body is dropped now; a panic in its
+                // destructors is lost to the first one.
+                let _ = catch_unwind(AssertUnwindSafe(|| this.inner.set(None)));
+                Poll::Ready(Err(payload))
+            }
+        }
+    }
+}
+
+/// One failure of a task group: a child's or the body's error, or panic.
+pub struct Failure {
+    task: Option<TaskId>,
+    kind: FailureKind,
+}
+
+enum FailureKind {
+    Error(BoxError),
+    Panic {
+        message: String,
+        payload: SyncWrapper<Box<dyn Any + Send>>,
+    },
+}
+
+impl Failure {
+    fn from_error(task: Option<TaskId>, e: BoxError) -> Failure {
+        Failure {
+            task,
+            kind: FailureKind::Error(e),
+        }
+    }
+
+    fn from_panic(task: Option<TaskId>, payload: Box<dyn Any + Send>) -> Failure {
+        Failure {
+            task,
+            kind: FailureKind::Panic {
+                message: panic_message(payload.as_ref()),
+                payload: SyncWrapper::new(payload),
+            },
+        }
+    }
+
+    /// The child that failed; `None` for the group's body.
+    pub fn task(&self) -> Option<TaskId> {
+        self.task
+    }
+
+    /// Whether it was a panic.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, FailureKind::Panic { .. })
+    }
+
+    /// The error, when it was one (not a panic). A nested group's failure
+    /// is a [`TaskGroupError`]: `downcast_ref` finds it.
+    pub fn error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        match &self.kind {
+            FailureKind::Error(e) => Some(e.as_ref()),
+            FailureKind::Panic { .. } => None,
+        }
+    }
+
+    /// The panic's message, when it was a panic.
+    pub fn panic_message(&self) -> Option<&str> {
+        match &self.kind {
+            FailureKind::Panic { message, .. } => Some(message),
+            FailureKind::Error(_) => None,
+        }
+    }
+
+    /// The error, or the failure back when it was a panic.
+    pub fn into_error(self) -> Result<BoxError, Failure> {
+        match self.kind {
+            FailureKind::Error(e) => Ok(e),
+            kind => Err(Failure { task: self.task, kind }),
+        }
+    }
+
+    /// The panic payload (for [`std::panic::resume_unwind`]), or the
+    /// failure back when it was an error.
+    pub fn into_panic(self) -> Result<Box<dyn Any + Send>, Failure> {
+        match self.kind {
+            FailureKind::Panic { payload, .. } => Ok(payload.into_inner()),
+            kind => Err(Failure { task: self.task, kind }),
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.task {
+            Some(id) => write!(f, "{id}")?,
+            None => f.write_str("the body")?,
+        }
+        match &self.kind {
+            FailureKind::Error(e) => write!(f, " failed: {e}"),
+            FailureKind::Panic { message, .. } => write!(f, " panicked: {message}"),
+        }
+    }
+}
+
+impl fmt::Debug for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Failure");
+        d.field("task", &self.task);
+        match &self.kind {
+            FailureKind::Error(e) => d.field("error", e),
+            FailureKind::Panic { message, .. } => d.field("panic", message),
+        };
+        d.finish()
+    }
+}
+
+/// Why a [`task_group`] scope gave no value: failures of its children or
+/// body (asyncio's `ExceptionGroup`), or the cancellation of the task that
+/// ran it.
+pub struct TaskGroupError {
+    failures: Vec<Failure>,
+    cancelled: bool,
+}
+
+impl TaskGroupError {
+    /// The failures, in the order they happened; the body's (if it failed)
+    /// last. Empty when the scope was only cancelled.
+    pub fn failures(&self) -> &[Failure] {
+        &self.failures
+    }
+
+    /// The failures, by value.
+    pub fn into_failures(self) -> Vec<Failure> {
+        self.failures
+    }
+
+    /// Whether the task running the scope was cancelled and nothing
+    /// failed: the cancellation goes on at the task's next suspension
+    /// (catch it with [`cancellable`] around that, as with any).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled
+    }
+}
+
+impl fmt::Display for TaskGroupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.cancelled {
+            return f.write_str("the task running the TaskGroup was cancelled; its children were cancelled too");
+        }
+        let n = self.failures.len();
+        write!(f, "{n} failure{} in a TaskGroup", if n == 1 { "" } else { "s" })?;
+        for (i, failure) in self.failures.iter().enumerate() {
+            write!(f, "{} {failure}", if i == 0 { ":" } else { ";" })?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for TaskGroupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskGroupError")
+            .field("failures", &self.failures)
+            .field("cancelled", &self.cancelled)
+            .finish()
+    }
+}
+
+impl std::error::Error for TaskGroupError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        let e = self.failures.first()?.error()?;
+        Some(e)
+    }
+}
