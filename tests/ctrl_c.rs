@@ -5,132 +5,14 @@
 #![cfg(unix)]
 
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc::Receiver;
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 mod common;
 
+use common::fixture::Fixture;
+
 const FIXTURE: &str = env!("CARGO_BIN_EXE_ctrl-c-fixture");
-const PATIENCE: Duration = Duration::from_secs(20);
-
-struct Fixture {
-    child: Child,
-    lines: Receiver<String>,
-    seen: Vec<String>,
-    errors: Receiver<String>,
-    seen_errors: Vec<String>,
-}
-
-impl Fixture {
-    fn start(mode: &str) -> Fixture {
-        Fixture::spawn(Command::new(FIXTURE).arg(mode))
-    }
-
-    /// Started with SIGINT ignored, as `nohup` or a background job would
-    /// (`exec` keeps an ignored disposition).
-    fn start_with_sigint_ignored(mode: &str) -> Fixture {
-        Fixture::spawn(Command::new("sh").args(["-c", "trap '' INT; exec \"$0\" \"$1\"", FIXTURE, mode]))
-    }
-
-    fn spawn(cmd: &mut Command) -> Fixture {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the fixture starts");
-        let lines = common::lines_of(child.stdout.take().unwrap());
-        let errors = common::lines_of(child.stderr.take().unwrap());
-        Fixture {
-            child,
-            lines,
-            seen: Vec::new(),
-            errors,
-            seen_errors: Vec::new(),
-        }
-    }
-
-    fn expect_line(&mut self, want: &str) {
-        if !wait_for(&self.lines, &mut self.seen, |l| l == want) {
-            let _ = self.child.kill();
-            panic!("no line {want:?} from the fixture; it printed {:?}", self.seen);
-        }
-    }
-
-    /// Waits for a line on stderr that contains `want`; returns it.
-    fn expect_error_line(&mut self, want: &str) -> String {
-        if !wait_for(&self.errors, &mut self.seen_errors, |l| l.contains(want)) {
-            let _ = self.child.kill();
-            panic!(
-                "no line with {want:?} on the fixture's stderr; it printed {:?}",
-                self.seen_errors
-            );
-        }
-        self.seen_errors.last().cloned().unwrap_or_default()
-    }
-
-    fn sigint(&self) {
-        let status = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the exit (bounded); returns the status, the rest of stdout
-    /// and all of stderr.
-    fn wait(mut self) -> (ExitStatus, Vec<String>, String) {
-        self.wait_within(PATIENCE)
-    }
-
-    /// As [`wait`](Self::wait), failing when the exit takes longer than
-    /// `limit`.
-    fn wait_within(&mut self, limit: Duration) -> (ExitStatus, Vec<String>, String) {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                panic!("the fixture did not exit within {limit:?}; it printed {:?}", self.seen);
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        };
-        let mut rest = std::mem::take(&mut self.seen);
-        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
-            rest.push(line);
-        }
-        let mut errors = std::mem::take(&mut self.seen_errors);
-        while let Ok(line) = self.errors.recv_timeout(Duration::from_millis(200)) {
-            errors.push(line);
-        }
-        (status, rest, errors.join("\n"))
-    }
-
-    fn is_running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-/// Receives lines until one matches (recording all), within `PATIENCE`.
-fn wait_for(lines: &Receiver<String>, seen: &mut Vec<String>, matches: impl Fn(&str) -> bool) -> bool {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match lines.recv_timeout(left) {
-            Ok(line) => {
-                let found = matches(&line);
-                seen.push(line);
-                if found {
-                    return true;
-                }
-            }
-            Err(_) => return false,
-        }
-    }
-}
 
 fn died_by_sigint(status: &ExitStatus) -> bool {
     status.signal() == Some(2)
@@ -138,7 +20,7 @@ fn died_by_sigint(status: &ExitStatus) -> bool {
 
 #[test]
 fn one_ctrl_c_while_the_main_task_sleeps_on_a_long_timer_interrupts() {
-    let mut f = Fixture::start("sleeps");
+    let mut f = Fixture::start(FIXTURE, "sleeps");
     f.expect_line("ready");
     let sent = Instant::now();
     f.sigint();
@@ -153,7 +35,7 @@ fn one_ctrl_c_while_the_main_task_sleeps_on_a_long_timer_interrupts() {
 
 #[test]
 fn one_ctrl_c_while_awaiting_a_future_that_never_completes_cancels_it() {
-    let mut f = Fixture::start("awaits-forever");
+    let mut f = Fixture::start(FIXTURE, "awaits-forever");
     f.expect_line("ready");
     f.sigint();
     let (status, out, stderr) = f.wait();
@@ -164,7 +46,7 @@ fn one_ctrl_c_while_awaiting_a_future_that_never_completes_cancels_it() {
 
 #[test]
 fn main_task_can_catch_ctrl_c_and_await_async_cleanup() {
-    let mut f = Fixture::start("cleans-up");
+    let mut f = Fixture::start(FIXTURE, "cleans-up");
     f.expect_line("ready");
     f.sigint();
     let (status, out, stderr) = f.wait();
@@ -179,7 +61,7 @@ fn main_task_can_catch_ctrl_c_and_await_async_cleanup() {
 
 #[test]
 fn main_task_cancelled_by_another_task_then_ctrl_c_is_cancelled_not_keyboard_interrupt() {
-    let mut f = Fixture::start("cancelled-elsewhere");
+    let mut f = Fixture::start(FIXTURE, "cancelled-elsewhere");
     f.expect_line("caught the other cancellation");
     f.expect_line("ready");
     f.sigint();
@@ -191,7 +73,7 @@ fn main_task_cancelled_by_another_task_then_ctrl_c_is_cancelled_not_keyboard_int
 
 #[test]
 fn second_ctrl_c_interrupts_without_waiting_for_the_main_task() {
-    let mut f = Fixture::start("ignores-first-cancel");
+    let mut f = Fixture::start(FIXTURE, "ignores-first-cancel");
     f.expect_line("ready");
     f.sigint();
     f.expect_line("ignoring the cancellation");
@@ -205,7 +87,7 @@ fn second_ctrl_c_interrupts_without_waiting_for_the_main_task() {
 
 #[test]
 fn second_ctrl_c_ends_a_tight_cpu_loop_within_a_second() {
-    let mut f = Fixture::start("spins");
+    let mut f = Fixture::start(FIXTURE, "spins");
     f.expect_line("ready");
     f.sigint();
     std::thread::sleep(Duration::from_millis(100));
@@ -221,7 +103,7 @@ fn second_ctrl_c_ends_a_tight_cpu_loop_within_a_second() {
 
 #[test]
 fn ctrl_c_with_no_runner_active_dies_by_sigint() {
-    let mut f = Fixture::start("no-runner-active");
+    let mut f = Fixture::start(FIXTURE, "no-runner-active");
     f.expect_line("ready");
     f.sigint();
     let (status, out, stderr) = f.wait();
@@ -231,7 +113,7 @@ fn ctrl_c_with_no_runner_active_dies_by_sigint() {
 
 #[test]
 fn a_handler_the_user_installed_first_is_not_overridden() {
-    let mut f = Fixture::start("user-handler-before");
+    let mut f = Fixture::start(FIXTURE, "user-handler-before");
     f.expect_line("ready");
     f.sigint();
     let (status, out, stderr) = f.wait();
@@ -243,7 +125,7 @@ fn a_handler_the_user_installed_first_is_not_overridden() {
 
 #[test]
 fn a_handler_the_user_installs_during_run_survives_the_end_of_run() {
-    let mut f = Fixture::start("user-handler-during");
+    let mut f = Fixture::start(FIXTURE, "user-handler-during");
     f.expect_line("ready");
     f.sigint();
     let (status, out, stderr) = f.wait();
@@ -256,7 +138,7 @@ fn a_handler_the_user_installs_during_run_survives_the_end_of_run() {
 
 #[test]
 fn ctrl_c_with_the_runner_on_a_non_main_thread_is_not_intercepted() {
-    let mut f = Fixture::start("other-thread");
+    let mut f = Fixture::start(FIXTURE, "other-thread");
     f.expect_line("ready");
     f.sigint();
     let (status, out, stderr) = f.wait();
@@ -267,7 +149,7 @@ fn ctrl_c_with_the_runner_on_a_non_main_thread_is_not_intercepted() {
 
 #[test]
 fn an_ignored_sigint_stays_ignored() {
-    let mut f = Fixture::start_with_sigint_ignored("sleeps");
+    let mut f = Fixture::start_with_sigint_ignored(FIXTURE, "sleeps");
     f.expect_line("ready");
     f.sigint();
     std::thread::sleep(Duration::from_millis(300));
@@ -280,7 +162,7 @@ fn an_ignored_sigint_stays_ignored() {
 
 #[test]
 fn runner_can_run_again_after_ctrl_c_and_closes_cleanly() {
-    let mut f = Fixture::start("reused");
+    let mut f = Fixture::start(FIXTURE, "reused");
     f.expect_line("ready");
     f.sigint();
     let (status, out, stderr) = f.wait();
@@ -296,7 +178,7 @@ fn runner_can_run_again_after_ctrl_c_and_closes_cleanly() {
 /// on stderr and death by SIGINT within a second, whatever is still being
 /// waited on. `first` is the line that shows the first Ctrl-C was taken.
 fn second_ctrl_c_is_final(mode: &str, first: &str) {
-    let mut f = Fixture::start(mode);
+    let mut f = Fixture::start(FIXTURE, mode);
     f.expect_line("ready");
     f.sigint();
     f.expect_line(first);
@@ -328,7 +210,7 @@ fn second_ctrl_c_is_final_while_closing_waits_on_a_task_that_swallows_cancellati
 /// user cannot see, it says so once, naming it; the next Ctrl-C is final.
 #[test]
 fn closing_after_ctrl_c_says_what_it_waits_for_a_task() {
-    let mut f = Fixture::start("task-swallows");
+    let mut f = Fixture::start(FIXTURE, "task-swallows");
     f.expect_line("ready");
     let sent = Instant::now();
     f.sigint();
@@ -356,7 +238,7 @@ fn closing_after_ctrl_c_says_what_it_waits_for_a_task() {
 
 #[test]
 fn closing_after_ctrl_c_says_what_it_waits_for_a_blocking_job() {
-    let mut f = Fixture::start("blocking-job-outlives-main");
+    let mut f = Fixture::start(FIXTURE, "blocking-job-outlives-main");
     f.expect_line("ready");
     f.sigint();
     let hint = f.expect_error_line("closing is waiting for");
@@ -375,7 +257,7 @@ fn ctrl_c_during_close_prints_keyboard_interrupt_and_exits_at_once() {
         ("returns-while-task-swallows", "swallowed a cancellation"),
         ("returns-while-job-runs", "main returns"),
     ] {
-        let mut f = Fixture::start(mode);
+        let mut f = Fixture::start(FIXTURE, mode);
         f.expect_line(line);
         // Closing has begun (step 1 cancelled the task, or step 3 waits
         // for the 5 s job).
@@ -393,7 +275,7 @@ fn ctrl_c_during_close_prints_keyboard_interrupt_and_exits_at_once() {
 /// second Ctrl-C, and the close after it does not wait.
 #[test]
 fn runner_run_returns_keyboard_interrupt_at_the_second_ctrl_c_and_close_does_not_wait() {
-    let mut f = Fixture::start("library-second");
+    let mut f = Fixture::start(FIXTURE, "library-second");
     f.expect_line("ready");
     f.sigint();
     f.expect_line("ignoring the cancellation");
@@ -418,7 +300,7 @@ fn runner_run_returns_keyboard_interrupt_at_the_second_ctrl_c_and_close_does_not
 /// still lets the second end the process.
 #[test]
 fn second_ctrl_c_ends_a_library_program_stuck_after_the_first() {
-    let mut f = Fixture::start("library-stuck");
+    let mut f = Fixture::start(FIXTURE, "library-stuck");
     f.expect_line("ready");
     f.sigint();
     f.expect_line("caught; now spinning");
@@ -433,7 +315,7 @@ fn second_ctrl_c_ends_a_library_program_stuck_after_the_first() {
 
 #[test]
 fn library_close_interrupted_by_ctrl_c_returns_keyboard_interrupt_at_once() {
-    let mut f = Fixture::start("library-close-interrupted");
+    let mut f = Fixture::start(FIXTURE, "library-close-interrupted");
     f.expect_line("swallowed a cancellation");
     f.sigint();
     let (status, out, stderr) = f.wait_within(Duration::from_secs(5));
@@ -450,7 +332,7 @@ fn library_close_interrupted_by_ctrl_c_returns_keyboard_interrupt_at_once() {
 /// cancelled twice, the runner takes one back: CancelledError, count 1.
 #[test]
 fn interrupting_a_cancelled_main_task_gives_cancelled_not_keyboard_interrupt() {
-    let f = Fixture::start("cancelled-then-interrupted");
+    let f = Fixture::start(FIXTURE, "cancelled-then-interrupted");
     let (status, out, stderr) = f.wait();
     assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
     assert_eq!(out, ["Cancelled cancelling=1"], "{stderr}");
@@ -460,7 +342,7 @@ fn interrupting_a_cancelled_main_task_gives_cancelled_not_keyboard_interrupt() {
 /// step, as CPython's synchronous handler sees it.
 #[test]
 fn a_sigint_raised_by_a_task_is_taken_before_the_next_task_step() {
-    let f = Fixture::start("seen-before-next-step");
+    let f = Fixture::start(FIXTURE, "seen-before-next-step");
     let (status, out, stderr) = f.wait();
     assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
     assert_eq!(out, ["Ok((true, Some(1)))"], "{stderr}");
@@ -472,7 +354,7 @@ fn a_sigint_raised_by_a_task_is_taken_before_the_next_task_step() {
 /// the process is never killed after a run returned.
 #[test]
 fn a_sigint_delivered_during_a_run_belongs_to_that_run_200_times() {
-    let f = Fixture::start("racing-runs");
+    let f = Fixture::start(FIXTURE, "racing-runs");
     let (status, out, stderr) = f.wait();
     assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
     assert_eq!(out.last().map(String::as_str), Some("all runs done"), "{out:?}");
@@ -490,7 +372,7 @@ fn a_sigint_delivered_during_a_run_belongs_to_that_run_200_times() {
 /// by name and spawn site, drops it, and the process exits normally.
 #[test]
 fn main_close_timeout_drops_a_task_that_ignores_cancellation_and_exits() {
-    let mut f = Fixture::start("close-timeout");
+    let mut f = Fixture::start(FIXTURE, "close-timeout");
     f.expect_line("main returns");
     let returned = Instant::now();
     let (status, out, stderr) = f.wait_within(Duration::from_secs(5));

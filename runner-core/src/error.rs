@@ -35,6 +35,14 @@ pub enum Error {
         /// The signal's number (`libc::SIGTERM`, ...).
         signal: i32,
     },
+    /// A signal that cannot be used where it was given (as a shutdown
+    /// signal, or for a signal handler on the loop).
+    UnsupportedSignal {
+        /// The signal's number.
+        signal: i32,
+        /// Why it cannot be used.
+        reason: &'static str,
+    },
     /// The main task was cancelled (by a task calling `cancel()` on it, or by
     /// Ctrl-C while it was also cancelled by something else): Python's
     /// `CancelledError`.
@@ -111,6 +119,7 @@ impl fmt::Debug for Error {
             Error::Stopped => "Stopped",
             Error::NoRunningLoop => "NoRunningLoop",
             Error::ClockNotPaused => "ClockNotPaused",
+            Error::UnsupportedSignal { .. } => "UnsupportedSignal",
         };
         f.debug_struct(name).field("message", &self.to_string()).finish()
     }
@@ -125,6 +134,9 @@ impl fmt::Display for Error {
                 "the run was interrupted by {}, which this runner treats as Ctrl-C",
                 crate::signal::name(*signal)
             ),
+            Error::UnsupportedSignal { signal, reason } => {
+                write!(f, "{} cannot be used here: {reason}", crate::signal::name(*signal))
+            }
             Error::Cancelled => f.write_str(
                 "the main task was cancelled: something called cancel() on it and the cancellation was not caught \
                  (catch it with runner_core::cancellable(..) if the task should go on)",

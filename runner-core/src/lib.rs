@@ -61,8 +61,8 @@ pub use asyncgen::{asyncgen, AsyncGen, Closing, Yielder};
 pub use context::{Context, ContextError, ContextVar, Token};
 pub use error::Error;
 pub use event_loop::{
-    get_event_loop, get_running_loop, set_event_loop, spawn, CallbackHandle, EventLoop, ExceptionContext, LoopBuilder,
-    LoopHandle, TimerHandle,
+    get_event_loop, get_running_loop, set_event_loop, signal_stream, spawn, CallbackHandle, EventLoop,
+    ExceptionContext, LoopBuilder, LoopHandle, SignalStream, TimerHandle,
 };
 pub use executor::{spawn_blocking, Blocking};
 pub use runner::{run, Builder, Runner};

@@ -90,6 +90,7 @@ pub struct Builder {
     loop_factory: Option<LoopFactory>,
     executor_shutdown_timeout: Option<Duration>,
     close_timeout: Option<Duration>,
+    shutdown_signals: Vec<crate::signal::Signal>,
 }
 
 impl Builder {
@@ -182,6 +183,42 @@ impl Builder {
         self
     }
 
+    /// Makes `signals` act exactly as Ctrl-C does, besides SIGINT: the
+    /// first cancels the main task for a graceful cleanup, a second (or
+    /// one during closing) is final. The run's error names the signal
+    /// ([`Error::Interrupted`]), and `#[main]` then exits the way the
+    /// signal's default would (a shell sees 143 for SIGTERM). By default
+    /// only SIGINT does, as in asyncio; a service that `docker stop`,
+    /// systemd or Kubernetes stop wants SIGTERM here.
+    ///
+    /// A signal that cannot act as Ctrl-C (SIGKILL, SIGSTOP, a fault such
+    /// as SIGSEGV, one whose default is not to end the process such as
+    /// SIGCHLD) makes the first `run` fail with
+    /// [`Error::UnsupportedSignal`], saying why. A signal ignored when the
+    /// program started (`nohup`), or handled by the program itself, is
+    /// left alone, as SIGINT is.
+    ///
+    /// ```no_run
+    /// use runner_core::{cancellable, signal::Signal, sleep, Builder};
+    /// use std::time::Duration;
+    ///
+    /// let result = Builder::new()
+    ///     .shutdown_signals([Signal::SIGTERM, Signal::SIGHUP])
+    ///     .run(async {
+    ///         if cancellable(sleep(Duration::from_secs(3600))).await.is_err() {
+    ///             println!("SIGTERM or SIGHUP: shutting down gracefully");
+    ///         }
+    ///     });
+    /// ```
+    pub fn shutdown_signals(mut self, signals: impl IntoIterator<Item = crate::signal::Signal>) -> Builder {
+        for sig in signals {
+            if !self.shutdown_signals.contains(&sig) {
+                self.shutdown_signals.push(sig);
+            }
+        }
+        self
+    }
+
     /// A runner with these options; it creates nothing until first used.
     pub fn build(self) -> Runner {
         Runner {
@@ -190,7 +227,12 @@ impl Builder {
             executor_shutdown_timeout: self.executor_shutdown_timeout,
             close_timeout: self.close_timeout,
             deadlines: Cell::new(CloseDeadlines::default()),
-            interrupt_signals: Vec::new(),
+            interrupt_signals: self
+                .shutdown_signals
+                .iter()
+                .map(|s| s.as_raw())
+                .filter(|&s| s != libc::SIGINT)
+                .collect(),
             last_run: RefCell::new(None),
             state: RefCell::new(State::Created),
         }
@@ -225,6 +267,7 @@ impl fmt::Debug for Builder {
             .field("loop_factory", &self.loop_factory.is_some())
             .field("executor_shutdown_timeout", &self.executor_shutdown_timeout)
             .field("close_timeout", &self.close_timeout)
+            .field("shutdown_signals", &self.shutdown_signals)
             .finish()
     }
 }
@@ -416,6 +459,10 @@ impl Runner {
             drop(fut);
             return Err(Error::NestedRun { caller });
         }
+        if let Err(e) = self.check_shutdown_signals() {
+            drop(fut);
+            return Err(e);
+        }
         let (event_loop, runner_context) = match self.lazy_init() {
             Ok(v) => v,
             Err(e) => {
@@ -452,6 +499,22 @@ impl Runner {
             }
             result => result,
         }
+    }
+
+    /// Refuses shutdown signals that cannot act as Ctrl-C.
+    fn check_shutdown_signals(&self) -> Result<(), Error> {
+        for &signal in &self.interrupt_signals {
+            if let Some(reason) = signal::unsupported(signal, true) {
+                return Err(Error::UnsupportedSignal { signal, reason });
+            }
+        }
+        if self.interrupt_signals.len() >= crate::event_loop::signals::MAX_INTERRUPT_SIGNALS {
+            return Err(Error::UnsupportedSignal {
+                signal: self.interrupt_signals[crate::event_loop::signals::MAX_INTERRUPT_SIGNALS - 1],
+                reason: "at most 7 signals besides SIGINT can act as Ctrl-C",
+            });
+        }
+        Ok(())
     }
 
     /// Takes the interrupt signals for a run (`target`: its main task) or

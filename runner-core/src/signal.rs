@@ -86,14 +86,18 @@ pub(crate) enum Role {
 /// One signal's process-wide state. Read by the handler; written by the
 /// thread that installs, under `INSTALL`.
 struct Slot {
-    /// Deliveries counted by the handler, ever (wrapping).
+    /// Deliveries counted by the handler as interrupts, ever (wrapping).
     count: AtomicU32,
+    /// Deliveries counted for callbacks (`Role::Handler`), ever (wrapping):
+    /// apart, so a delivery is taken for one role only.
+    handled: AtomicU32,
     role: AtomicU8,
 }
 
 #[allow(clippy::declare_interior_mutable_const)] // a template for the array below
 const SLOT: Slot = Slot {
     count: AtomicU32::new(0),
+    handled: AtomicU32::new(0),
     role: AtomicU8::new(Role::Free as u8),
 };
 static SLOTS: [Slot; NSIG] = [SLOT; NSIG];
@@ -101,9 +105,111 @@ static SLOTS: [Slot; NSIG] = [SLOT; NSIG];
 /// The dispositions runner replaced, by signal (to restore them).
 struct Installed {
     previous: [Option<Disposition>; NSIG],
+    /// What a signal was taken for before a loop took it for callbacks
+    /// (given back when the callback is removed).
+    role_before_handler: [Role; NSIG],
 }
 
-static INSTALL: Mutex<Installed> = Mutex::new(Installed { previous: [None; NSIG] });
+static INSTALL: Mutex<Installed> = Mutex::new(Installed {
+    previous: [None; NSIG],
+    role_before_handler: [Role::Free; NSIG],
+});
+
+/// A Unix signal, by number, for [`Builder::shutdown_signals`],
+/// [`EventLoop::add_signal_handler`] and [`recv`].
+///
+/// ```
+/// use runner_core::signal::Signal;
+/// assert_eq!(Signal::SIGTERM.to_string(), "SIGTERM");
+/// assert_eq!(Signal::from_raw(libc_sigterm()), Signal::SIGTERM);
+/// # fn libc_sigterm() -> i32 { 15 }
+/// ```
+///
+/// [`Builder::shutdown_signals`]: crate::Builder::shutdown_signals
+/// [`EventLoop::add_signal_handler`]: crate::EventLoop::add_signal_handler
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Signal(i32);
+
+impl Signal {
+    /// Ctrl-C.
+    pub const SIGINT: Signal = Signal(libc::SIGINT);
+    /// What `kill`, `docker stop`, systemd and Kubernetes send to stop a
+    /// process.
+    pub const SIGTERM: Signal = Signal(libc::SIGTERM);
+    /// The controlling terminal went away; daemons take it as "reload".
+    pub const SIGHUP: Signal = Signal(libc::SIGHUP);
+    /// Ctrl-\.
+    pub const SIGQUIT: Signal = Signal(libc::SIGQUIT);
+    /// User-defined.
+    pub const SIGUSR1: Signal = Signal(libc::SIGUSR1);
+    /// User-defined.
+    pub const SIGUSR2: Signal = Signal(libc::SIGUSR2);
+    /// A timer (`alarm(2)`).
+    pub const SIGALRM: Signal = Signal(libc::SIGALRM);
+    /// The terminal's size changed.
+    pub const SIGWINCH: Signal = Signal(libc::SIGWINCH);
+    /// A child process stopped or ended.
+    pub const SIGCHLD: Signal = Signal(libc::SIGCHLD);
+
+    /// The signal with this number (`libc::SIGTERM`, ...). Whether it can
+    /// be used is checked where it is used, with an error that says why.
+    pub const fn from_raw(number: i32) -> Signal {
+        Signal(number)
+    }
+
+    /// The signal's number.
+    pub const fn as_raw(self) -> i32 {
+        self.0
+    }
+}
+
+impl std::fmt::Display for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&name(self.0))
+    }
+}
+
+impl std::fmt::Debug for Signal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&name(self.0))
+    }
+}
+
+/// Why `sig` cannot be taken by runner (for callbacks, or as a shutdown
+/// signal when `shutdown` is set); `None` when it can.
+pub(crate) fn unsupported(sig: i32, shutdown: bool) -> Option<&'static str> {
+    if slot(sig).is_none() {
+        return Some("it is not a signal number: use the constants of runner_core::signal::Signal");
+    }
+    let faults = [
+        libc::SIGSEGV,
+        libc::SIGBUS,
+        libc::SIGILL,
+        libc::SIGFPE,
+        libc::SIGTRAP,
+        libc::SIGSYS,
+    ];
+    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+        return Some("SIGKILL and SIGSTOP cannot be caught");
+    }
+    if faults.contains(&sig) {
+        return Some("it reports a fault, which must be handled where it happens, not later on a loop");
+    }
+    let ignored_by_default = [
+        libc::SIGCHLD,
+        libc::SIGCONT,
+        libc::SIGWINCH,
+        libc::SIGURG,
+        libc::SIGTSTP,
+    ];
+    if shutdown && ignored_by_default.contains(&sig) {
+        return Some(
+            "its default is not to end the process, so it cannot act as Ctrl-C (handle it with \
+             EventLoop::add_signal_handler instead)",
+        );
+    }
+    None
+}
 
 /// Where the runner of the main thread is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,9 +255,14 @@ pub(crate) fn take_pending() -> bool {
     PENDING.swap(false, Ordering::AcqRel)
 }
 
-/// Deliveries of `sig` counted so far (wrapping).
+/// Deliveries of `sig` counted as interrupts so far (wrapping).
 pub(crate) fn count(sig: i32) -> u32 {
     slot(sig).map_or(0, |s| s.count.load(Ordering::Acquire))
+}
+
+/// Deliveries of `sig` counted for callbacks so far (wrapping).
+pub(crate) fn handled(sig: i32) -> u32 {
+    slot(sig).map_or(0, |s| s.handled.load(Ordering::Acquire))
 }
 
 /// Interrupt deliveries counted so far (wrapping), of any signal.
@@ -340,7 +451,7 @@ fn handle_counted(sig: i32) {
             }
         }
         Role::Handler => {
-            slot.count.fetch_add(1, Ordering::AcqRel);
+            slot.handled.fetch_add(1, Ordering::AcqRel);
         }
         // Installed but given back: as the default would.
         Role::Free => die_by(sig, None),
@@ -467,6 +578,55 @@ pub(crate) fn take_interrupt(sig: i32) -> bool {
             false
         }
     }
+}
+
+/// Takes `sig` for callbacks on a loop (`add_signal_handler`): installs
+/// runner's handler whatever was there (as asyncio does), remembering it
+/// for [`release_handler`]. Deliveries are counted from now on.
+pub(crate) fn take_handler(sig: i32) -> io::Result<()> {
+    let Some(slot) = slot(sig) else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a signal number"));
+    };
+    let mut installed = lock_install();
+    let before = role(sig);
+    if before == Role::Handler {
+        return Ok(());
+    }
+    installed.role_before_handler[sig as usize] = before;
+    slot.role.store(Role::Handler as u8, Ordering::Release);
+    if before == Role::Free {
+        match set(sig, &ours()) {
+            Ok(previous) => installed.previous[sig as usize] = Some(previous),
+            Err(e) => {
+                slot.role.store(Role::Free as u8, Ordering::Release);
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Gives `sig` back after [`take_handler`]: to the interrupt role it had,
+/// or to the disposition that was there before runner's handler (if
+/// runner's is still the one installed).
+pub(crate) fn release_handler(sig: i32) {
+    let Some(slot) = slot(sig) else { return };
+    let mut installed = lock_install();
+    if role(sig) != Role::Handler {
+        return;
+    }
+    if installed.role_before_handler[sig as usize] == Role::Interrupt {
+        slot.role.store(Role::Interrupt as u8, Ordering::Release);
+        return;
+    }
+    // The disposition first: a delivery in between is still counted (and
+    // ignored), never taken for one with no owner.
+    if let Some(previous) = installed.previous[sig as usize].take() {
+        if query(sig).is_ok_and(|d| d.is_ours()) {
+            let _ = set(sig, &previous);
+        }
+    }
+    slot.role.store(Role::Free as u8, Ordering::Release);
 }
 
 /// The conventional name of a signal, for messages.

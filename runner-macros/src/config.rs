@@ -2,7 +2,8 @@
 //!
 //! Accepted, in any order, each at most once:
 //! `debug`, `debug = true|false`, `loop_factory = <expression>`,
-//! `close_timeout = "10s"`, `crate = "path::to::runner_core"`; and for
+//! `close_timeout = "10s"`, `crate = "path::to::runner_core"`; for
+//! `#[main]` only: `shutdown_signals = ["SIGTERM", "SIGHUP"]`; and for
 //! `#[runner_test]` only: `timeout = "5s"`, `start_paused`,
 //! `allow_task_panics`.
 
@@ -18,6 +19,12 @@ use crate::entry::Kind;
 pub(crate) const VALID: &str = "the valid arguments are `debug`, `debug = true|false`, `loop_factory = <expression>`, \
                                 `close_timeout = \"10s\"` and `crate = \"path\"`";
 
+/// The arguments only `#[main]` takes.
+const VALID_MAIN_ONLY: &str = ", and for main `shutdown_signals = [\"SIGTERM\"]`";
+
+/// The signals `shutdown_signals` accepts (each acts as Ctrl-C).
+const SHUTDOWN_SIGNALS: &[&str] = &["SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM"];
+
 /// The arguments only `#[runner_test]` takes.
 const VALID_TEST_ONLY: &str = ", and for tests `timeout = \"5s\"`, `start_paused` and `allow_task_panics`";
 
@@ -31,6 +38,8 @@ pub(crate) struct Config {
     pub(crate) timeout_ms: Option<u64>,
     pub(crate) start_paused: bool,
     pub(crate) allow_task_panics: bool,
+    /// Names of the signals that act as Ctrl-C besides SIGINT.
+    pub(crate) shutdown_signals: Vec<syn::Ident>,
 }
 
 impl Config {
@@ -45,6 +54,7 @@ impl Config {
         let mut timeout_ms: Option<u64> = None;
         let mut start_paused: Option<bool> = None;
         let mut allow_task_panics: Option<bool> = None;
+        let mut shutdown_signals: Option<Vec<syn::Ident>> = None;
         let mut errors: Option<syn::Error> = None;
         for meta in metas {
             // Keywords such as `crate` parse as a one-segment path too.
@@ -69,6 +79,12 @@ impl Config {
                 "close_timeout" => set_once(&mut close_timeout_ms, &meta, &name, || {
                     parse_duration_arg(&meta, &name, "10s", attr)
                 }),
+                "shutdown_signals" if kind == Kind::Test => Err(syn::Error::new_spanned(
+                    meta.path(),
+                    "`shutdown_signals` is an argument of #[runner_core::main]; #[runner_core::runner_test] does not \
+                     take it",
+                )),
+                "shutdown_signals" => set_once(&mut shutdown_signals, &meta, &name, || parse_signals(&meta, attr)),
                 "timeout" | "start_paused" | "allow_task_panics" if kind == Kind::Main => Err(syn::Error::new_spanned(
                     meta.path(),
                     format!(
@@ -83,7 +99,11 @@ impl Config {
                     set_once(&mut allow_task_panics, &meta, &name, || parse_flag(&meta, &name, attr))
                 }
                 other => {
-                    let also = if kind == Kind::Test { VALID_TEST_ONLY } else { "" };
+                    let also = if kind == Kind::Test {
+                        VALID_TEST_ONLY
+                    } else {
+                        VALID_MAIN_ONLY
+                    };
                     Err(syn::Error::new_spanned(
                         meta.path(),
                         format!("unknown argument `{other}` of #[{attr}]: {VALID}{also}"),
@@ -108,6 +128,7 @@ impl Config {
             timeout_ms,
             start_paused: start_paused.unwrap_or(false),
             allow_task_panics: allow_task_panics.unwrap_or(false),
+            shutdown_signals: shutdown_signals.unwrap_or_default(),
         })
     }
 
@@ -122,6 +143,7 @@ impl Config {
             timeout_ms: None,
             start_paused: false,
             allow_task_panics: false,
+            shutdown_signals: Vec::new(),
         }
     }
 }
@@ -226,4 +248,52 @@ fn parse_crate(meta: &Meta, attr: &str) -> Result<Path, syn::Error> {
         },
         other => Err(syn::Error::new_spanned(other, help)),
     }
+}
+
+/// `shutdown_signals = ["SIGTERM", "SIGHUP"]` (or one string): the
+/// signals' names, checked here so that a typo is a compile error.
+fn parse_signals(meta: &Meta, attr: &str) -> Result<Vec<syn::Ident>, syn::Error> {
+    let help = format!(
+        "`shutdown_signals` takes a list of signal names: write `#[{attr}(shutdown_signals = [\"SIGTERM\"])]`; \
+         the names it accepts are {}",
+        SHUTDOWN_SIGNALS.join(", ")
+    );
+    let Meta::NameValue(nv) = meta else {
+        return Err(syn::Error::new_spanned(meta, help));
+    };
+    let strings: Vec<&syn::LitStr> = match &nv.value {
+        Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => vec![s],
+        Expr::Array(array) => {
+            let mut v = Vec::new();
+            for e in &array.elems {
+                match e {
+                    Expr::Lit(ExprLit { lit: Lit::Str(s), .. }) => v.push(s),
+                    other => return Err(syn::Error::new_spanned(other, help)),
+                }
+            }
+            v
+        }
+        other => return Err(syn::Error::new_spanned(other, help)),
+    };
+    if strings.is_empty() {
+        return Err(syn::Error::new_spanned(&nv.value, format!("the list is empty; {help}")));
+    }
+    let mut out = Vec::new();
+    for s in strings {
+        let name = s.value();
+        if name == "SIGINT" {
+            return Err(syn::Error::new_spanned(
+                s,
+                "SIGINT (Ctrl-C) always shuts the program down gracefully; list only the other signals",
+            ));
+        }
+        if !SHUTDOWN_SIGNALS.contains(&name.as_str()) {
+            return Err(syn::Error::new_spanned(
+                s,
+                format!("\"{name}\" cannot act as Ctrl-C; {help}"),
+            ));
+        }
+        out.push(syn::Ident::new(&name, s.span()));
+    }
+    Ok(out)
 }

@@ -215,7 +215,11 @@ fn generate(kind: Kind, func: &ItemFn, config: &Config) -> TokenStream {
         Kind::Test => quote!(#[::core::prelude::v1::test]),
     };
     let body_span = body.span();
-    let builder = quote!(#krate::Builder::new() #debug #factory #close_timeout);
+    let shutdown = (!config.shutdown_signals.is_empty()).then(|| {
+        let signals = &config.shutdown_signals;
+        quote!(.shutdown_signals([#(#krate::signal::Signal::#signals),*]))
+    });
+    let builder = quote!(#krate::Builder::new() #debug #factory #close_timeout #shutdown);
     let run = match kind {
         Kind::Main => quote_spanned! {body_span=>
             #krate::__private::run_main(#builder, __runner_body)

@@ -1,5 +1,10 @@
 //! Helpers shared by the integration tests that drive child processes.
 
+// Each test file uses part of it.
+#![allow(dead_code)]
+
+pub mod fixture;
+
 use std::io::{BufRead, BufReader, Read};
 use std::sync::mpsc::{channel, Receiver};
 

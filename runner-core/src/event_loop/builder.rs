@@ -106,6 +106,8 @@ impl LoopBuilder {
             asyncgens_shut_down: Cell::new(false),
             interrupts: Interrupts::default(),
             listens: Cell::new(false),
+            runner_listens: Cell::new(false),
+            signal_handlers: RefCell::new(Vec::new()),
             abort: Cell::new(false),
             listening: RefCell::new(None),
         });

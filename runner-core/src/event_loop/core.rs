@@ -56,9 +56,14 @@ pub(crate) struct LoopCore {
     /// What the runner's interrupt signals (Ctrl-C) did, while a
     /// `Runner::run` or close on the main thread takes them (`listens`).
     pub(crate) interrupts: Interrupts,
-    /// Whether deliveries of signals concern this loop (it takes
-    /// interrupts): then it looks at them before every task step.
+    /// Whether deliveries of signals concern this loop (a runner takes
+    /// interrupts on it, or it has signal handlers): then it looks at them
+    /// before every task step.
     pub(crate) listens: Cell<bool>,
+    /// A runner takes interrupts on this loop now.
+    pub(crate) runner_listens: Cell<bool>,
+    /// `add_signal_handler`'s callbacks.
+    pub(crate) signal_handlers: RefCell<Vec<super::signals::SignalHandler>>,
     /// Set by a final interrupt: the current run returns at once.
     pub(crate) abort: Cell<bool>,
     /// Signal deliveries wake this loop's poller while it runs (published

@@ -64,6 +64,7 @@ use crate::{Context, Error};
 
 pub use self::builder::LoopBuilder;
 pub use self::callbacks::{CallbackHandle, TimerHandle};
+pub use self::signals::{signal_stream, SignalStream};
 pub use crate::runtime::{ExceptionContext, LoopHandle};
 pub use crate::task::spawn;
 

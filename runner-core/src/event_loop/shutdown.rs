@@ -180,6 +180,10 @@ impl LoopCore {
     pub(crate) fn release(&self) {
         self.state.set(State::Closed);
         self.shared.close();
+        // As asyncio's close: the signals go back to what they were.
+        if !self.signal_handlers.borrow().is_empty() {
+            self.remove_signal_handlers();
+        }
         // What other threads queued is taken, so no task is left behind
         // in the remote queue.
         while let Some(msg) = self.shared.try_recv() {

@@ -1,15 +1,25 @@
 //! What the loop does with signal deliveries: the runner's interrupts
-//! (Ctrl-C and the signals acting as it).
+//! (Ctrl-C and the signals acting as it), and the callbacks of
+//! [`EventLoop::add_signal_handler`] (asyncio's), also as a stream
+//! ([`SignalStream`]).
 //!
 //! The handler counts each delivery (see [`signal`](crate::signal)); the
 //! loop takes them, in order per signal, before its next task step and
-//! whenever a signal woke it.
+//! whenever a signal woke it (a loop that listens publishes its poller's
+//! wake-up descriptor when it blocks). No thread is involved.
 
 use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
 use super::core::LoopCore;
-use crate::signal;
+use super::EventLoop;
+use crate::signal::{self, Signal};
 use crate::task::raw::TaskRef;
+use crate::task::sched::{Callback, Ready};
+use crate::Error;
 
 /// A run's (or a close's) Ctrl-C state, shared by the runner and its loop.
 ///
@@ -101,10 +111,39 @@ impl Interrupts {
     }
 }
 
+/// A callback of `add_signal_handler`, and the deliveries it saw.
+pub(crate) struct SignalHandler {
+    sig: i32,
+    seen: Cell<u32>,
+    callback: Rc<Callback>,
+    /// Tells a [`SignalStream`] whether the handler is still its own.
+    id: u64,
+}
+
+const HANDLER_WHAT: &str = "a signal handler";
+
 impl LoopCore {
-    /// Whether this loop takes interrupt signals now.
+    /// Whether a runner takes interrupt signals on this loop now.
     pub(crate) fn set_listening(&self, on: bool) {
-        self.listens.set(on);
+        self.runner_listens.set(on);
+        self.update_listens();
+    }
+
+    /// The loop looks at deliveries while a runner takes interrupts on it
+    /// or it has signal handlers.
+    fn update_listens(&self) {
+        self.listens
+            .set(self.runner_listens.get() || !self.signal_handlers.borrow().is_empty());
+    }
+
+    /// Removes every signal handler (the loop closes).
+    pub(crate) fn remove_signal_handlers(&self) {
+        let handlers = self.signal_handlers.take();
+        for h in &handlers {
+            signal::release_handler(h.sig);
+            h.callback.cancel();
+        }
+        self.update_listens();
     }
 
     /// Takes pending signal deliveries, if this loop listens for them.
@@ -136,6 +175,13 @@ impl LoopCore {
             }
         }
         signal::set_taken(delivered);
+        for h in self.signal_handlers.borrow().iter() {
+            let now = signal::handled(h.sig);
+            while h.seen.get() != now {
+                h.seen.set(h.seen.get().wrapping_add(1));
+                self.sched.push(Ready::Callback(h.callback.clone()));
+            }
+        }
     }
 
     /// One interrupt: the first of a run cancels the main task; any other
@@ -156,4 +202,217 @@ impl LoopCore {
             self.abort.set(true);
         }
     }
+}
+
+impl EventLoop {
+    /// Calls `callback` on the loop's thread each time `sig` is delivered
+    /// (asyncio's `loop.add_signal_handler`), in a copy of the current
+    /// context, until [`remove_signal_handler`](Self::remove_signal_handler)
+    /// or the loop closes. A second call for the same signal replaces the
+    /// callback. The delivery wakes the loop through its poller: no thread
+    /// is involved.
+    ///
+    /// As in asyncio, only a loop on the main thread can handle signals
+    /// (they are process-wide), and the handler is installed whatever was
+    /// there before; removing it restores that. A signal that acts as
+    /// Ctrl-C for a runner is handled by the callback while it is added.
+    ///
+    /// Fails with [`Error::UnsupportedSignal`] for a signal that cannot be
+    /// handled (SIGKILL, SIGSTOP, faults such as SIGSEGV) or on another
+    /// thread than the main one, [`Error::LoopClosed`] after close.
+    ///
+    /// ```no_run
+    /// use runner_core::{get_running_loop, signal::Signal};
+    ///
+    /// runner_core::run(async {
+    ///     let lp = get_running_loop().unwrap();
+    ///     lp.add_signal_handler(Signal::SIGHUP, || println!("reloading the configuration"))
+    ///         .unwrap();
+    ///     // ... serve ...
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn add_signal_handler(&self, sig: Signal, callback: impl FnMut() + 'static) -> Result<(), Error> {
+        self.add_handler(sig, Box::new(callback)).map(|_| ())
+    }
+
+    fn add_handler(&self, sig: Signal, callback: Box<dyn FnMut()>) -> Result<u64, Error> {
+        self.check_open()?;
+        let raw = sig.as_raw();
+        if let Some(reason) = signal::unsupported(raw, false) {
+            return Err(Error::UnsupportedSignal { signal: raw, reason });
+        }
+        if !signal::is_main_thread() {
+            return Err(Error::UnsupportedSignal {
+                signal: raw,
+                reason: "only a loop on the main thread can handle signals (they are process-wide), as in asyncio",
+            });
+        }
+        signal::take_handler(raw).map_err(Error::Io)?;
+        let core = &self.core;
+        let id = crate::context::new_context_id();
+        let handler = SignalHandler {
+            sig: raw,
+            seen: Cell::new(signal::handled(raw)),
+            callback: Callback::repeat(callback, HANDLER_WHAT),
+            id,
+        };
+        let replaced = {
+            let mut handlers = core.signal_handlers.borrow_mut();
+            match handlers.iter_mut().find(|h| h.sig == raw) {
+                Some(old) => Some(std::mem::replace(old, handler)),
+                None => {
+                    handlers.push(handler);
+                    None
+                }
+            }
+        };
+        if let Some(old) = replaced {
+            old.callback.cancel();
+        }
+        core.update_listens();
+        Ok(id)
+    }
+
+    /// Stops handling `sig` on this loop (asyncio's
+    /// `loop.remove_signal_handler`): the disposition runner replaced is
+    /// restored (or the signal acts as Ctrl-C again, if it did). Whether a
+    /// handler was there.
+    pub fn remove_signal_handler(&self, sig: Signal) -> bool {
+        self.remove_handler(sig.as_raw(), None)
+    }
+
+    /// Removes `sig`'s handler, if it is the one with `id` (any, without).
+    fn remove_handler(&self, sig: i32, id: Option<u64>) -> bool {
+        let removed = {
+            let mut handlers = self.core.signal_handlers.borrow_mut();
+            let at = handlers
+                .iter()
+                .position(|h| h.sig == sig && id.is_none_or(|id| h.id == id));
+            at.map(|i| handlers.swap_remove(i))
+        };
+        let Some(h) = removed else {
+            return false;
+        };
+        h.callback.cancel();
+        signal::release_handler(sig);
+        self.core.update_listens();
+        true
+    }
+
+    /// The deliveries of `sig`, as a stream: each [`recv`](SignalStream::recv)
+    /// waits for the next one (several deliveries before a `recv` are as
+    /// many items). It is the loop's handler of `sig` while it lives (as
+    /// [`add_signal_handler`](Self::add_signal_handler); adding another
+    /// handler for `sig` ends the stream), and is removed when dropped.
+    /// Fails as `add_signal_handler` does.
+    ///
+    /// ```no_run
+    /// use runner_core::{get_running_loop, signal::Signal};
+    ///
+    /// runner_core::run(async {
+    ///     let mut hangups = get_running_loop().unwrap().signal_stream(Signal::SIGHUP).unwrap();
+    ///     while hangups.recv().await.is_some() {
+    ///         println!("SIGHUP: reloading");
+    ///     }
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn signal_stream(&self, sig: Signal) -> Result<SignalStream, Error> {
+        let state = Rc::new(StreamState::default());
+        let s = state.clone();
+        let id = self.add_handler(
+            sig,
+            Box::new(move || {
+                s.pending.set(s.pending.get() + 1);
+                if let Some(w) = s.waker.take() {
+                    w.wake();
+                }
+            }),
+        )?;
+        Ok(SignalStream {
+            lp: self.clone(),
+            sig: sig.as_raw(),
+            id,
+            state,
+        })
+    }
+}
+
+#[derive(Default)]
+struct StreamState {
+    pending: Cell<u64>,
+    waker: Cell<Option<Waker>>,
+}
+
+/// The deliveries of a signal ([`EventLoop::signal_stream`]). A
+/// [`Stream`](futures_core::Stream) of `()`; it ends when its handler was
+/// replaced or removed, or the loop closed.
+pub struct SignalStream {
+    lp: EventLoop,
+    sig: i32,
+    id: u64,
+    state: Rc<StreamState>,
+}
+
+impl SignalStream {
+    /// Waits for the next delivery; `None` once the stream ended.
+    pub async fn recv(&mut self) -> Option<()> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Whether this stream is still the loop's handler of its signal.
+    fn is_live(&self) -> bool {
+        self.lp
+            .core
+            .signal_handlers
+            .borrow()
+            .iter()
+            .any(|h| h.sig == self.sig && h.id == self.id)
+    }
+
+    fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<()>> {
+        let n = self.state.pending.get();
+        if n > 0 {
+            self.state.pending.set(n - 1);
+            return Poll::Ready(Some(()));
+        }
+        if !self.is_live() {
+            return Poll::Ready(None);
+        }
+        self.state.waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+impl futures_core::Stream for SignalStream {
+    type Item = ();
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<()>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl Drop for SignalStream {
+    fn drop(&mut self) {
+        self.lp.remove_handler(self.sig, Some(self.id));
+    }
+}
+
+impl fmt::Debug for SignalStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignalStream")
+            .field("signal", &signal::name(self.sig))
+            .field("pending", &self.state.pending.get())
+            .finish()
+    }
+}
+
+/// [`EventLoop::signal_stream`] on the running loop.
+///
+/// # Errors
+/// [`Error::NoRunningLoop`] outside a running loop; otherwise as
+/// [`EventLoop::add_signal_handler`].
+pub fn signal_stream(sig: Signal) -> Result<SignalStream, Error> {
+    super::get_running_loop()?.signal_stream(sig)
 }

@@ -1,0 +1,2 @@
+#[runner_core::main(shutdown_signals = SIGTERM)]
+async fn main() {}

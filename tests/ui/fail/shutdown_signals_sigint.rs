@@ -1,0 +1,2 @@
+#[runner_core::main(shutdown_signals = ["SIGINT", "SIGTERM"])]
+async fn main() {}
