@@ -137,3 +137,101 @@ fn pause_clock_switches_a_running_program_to_virtual_time() {
     assert!(lp.is_clock_paused());
     assert!(wall.elapsed() < Duration::from_secs(1));
 }
+
+mod intervals {
+    use std::time::Duration;
+
+    use runner_core::time::{interval, interval_at, MissedTickBehavior};
+    use runner_core::{get_running_loop, sleep};
+
+    use super::paused_loop;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Ticks (as offsets from the first) of an interval of 100 ms whose
+    /// task is busy for 350 ms after its second tick, then ticks 4 more.
+    fn after_a_stall(behavior: MissedTickBehavior) -> (Vec<Duration>, Vec<Duration>) {
+        let lp = paused_loop();
+        let out = lp
+            .run_until_complete(async move {
+                let now = || get_running_loop().unwrap().time();
+                let mut every = interval(ms(100));
+                every.set_missed_tick_behavior(behavior);
+                let start = every.tick().await;
+                let mut due = Vec::new();
+                let mut at = Vec::new();
+                let second = every.tick().await;
+                due.push(second - start);
+                sleep(ms(350)).await; // busy: ticks at 200, 300 and 400 are missed
+                for _ in 0..4 {
+                    let d = every.tick().await;
+                    due.push(d - start);
+                    at.push(now() - start);
+                }
+                (due, at)
+            })
+            .unwrap();
+        lp.close().unwrap();
+        out
+    }
+
+    #[test]
+    fn an_interval_ticks_at_exact_virtual_times_the_first_at_once() {
+        let lp = paused_loop();
+        let (first_after, offsets) = lp
+            .run_until_complete(async {
+                let t0 = get_running_loop().unwrap().time();
+                let mut every = interval(ms(250));
+                let start = every.tick().await;
+                let mut offsets = Vec::new();
+                for _ in 0..4 {
+                    offsets.push(every.tick().await - start);
+                }
+                (start - t0, offsets)
+            })
+            .unwrap();
+        assert_eq!(first_after, Duration::ZERO);
+        assert_eq!(offsets, [250, 500, 750, 1000].map(ms));
+    }
+
+    #[test]
+    fn burst_gives_the_missed_ticks_at_once_and_stays_on_the_grid() {
+        let (due, at) = after_a_stall(MissedTickBehavior::Burst);
+        assert_eq!(due, [100, 200, 300, 400, 500].map(ms));
+        // The stall ended at 450: three ticks come then, the next on time.
+        assert_eq!(at, [450, 450, 450, 500].map(ms));
+    }
+
+    #[test]
+    fn delay_shifts_the_schedule_by_the_stall() {
+        let (due, at) = after_a_stall(MissedTickBehavior::Delay);
+        assert_eq!(due, [100, 200, 550, 650, 750].map(ms));
+        assert_eq!(at, [450, 550, 650, 750].map(ms));
+    }
+
+    #[test]
+    fn skip_drops_the_missed_ticks_and_keeps_the_grid() {
+        let (due, at) = after_a_stall(MissedTickBehavior::Skip);
+        assert_eq!(due, [100, 200, 500, 600, 700].map(ms));
+        assert_eq!(at, [450, 500, 600, 700].map(ms));
+    }
+
+    #[test]
+    fn interval_at_starts_at_its_instant_and_reset_restarts_from_now() {
+        let lp = paused_loop();
+        let offsets = lp
+            .run_until_complete(async {
+                let t0 = get_running_loop().unwrap().time();
+                let mut every = interval_at(t0 + ms(30), ms(100));
+                let mut offsets = vec![every.tick().await - t0, every.tick().await - t0];
+                sleep(ms(10)).await;
+                every.reset();
+                offsets.push(every.tick().await - t0);
+                offsets
+            })
+            .unwrap();
+        assert_eq!(offsets, [30, 130, 240].map(ms));
+    }
+}

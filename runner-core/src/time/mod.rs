@@ -1,4 +1,4 @@
-//! Time: [`sleep`], [`timeout`], [`wait_for`], [`yield_now`], and the
+//! Time: [`sleep`], [`interval`], [`timeout`], [`wait_for`], [`yield_now`], and the
 //! virtual clock's controls, on the loop's timer queue (`driver`).
 //!
 //! A `Sleep` registers its waker on first poll and removes its entry when
@@ -21,6 +21,9 @@
 //! (I/O, other threads) as usual.
 
 pub(crate) mod driver;
+mod interval;
+
+pub use self::interval::{interval, interval_at, Interval, MissedTickBehavior};
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
