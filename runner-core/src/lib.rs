@@ -53,6 +53,8 @@ mod reactor;
 pub mod runner;
 mod runtime;
 pub mod signal;
+#[cfg(unix)]
+pub mod stdio;
 pub mod task;
 mod testing;
 pub mod time;

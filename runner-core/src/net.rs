@@ -240,6 +240,85 @@ impl<T: AsFd + 'static> AsFd for Async<T> {
     }
 }
 
+/// Any object read through a shared reference (`File`, pipes, sockets,
+/// `&Stdin`): futures-io's `AsyncRead`, for `Async<T>` and `&Async<T>`. For
+/// a `ChildStdout` (read only through `&mut`), wrap
+/// `File::from(OwnedFd::from(stdout))`: the same descriptor.
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::unix::net::UnixStream;
+/// use futures_lite::AsyncReadExt;
+/// use runner_core::net::Async;
+///
+/// runner_core::run(async {
+///     let (a, mut b) = UnixStream::pair().unwrap();
+///     let mut a = Async::new(a).unwrap();
+///     b.write_all(b"through AsyncRead").unwrap();
+///     drop(b);
+///     let mut text = String::new();
+///     a.read_to_string(&mut text).await.unwrap();
+///     assert_eq!(text, "through AsyncRead");
+/// })
+/// .unwrap();
+/// ```
+impl<T: AsFd + 'static> AsyncRead for Async<T>
+where
+    for<'a> &'a T: Read,
+{
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_op(Direction::Read, cx, |io| (&*io).read(buf))
+    }
+}
+
+impl<T: AsFd + 'static> AsyncRead for &Async<T>
+where
+    for<'a> &'a T: Read,
+{
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_op(Direction::Read, cx, |io| (&*io).read(buf))
+    }
+}
+
+/// Any object written through a shared reference: futures-io's
+/// `AsyncWrite`, for `Async<T>` and `&Async<T>`. `poll_close` flushes; the
+/// descriptor closes when the `Async` is dropped.
+impl<T: AsFd + 'static> AsyncWrite for Async<T>
+where
+    for<'a> &'a T: Write,
+{
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_op(Direction::Write, cx, |io| (&*io).write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing is buffered here; the object's own flush does not wait.
+        Poll::Ready((&*self.io).flush())
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+impl<T: AsFd + 'static> AsyncWrite for &Async<T>
+where
+    for<'a> &'a T: Write,
+{
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_op(Direction::Write, cx, |io| (&*io).write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing is buffered here; the object's own flush does not wait.
+        Poll::Ready((&*self.io).flush())
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
 impl<T: AsFd + fmt::Debug + 'static> fmt::Debug for Async<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Async").field("io", &self.io).finish()
