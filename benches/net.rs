@@ -5,7 +5,7 @@
 //! - **echo**: `CONNS` connections, each sending a `MSG`-byte message and
 //!   waiting for its echo, over and over (round trips per second);
 //! - **http**: the same hyper 1.x HTTP/1.1 hello server on runner
-//!   (`runner::hyper_rt`) and on tokio (`hyper-util`), `CONNS` keep-alive
+//!   (`runner_core::hyper_rt`) and on tokio (`hyper-util`), `CONNS` keep-alive
 //!   connections each sending GET after GET (requests per second).
 //!
 //! Every server runs on one thread; the load comes from one client thread,
@@ -297,7 +297,7 @@ async fn hello_service(_req: hyper::Request<hyper::body::Incoming>) -> Result<Re
 }
 
 fn runner_http(tx: mpsc::Sender<SocketAddr>) {
-    use runner::hyper_rt::{HyperIo, RunnerTimer};
+    use runner_core::hyper_rt::{HyperIo, RunnerTimer};
     runner_core::run(async move {
         let listener = runner_core::net::TcpListener::bind(localhost()).unwrap();
         tx.send(listener.local_addr().unwrap()).unwrap();

@@ -1,5 +1,5 @@
 //! An HTTP/1.1 server: hyper 1.x on runner-core through hyper's `rt` traits
-//! (`runner::hyper_rt`), no tokio. It answers every request with a hello
+//! (`runner_core::hyper_rt`), no tokio. It answers every request with a hello
 //! page. The first Ctrl-C stops accepting and asks each open connection to
 //! finish gracefully (the request in flight is answered, idle keep-alive
 //! connections close), for up to two seconds; a second Ctrl-C exits at once.
@@ -21,7 +21,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
-use runner::hyper_rt::{HyperIo, RunnerTimer};
+use runner_core::hyper_rt::{HyperIo, RunnerTimer};
 use runner_core::net::{TcpListener, TcpStream};
 use runner_core::{cancellable, sleep, spawn, timeout, ContextVar, JoinHandle};
 

@@ -1,13 +1,9 @@
-//! The `runner` workspace's root package: it holds the runnable examples
-//! (`cargo run --example NAME`), the cross-crate integration tests, and
-//! [`hyper_rt`], the glue that runs hyper on runner-core. The library itself
-//! is [`runner_core`], re-exported here. The README below is
-//! compiled and run as a doctest, so its example stays true.
+//! The `runner` workspace's root package: the runnable examples (`cargo
+//! run --example NAME`) and the cross-crate integration tests. It exports
+//! nothing: the crate to depend on is `runner-core`. The README below, and
+//! the guide's pages, are compiled and run as doctests, so their examples
+//! stay true.
 #![doc = include_str!("../README.md")]
-
-pub use runner_core::*;
-
-pub mod hyper_rt;
 
 /// The guide's pages are compiled and run as doctests too.
 #[cfg(doctest)]

@@ -287,7 +287,7 @@ async fn hyper_timers_run_on_runner_timers_and_follow_a_paused_clock() {
     // connection of a client that never finished its request head.
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
-    use runner::hyper_rt::{HyperIo, RunnerTimer};
+    use runner_core::hyper_rt::{HyperIo, RunnerTimer};
 
     let started = std::time::Instant::now();
     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -324,7 +324,7 @@ async fn hyper_timers_run_on_runner_timers_and_follow_a_paused_clock() {
 #[test]
 fn runner_executor_spawns_hyper_futures_on_the_running_loop() {
     use hyper::rt::Executor;
-    use runner::hyper_rt::RunnerExecutor;
+    use runner_core::hyper_rt::RunnerExecutor;
     use std::cell::Cell;
     use std::rc::Rc;
     let ran = runner_core::run(async {

@@ -27,7 +27,7 @@
 //! assert_eq!(total, 42);
 //! ```
 //!
-//! The modules map to the parts of asyncio they mirror: [`runner`]
+//! The modules map to the parts of asyncio they mirror: [`runners`]
 //! (`asyncio.run`, `asyncio.Runner`), [`event_loop`] (the loop API),
 //! [`task`] (tasks, cancellation, `shield`), [`time`] (`sleep`, timeouts),
 //! [`context`] (`contextvars`), [`executor`] (`run_in_executor`).
@@ -47,10 +47,12 @@ pub mod context;
 pub mod error;
 pub mod event_loop;
 pub mod executor;
+#[cfg(feature = "hyper")]
+pub mod hyper_rt;
 pub mod net;
 mod poll;
 mod reactor;
-pub mod runner;
+pub mod runners;
 mod runtime;
 pub mod signal;
 #[cfg(unix)]
@@ -67,9 +69,9 @@ pub use event_loop::{
     ExceptionContext, LoopBuilder, LoopHandle, SignalStream, TimerHandle,
 };
 pub use executor::{spawn_blocking, Blocking};
-pub use runner::{run, Builder, Runner};
 #[doc(inline)]
 pub use runner_macros::{main, runner_test};
+pub use runners::{run, Builder, Runner};
 pub use task::{
     as_completed, cancellable, current_task, shield, task_group, CancelHandle, Cancelled, CurrentTask, JoinError,
     JoinHandle, TaskGroup, TaskGroupError, TaskId, TaskInfo,

@@ -271,7 +271,7 @@ impl fmt::Display for ExceptionContext {
 
 /// The message reported for a task that panicked while it was being
 /// cancelled at shutdown (re-exported as
-/// `runner::SHUTDOWN_ERROR_MESSAGE`).
+/// `runners::SHUTDOWN_ERROR_MESSAGE`).
 pub(crate) const SHUTDOWN_ERROR_MESSAGE: &str = "unhandled error during runner shutdown";
 
 /// Where a layer sends a report: the loop (to its exception handler).

@@ -35,7 +35,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::event_loop::{EventLoop, ExceptionContext, LoopHandle};
-use crate::runner::CloseDeadlines;
+use crate::runners::CloseDeadlines;
 use crate::{Builder, Error};
 
 /// The environment variable giving every `#[runner_test]` without its own

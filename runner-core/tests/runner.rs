@@ -612,7 +612,7 @@ fn close_timeout_reports_and_drops_a_task_that_ignores_cancellation_and_closing_
     assert_eq!(reports.len(), 1, "{reports:?}");
     let report = &reports[0];
     assert!(
-        report.message.starts_with(runner_core::runner::CLOSE_TIMEOUT_MESSAGE),
+        report.message.starts_with(runner_core::runners::CLOSE_TIMEOUT_MESSAGE),
         "{report}"
     );
     assert!(report.message.contains("ignored its cancellation"), "{report}");

@@ -1,13 +1,18 @@
 //! hyper 1.x on runner-core, through hyper's `rt` traits: [`HyperIo`] (its
 //! `Read`/`Write` over runner's sockets), [`RunnerExecutor`] (spawns on the
 //! running loop) and [`RunnerTimer`] (runner's timers). No tokio involved.
+//! Enabled by the `hyper` feature: `runner-core = { version = "0.1",
+//! features = ["hyper"] }`.
+//!
+//! This module uses `net`'s streams through futures-io's traits, `task`
+//! and `time`; nothing else of the crate.
 //!
 //! ```no_run
 //! use std::convert::Infallible;
 //! use bytes::Bytes;
 //! use http_body_util::Full;
 //! use hyper::{server::conn::http1, service::service_fn, Response};
-//! use runner::hyper_rt::{HyperIo, RunnerTimer};
+//! use runner_core::hyper_rt::{HyperIo, RunnerTimer};
 //! use runner_core::net::TcpListener;
 //!
 //! #[runner_core::main]
@@ -121,7 +126,7 @@ where
     F::Output: 'static,
 {
     fn execute(&self, fut: F) {
-        drop(runner_core::spawn(fut));
+        drop(crate::task::spawn(fut));
     }
 }
 
@@ -131,7 +136,7 @@ where
 pub struct RunnerTimer;
 
 /// runner's `Sleep` as hyper's `rt::Sleep`.
-struct HyperSleep(runner_core::Sleep);
+struct HyperSleep(crate::time::Sleep);
 
 impl Future for HyperSleep {
     type Output = ();
@@ -144,10 +149,10 @@ impl hyper::rt::Sleep for HyperSleep {}
 
 impl hyper::rt::Timer for RunnerTimer {
     fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(HyperSleep(runner_core::sleep(duration)))
+        Box::pin(HyperSleep(crate::time::sleep(duration)))
     }
 
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
-        Box::pin(HyperSleep(runner_core::sleep_until(deadline)))
+        Box::pin(HyperSleep(crate::time::sleep_until(deadline)))
     }
 }
