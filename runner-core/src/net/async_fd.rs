@@ -1,0 +1,313 @@
+//! [`Async`]: any non-blocking I/O object registered with the running
+//! loop's reactor (as async-io's `Async`), and the readiness waits and
+//! futures-io traits built on it. Uses `reactor` only.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Context, Poll};
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+use crate::reactor::{self, Direction, ReactorDriver, Source};
+
+/// A non-blocking I/O object registered with the loop's reactor.
+///
+/// ```
+/// use std::net::UdpSocket;
+/// use runner_core::net::Async;
+///
+/// runner_core::run(async {
+///     let a = Async::new(UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+///     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+///     b.send_to(b"ping", a.get_ref().local_addr().unwrap()).unwrap();
+///     let mut buf = [0u8; 4];
+///     let (n, _) = a.read_with(|s| s.recv_from(&mut buf)).await.unwrap();
+///     assert_eq!(&buf[..n], b"ping");
+/// })
+/// .unwrap();
+/// ```
+pub struct Async<T: AsFd + 'static> {
+    io: Rc<T>,
+    pub(super) source: Rc<Source>,
+    reactor: Weak<ReactorDriver>,
+}
+
+impl<T: AsFd + 'static> Async<T> {
+    /// Puts `io` in non-blocking mode and registers it with the running
+    /// loop. Fails outside a loop (`NotConnected`, saying so) or when the OS
+    /// refuses.
+    pub fn new(io: T) -> io::Result<Async<T>> {
+        let driver = reactor::current().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotConnected,
+                "runner_core::net needs a running event loop: create sockets inside runner_core::run(..)",
+            )
+        })?;
+        socket2::SockRef::from(&io).set_nonblocking(true)?;
+        let io = Rc::new(io);
+        let source = driver.get()?.register(io.clone())?;
+        Ok(Async {
+            io,
+            source,
+            reactor: Rc::downgrade(&driver),
+        })
+    }
+
+    /// The wrapped object.
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// Registers the waker for the direction's next readiness event.
+    /// `Ready(Err)` when the loop is gone (nothing would ever wake it).
+    fn poll_wait(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let open = self.reactor.upgrade().is_some_and(|d| !d.is_closed());
+        if !open {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the event loop this socket belongs to was closed",
+            )));
+        }
+        self.source.add_waiter(dir, cx.waker());
+        Poll::Pending
+    }
+
+    /// Runs a non-blocking operation, polling style: [`try_op`](Self::try_op),
+    /// with its `WouldBlock` turned into `Pending` and the waker registered.
+    pub(super) fn poll_op<R>(
+        &self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        loop {
+            match self.try_op(dir, &mut op) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return match self.poll_wait(dir, cx) {
+                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                        _ => Poll::Pending,
+                    };
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                result => return Poll::Ready(result),
+            }
+        }
+    }
+
+    /// Runs `op` until it does not return `WouldBlock`, waiting for
+    /// readability in between.
+    pub async fn read_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        std::future::poll_fn(|cx| self.poll_op(Direction::Read, cx, &mut op)).await
+    }
+
+    /// Runs `op` until it does not return `WouldBlock`, waiting for
+    /// writability in between.
+    pub async fn write_with<R>(&self, mut op: impl FnMut(&T) -> io::Result<R>) -> io::Result<R> {
+        std::future::poll_fn(|cx| self.poll_op(Direction::Write, cx, &mut op)).await
+    }
+
+    /// Runs `op` once, now, if the object is believed readable; otherwise,
+    /// or when `op` says `WouldBlock`, returns `WouldBlock` (and records
+    /// it, so that [`readable`](Self::readable) then waits for the next
+    /// event). The non-waiting half of [`read_with`](Self::read_with), for
+    /// loops around `readable()` (tokio's `try_io`).
+    ///
+    /// ```
+    /// use std::io::{self, Read, Write};
+    /// use std::os::unix::net::UnixStream;
+    /// use runner_core::net::Async;
+    ///
+    /// runner_core::run(async {
+    ///     let (a, mut b) = UnixStream::pair().unwrap();
+    ///     let a = Async::new(a).unwrap();
+    ///     let mut buf = [0u8; 8];
+    ///     // Nothing yet: WouldBlock, and readable() will now wait.
+    ///     let e = a.try_read_with(|s| (&*s).read(&mut buf)).unwrap_err();
+    ///     assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    ///     b.write_all(b"hi").unwrap();
+    ///     let n = loop {
+    ///         a.readable().await.unwrap();
+    ///         match a.try_read_with(|s| (&*s).read(&mut buf)) {
+    ///             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+    ///             other => break other.unwrap(),
+    ///         }
+    ///     };
+    ///     assert_eq!(&buf[..n], b"hi");
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn try_read_with<R>(&self, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
+        self.try_op(Direction::Read, op)
+    }
+
+    /// As [`try_read_with`](Self::try_read_with), for writing.
+    pub fn try_write_with<R>(&self, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
+        self.try_op(Direction::Write, op)
+    }
+
+    /// Runs `op` if the direction is believed ready, else says
+    /// `WouldBlock`; a `WouldBlock` from `op` clears the belief.
+    fn try_op<R>(&self, dir: Direction, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
+        if !self.source.is_ready(dir) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let result = op(&self.io);
+        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+            self.source.clear_ready(dir);
+        }
+        result
+    }
+
+    /// Waits until the reactor reported the object readable: a readiness
+    /// event came, and no operation through [`read_with`](Self::read_with)
+    /// (or the stream methods built on it) returned `WouldBlock` since. A
+    /// freshly wrapped descriptor waits for its first event (the poller
+    /// reports one at once when data is already there), as with tokio's
+    /// `AsyncFd` and smol's `Async`. An I/O call made directly on
+    /// [`get_ref`](Self::get_ref) does not update the readiness, so do the
+    /// I/O through `read_with` or [`try_read_with`](Self::try_read_with); a
+    /// loop of `readable()` and a direct call that keeps getting
+    /// `WouldBlock` would spin.
+    ///
+    /// ```
+    /// use std::io::Write;
+    /// use std::os::unix::net::UnixStream;
+    /// use std::time::Duration;
+    /// use runner_core::{net::Async, timeout};
+    ///
+    /// runner_core::run(async {
+    ///     let (a, mut b) = UnixStream::pair().unwrap();
+    ///     let a = Async::new(a).unwrap();
+    ///     // Nothing was sent: not readable.
+    ///     assert!(timeout(Duration::from_millis(20), a.readable()).await.is_err());
+    ///     b.write_all(b"x").unwrap();
+    ///     a.readable().await.unwrap();
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn readable(&self) -> io::Result<()> {
+        self.wait_ready(Direction::Read).await
+    }
+
+    /// Waits until the reactor reported the object writable; as
+    /// [`readable`](Self::readable), with [`write_with`](Self::write_with).
+    pub async fn writable(&self) -> io::Result<()> {
+        self.wait_ready(Direction::Write).await
+    }
+
+    async fn wait_ready(&self, dir: Direction) -> io::Result<()> {
+        std::future::poll_fn(|cx| {
+            if self.source.is_reported(dir) {
+                return Poll::Ready(Ok(()));
+            }
+            self.poll_wait(dir, cx)
+        })
+        .await
+    }
+}
+
+impl<T: AsFd + 'static> Drop for Async<T> {
+    fn drop(&mut self) {
+        // Delete from the poller while the descriptor is still open (the
+        // source holds the object until then).
+        if let Some(driver) = self.reactor.upgrade() {
+            if let Some(mut reactor) = driver.try_existing() {
+                reactor.deregister(&self.source);
+            }
+        }
+    }
+}
+
+impl<T: AsFd + 'static> AsFd for Async<T> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.io.as_fd()
+    }
+}
+
+/// Any object read through a shared reference (`File`, pipes, sockets,
+/// `&Stdin`): futures-io's `AsyncRead`, for `Async<T>` and `&Async<T>`. For
+/// a `ChildStdout` (read only through `&mut`), wrap
+/// `File::from(OwnedFd::from(stdout))`: the same descriptor.
+///
+/// ```
+/// use std::io::Write;
+/// use std::os::unix::net::UnixStream;
+/// use futures_lite::AsyncReadExt;
+/// use runner_core::net::Async;
+///
+/// runner_core::run(async {
+///     let (a, mut b) = UnixStream::pair().unwrap();
+///     let mut a = Async::new(a).unwrap();
+///     b.write_all(b"through AsyncRead").unwrap();
+///     drop(b);
+///     let mut text = String::new();
+///     a.read_to_string(&mut text).await.unwrap();
+///     assert_eq!(text, "through AsyncRead");
+/// })
+/// .unwrap();
+/// ```
+impl<T: AsFd + 'static> AsyncRead for Async<T>
+where
+    for<'a> &'a T: Read,
+{
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_op(Direction::Read, cx, |io| (&*io).read(buf))
+    }
+}
+
+impl<T: AsFd + 'static> AsyncRead for &Async<T>
+where
+    for<'a> &'a T: Read,
+{
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_op(Direction::Read, cx, |io| (&*io).read(buf))
+    }
+}
+
+/// Any object written through a shared reference: futures-io's
+/// `AsyncWrite`, for `Async<T>` and `&Async<T>`. `poll_close` flushes; the
+/// descriptor closes when the `Async` is dropped.
+impl<T: AsFd + 'static> AsyncWrite for Async<T>
+where
+    for<'a> &'a T: Write,
+{
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_op(Direction::Write, cx, |io| (&*io).write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing is buffered here; the object's own flush does not wait.
+        Poll::Ready((&*self.io).flush())
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+impl<T: AsFd + 'static> AsyncWrite for &Async<T>
+where
+    for<'a> &'a T: Write,
+{
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.poll_op(Direction::Write, cx, |io| (&*io).write(buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing is buffered here; the object's own flush does not wait.
+        Poll::Ready((&*self.io).flush())
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.poll_flush(cx)
+    }
+}
+
+impl<T: AsFd + fmt::Debug + 'static> fmt::Debug for Async<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Async").field("io", &self.io).finish()
+    }
+}

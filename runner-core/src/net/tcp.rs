@@ -1,0 +1,216 @@
+//! TCP: [`TcpListener`] and [`TcpStream`], and the non-blocking connect
+//! shared with Unix streams.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsFd;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+use super::stream::stream_io;
+use super::Async;
+use crate::reactor::Direction;
+
+/// The listen backlog of [`TcpListener::bind`], as tokio's.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// A TCP listener on the reactor.
+///
+/// ```
+/// use runner_core::net::TcpListener;
+///
+/// runner_core::run(async {
+///     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+///     let addr = listener.local_addr().unwrap();
+///     let client = std::thread::spawn(move || {
+///         use std::io::{Read, Write};
+///         let mut s = std::net::TcpStream::connect(addr).unwrap();
+///         s.write_all(b"hello").unwrap();
+///         let mut back = [0u8; 5];
+///         s.read_exact(&mut back).unwrap();
+///         back
+///     });
+///     let (stream, _) = listener.accept().await.unwrap();
+///     let mut buf = [0u8; 5];
+///     stream.read_exact(&mut buf).await.unwrap();
+///     stream.write_all(&buf).await.unwrap();
+///     assert_eq!(&client.join().unwrap(), b"hello");
+/// })
+/// .unwrap();
+/// ```
+pub struct TcpListener {
+    inner: Async<std::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (port 0: any free port) and listens, with a backlog
+    /// of [`LISTEN_BACKLOG`] pending connections (std's `bind` uses 128:
+    /// a burst of clients beyond it sees SYNs dropped and one-second
+    /// retries).
+    pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        #[cfg(unix)]
+        socket.set_reuse_address(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        Ok(TcpListener {
+            inner: Async::new(std::net::TcpListener::from(socket))?,
+        })
+    }
+
+    /// Accepts a connection. Errors (`EMFILE` when out of file descriptors,
+    /// say) leave the listener usable.
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, addr) = self.inner.read_with(|l| l.accept()).await?;
+        Ok((TcpStream::from_std(stream)?, addr))
+    }
+
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpListener")
+            .field("local_addr", &self.local_addr().ok())
+            .finish()
+    }
+}
+
+/// A TCP connection on the reactor; `AsyncRead + AsyncWrite` (futures-io),
+/// also through `&TcpStream`, so one task can read while another writes.
+pub struct TcpStream {
+    inner: Async<std::net::TcpStream>,
+}
+
+impl TcpStream {
+    /// Connects to `addr` without blocking the loop. A refused connection
+    /// is `io::ErrorKind::ConnectionRefused`.
+    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        socket.set_nonblocking(true)?;
+        start_connect(&socket, &addr.into())?;
+        let inner = Async::new(std::net::TcpStream::from(socket))?;
+        finish_connect(&inner).await?;
+        Ok(TcpStream { inner })
+    }
+
+    /// Resolves `host` (a name or an address literal) and connects to
+    /// the first of its addresses that answers, in the resolver's order
+    /// (asyncio's `open_connection(host, port)`). The name lookup is
+    /// blocking in the OS, so it runs on the blocking pool; the loop goes
+    /// on meanwhile. Fails with the last address's error, or `NotFound`
+    /// when the name has no address.
+    ///
+    /// ```
+    /// use runner_core::net::{TcpListener, TcpStream};
+    ///
+    /// runner_core::run(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    ///     let port = listener.local_addr().unwrap().port();
+    ///     let client = TcpStream::connect_to("localhost", port).await.unwrap();
+    ///     let (_server_side, peer) = listener.accept().await.unwrap();
+    ///     assert_eq!(peer, client.local_addr().unwrap());
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn connect_to(host: &str, port: u16) -> io::Result<TcpStream> {
+        use std::net::ToSocketAddrs;
+        let name = host.to_string();
+        let addrs = crate::spawn_blocking(move || (name.as_str(), port).to_socket_addrs().map(Vec::from_iter))
+            .await
+            .map_err(|e| io::Error::other(format!("resolving {host:?} failed: {e}")))??;
+        let mut last = None;
+        for addr in addrs {
+            match TcpStream::connect(addr).await {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{host:?} has no address to connect to"),
+            )
+        }))
+    }
+
+    /// Wraps a connected std stream (made non-blocking).
+    pub fn from_std(stream: std::net::TcpStream) -> io::Result<TcpStream> {
+        Ok(TcpStream {
+            inner: Async::new(stream)?,
+        })
+    }
+
+    /// The remote address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().peer_addr()
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.inner.get_ref().local_addr()
+    }
+
+    /// Sets `TCP_NODELAY`.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.inner.get_ref().set_nodelay(on)
+    }
+}
+
+stream_io!(TcpStream, std::net::TcpStream);
+
+/// `EINPROGRESS`, the answer of a non-blocking `connect` under way.
+fn libc_einprogress() -> i32 {
+    #[cfg(unix)]
+    {
+        libc::EINPROGRESS
+    }
+    #[cfg(not(unix))]
+    {
+        -1
+    }
+}
+
+impl fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local_addr", &self.local_addr().ok())
+            .field("peer_addr", &self.peer_addr().ok())
+            .finish()
+    }
+}
+
+/// Waits for a non-blocking connect under way on `inner` to finish; the
+/// socket's pending error says whether it succeeded.
+pub(super) async fn finish_connect<T: AsFd + 'static>(inner: &Async<T>) -> io::Result<()> {
+    inner
+        .write_with(|io| {
+            let socket = socket2::SockRef::from(io);
+            if let Some(e) = socket.take_error()? {
+                return Err(e);
+            }
+            // Writable without an error can be spurious (or the socket's
+            // first readiness): connected only once there is a peer.
+            match socket.peer_addr() {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(e),
+            }
+        })
+        .await
+}
+
+/// Starts a non-blocking connect: `Ok` whether it finished or is under way.
+pub(super) fn start_connect(socket: &socket2::Socket, addr: &socket2::SockAddr) -> io::Result<()> {
+    match socket.connect(addr) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc_einprogress()) || e.kind() == io::ErrorKind::WouldBlock => Ok(()),
+        Err(e) => Err(e),
+    }
+}
