@@ -179,7 +179,7 @@ fn tokio_rt() -> tokio::runtime::Runtime {
 
 fn runner_echo(tx: mpsc::Sender<SocketAddr>) {
     runner_core::run(async move {
-        let listener = runner_core::net::TcpListener::bind(localhost()).unwrap();
+        let listener = runner_core::net::TcpListener::bind(localhost()).await.unwrap();
         tx.send(listener.local_addr().unwrap()).unwrap();
         loop {
             let (s, _) = listener.accept().await.unwrap();
@@ -299,7 +299,7 @@ async fn hello_service(_req: hyper::Request<hyper::body::Incoming>) -> Result<Re
 fn runner_http(tx: mpsc::Sender<SocketAddr>) {
     use runner_core::hyper_rt::{HyperIo, RunnerTimer};
     runner_core::run(async move {
-        let listener = runner_core::net::TcpListener::bind(localhost()).unwrap();
+        let listener = runner_core::net::TcpListener::bind(localhost()).await.unwrap();
         tx.send(listener.local_addr().unwrap()).unwrap();
         loop {
             let (s, _) = listener.accept().await.unwrap();
@@ -509,7 +509,7 @@ fn idle_server(runtime: &str, n: usize) {
     }
     match runtime {
         "runner" => runner_core::run(async move {
-            let listener = runner_core::net::TcpListener::bind(localhost()).unwrap();
+            let listener = runner_core::net::TcpListener::bind(localhost()).await.unwrap();
             println!("listening {}", listener.local_addr().unwrap());
             let before = rss_kib();
             let mut tasks = Vec::with_capacity(n);

@@ -126,7 +126,7 @@ async fn main() -> std::io::Result<()> {
         .unwrap_or_else(|| "127.0.0.1:8080".into())
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address: {e}")))?;
-    let listener = TcpListener::bind(addr)?;
+    let listener = TcpListener::bind(addr).await?;
     println!("listening on http://{} (Ctrl-C to stop)", listener.local_addr()?);
     let served = serve(listener, Duration::from_secs(2)).await;
     println!("served {served} connection(s); bye");

@@ -80,7 +80,7 @@ fn get(s: &mut std::net::TcpStream, path: &str) {
 /// cancels the server (as Ctrl-C does) when the client is done.
 fn with_server<T: Send + 'static>(client: impl FnOnce(SocketAddr) -> T + Send + 'static) -> (T, usize) {
     runner_core::run(async {
-        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = spawn(example::serve(listener, Duration::from_secs(2)));
         let out = spawn_blocking(move || client(addr)).await.unwrap();
@@ -213,7 +213,7 @@ fn shutdown_closes_idle_keep_alive_connections_gracefully() {
     // within the grace period, and the server returns.
     let started = std::time::Instant::now();
     let (eof, served) = runner_core::run(async {
-        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = spawn(example::serve(listener, Duration::from_secs(10)));
         let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -244,7 +244,7 @@ fn shutdown_answers_the_request_in_flight_then_closes() {
     // The client is halfway through sending a POST body when the server is
     // cancelled; the request still gets its full answer, then EOF.
     let (got, served) = runner_core::run(async {
-        let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = spawn(example::serve(listener, Duration::from_secs(10)));
         let (half_sent, wait_half) = std::sync::mpsc::channel::<()>();
@@ -290,7 +290,7 @@ async fn hyper_timers_run_on_runner_timers_and_follow_a_paused_clock() {
     use runner_core::hyper_rt::{HyperIo, RunnerTimer};
 
     let started = std::time::Instant::now();
-    let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let client = std::thread::spawn(move || {
         let (mut s, _) = connect(addr);

@@ -17,7 +17,7 @@
 //!
 //! #[runner_core::main]
 //! async fn main() -> std::io::Result<()> {
-//!     let listener = TcpListener::bind("127.0.0.1:8080".parse().unwrap())?;
+//!     let listener = TcpListener::bind("127.0.0.1:8080").await?;
 //!     loop {
 //!         let (stream, _) = listener.accept().await?;
 //!         runner_core::spawn(async move {

@@ -173,7 +173,6 @@ pub(crate) enum Direction {
 /// ready and who waits on it.
 pub(crate) struct Source {
     key: usize,
-    io: Rc<dyn AsFd>,
     read: Readiness,
     write: Readiness,
 }
@@ -374,13 +373,14 @@ impl Reactor {
         Some(slot)
     }
 
-    /// Registers `io` for both directions, edge-triggered.
-    pub(crate) fn register(&mut self, io: Rc<dyn AsFd>) -> io::Result<Rc<Source>> {
+    /// Registers `fd` for both directions, edge-triggered. The caller
+    /// keeps it open until [`deregister`](Self::deregister) (or until the
+    /// reactor is gone).
+    pub(crate) fn register(&mut self, fd: BorrowedFd<'_>) -> io::Result<Rc<Source>> {
         let key = self.next_key();
-        self.poller.add(io.as_fd(), key, true, true, Mode::Edge)?;
+        self.poller.add(fd, key, true, true, Mode::Edge)?;
         let source = Rc::new(Source {
             key,
-            io,
             read: Readiness::new(),
             write: Readiness::new(),
         });
@@ -388,15 +388,15 @@ impl Reactor {
         Ok(source)
     }
 
-    /// Deletes the source from the poller (its descriptor still open) and
-    /// forgets it.
-    pub(crate) fn deregister(&mut self, source: &Source) {
+    /// Deletes the source, whose descriptor is `fd` (still open), from
+    /// the poller and forgets it.
+    pub(crate) fn deregister(&mut self, source: &Source, fd: BorrowedFd<'_>) {
         let ours = matches!(
             self.table.get(source.key),
             Some(Some(Slot::Source(s))) if std::ptr::eq(&**s, source)
         );
         if ours {
-            let _ = self.poller.delete(source.io.as_fd());
+            let _ = self.poller.delete(fd);
             self.release(source.key);
         }
     }

@@ -84,7 +84,7 @@ fn debug_reports_sources_still_registered_when_the_loop_closes() {
     let lp = debug_loop(true);
     let reports = capture_reports(&lp);
     let listener = lp
-        .run_until_complete(async { runner_core::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap() })
+        .run_until_complete(async { runner_core::net::TcpListener::bind("127.0.0.1:0").await.unwrap() })
         .unwrap();
     lp.close().unwrap();
     let reports = reports.borrow();

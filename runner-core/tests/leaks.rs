@@ -31,7 +31,7 @@ fn close_releases_every_fd_and_thread_the_loop_started() {
                 }
                 drop(t);
                 // Sockets: a listener and both ends of a connection.
-                let listener = runner_core::net::TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let listener = runner_core::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                 let addr = listener.local_addr().unwrap();
                 let client = spawn(runner_core::net::TcpStream::connect(addr));
                 let (server_side, _) = listener.accept().await.unwrap();

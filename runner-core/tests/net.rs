@@ -45,7 +45,7 @@ async fn echo(stream: TcpStream) -> std::io::Result<u64> {
 #[test]
 fn echo_of_one_mebibyte_through_one_connection() {
     let echoed = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).unwrap();
+        let listener = TcpListener::bind(localhost()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = std::thread::spawn(move || {
             let data: Vec<u8> = (0..1 << 20).map(|i: u32| (i * 31 % 251) as u8).collect();
@@ -74,7 +74,7 @@ fn echo_of_one_mebibyte_through_one_connection() {
 fn one_thousand_concurrent_connections_each_echo() {
     const N: usize = 1000;
     let ok = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).unwrap();
+        let listener = TcpListener::bind(localhost()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = std::thread::spawn(move || {
             // All N connections open at once, then each talks.
@@ -107,7 +107,7 @@ fn one_thousand_concurrent_connections_each_echo() {
 #[test]
 fn half_close_lets_the_server_answer_after_the_clients_eof() {
     let answer = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).unwrap();
+        let listener = TcpListener::bind(localhost()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = std_client(addr, b"three words here");
         let (stream, _) = listener.accept().await.unwrap();
@@ -165,7 +165,7 @@ fn connecting_to_a_closed_port_is_connection_refused() {
 fn a_reset_by_the_peer_is_connection_reset() {
     // The client closes with SO_LINGER 0, which sends RST instead of FIN.
     let err = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).unwrap();
+        let listener = TcpListener::bind(localhost()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = std::thread::spawn(move || {
             let s = std::net::TcpStream::connect(addr).unwrap();
@@ -184,7 +184,7 @@ fn a_reset_by_the_peer_is_connection_reset() {
 #[test]
 fn a_read_timeout_leaves_the_socket_usable() {
     let got = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).unwrap();
+        let listener = TcpListener::bind(localhost()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let client = std::thread::spawn(move || {
@@ -208,7 +208,7 @@ fn a_read_timeout_leaves_the_socket_usable() {
 #[test]
 fn cancelling_a_read_mid_way_then_reading_again_works() {
     let got = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).unwrap();
+        let listener = TcpListener::bind(localhost()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let client = std::thread::spawn(move || {
@@ -241,7 +241,7 @@ fn cancelling_a_read_mid_way_then_reading_again_works() {
 fn streams_work_with_futures_io_utilities() {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
     let got = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).unwrap();
+        let listener = TcpListener::bind(localhost()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = spawn(async move {
             let mut s = TcpStream::connect(addr).await.unwrap();
@@ -264,7 +264,7 @@ fn buffered_line_reading_and_split_halves_work() {
     // into owned read and write halves used by two tasks at once.
     use futures_lite::io::{split, AsyncBufReadExt, AsyncWriteExt, BufReader};
     let lines = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).unwrap();
+        let listener = TcpListener::bind(localhost()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let client = std_client(addr, b"one\ntwo\nthree\n");
         let (stream, _) = listener.accept().await.unwrap();
@@ -294,7 +294,7 @@ fn buffered_line_reading_and_split_halves_work() {
 
 #[test]
 fn sockets_need_a_running_loop() {
-    let err = TcpListener::bind(localhost()).unwrap_err();
+    let err = futures::executor::block_on(TcpListener::bind(localhost())).unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
     assert!(err.to_string().contains("running event loop"));
 }
@@ -305,7 +305,7 @@ fn the_virtual_clock_still_jumps_with_a_socket_registered() {
     runner_core::Builder::new()
         .loop_factory(|| runner_core::EventLoop::builder().start_paused(true).build())
         .run(async {
-            let _listener = TcpListener::bind(localhost()).unwrap();
+            let _listener = TcpListener::bind(localhost()).await.unwrap();
             sleep(Duration::from_secs(3600)).await;
         })
         .unwrap();
@@ -316,7 +316,7 @@ fn the_virtual_clock_still_jumps_with_a_socket_registered() {
 fn udp_round_trips() {
     use runner_core::net::UdpSocket;
     let replies = runner_core::run(async {
-        let server = UdpSocket::bind(localhost()).unwrap();
+        let server = UdpSocket::bind(localhost()).await.unwrap();
         let server_addr = server.local_addr().unwrap();
         let serve = spawn(async move {
             let mut buf = [0u8; 64];
@@ -326,7 +326,7 @@ fn udp_round_trips() {
                 server.send_to(&reply, from).await.unwrap();
             }
         });
-        let client = UdpSocket::bind(localhost()).unwrap();
+        let client = UdpSocket::bind(localhost()).await.unwrap();
         client.connect(server_addr).unwrap();
         let mut ok = 0;
         for i in 0..100 {
@@ -415,7 +415,7 @@ fn blocked_reads_and_writes_wait_without_spinning_then_wake() {
     // loop must sleep; then the peer reads and writes, and both finish.
     let before = thread_cpu();
     let (read_back, written) = runner_core::run(async move {
-        let listener = TcpListener::bind(localhost()).unwrap();
+        let listener = TcpListener::bind(localhost()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let peer = std::thread::spawn(move || {
@@ -502,7 +502,7 @@ fn connect_to_resolves_names_and_reports_refusal() {
     // (No lookup of a missing name: without a reachable DNS server that
     // can take the resolver's full timeout.)
     let (ok, refused) = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).unwrap();
+        let listener = TcpListener::bind(localhost()).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let client = TcpStream::connect_to("localhost", port).await;
         let ok = client.is_ok() && listener.accept().await.is_ok();
@@ -585,6 +585,59 @@ fn readable_on_a_fresh_empty_descriptor_waits_for_a_real_event() {
             .await
             .expect("a fresh socket with room is reported writable")
             .unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn bind_and_connect_take_what_std_net_takes_and_names_are_looked_up_off_the_loop() {
+    use runner_core::net::UdpSocket;
+    let out = runner_core::run(async {
+        // A name, as a "host:port" string and as a pair.
+        let listener = TcpListener::bind("localhost:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let a = TcpStream::connect(format!("localhost:{port}")).await.unwrap();
+        let b = TcpStream::connect(("localhost", port)).await.unwrap();
+        let c = TcpStream::connect(listener.local_addr().unwrap()).await.unwrap();
+        for _ in 0..3 {
+            listener.accept().await.unwrap();
+        }
+        let udp = UdpSocket::bind(("127.0.0.1", 0)).await.unwrap();
+        // A name with no address is a clear error.
+        let missing = TcpStream::connect("no-such-host.invalid:80").await.unwrap_err();
+        (
+            [a, b, c].map(|s| s.peer_addr().unwrap().port()),
+            udp.local_addr().unwrap().ip().is_loopback(),
+            missing.to_string(),
+        )
+    })
+    .unwrap();
+    assert!(out.0.iter().all(|&p| p == out.0[0]));
+    assert!(out.1);
+    assert!(out.2.contains("no-such-host.invalid"), "{}", out.2);
+}
+
+#[test]
+fn sockets_go_to_std_and_back() {
+    runner_core::run(async {
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let listener = TcpListener::from_std(std_listener).unwrap();
+        let client = TcpStream::connect(addr).await.unwrap();
+        let (server_side, _) = listener.accept().await.unwrap();
+        // Off the loop: a std stream again, usable blocking.
+        let std_client = client.into_std().unwrap();
+        std_client.set_nonblocking(false).unwrap();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            (&std_client).write_all(b"from std").unwrap();
+        });
+        let mut buf = [0u8; 8];
+        server_side.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"from std");
+        writer.join().unwrap();
+        let back = listener.into_std().unwrap();
+        assert_eq!(back.local_addr().unwrap(), addr);
     })
     .unwrap();
 }

@@ -30,7 +30,8 @@ use crate::reactor::{self, Direction, ReactorDriver, Source};
 /// .unwrap();
 /// ```
 pub struct Async<T: AsFd + 'static> {
-    io: Rc<T>,
+    /// `None` only once [`into_inner`](Async::into_inner) took it.
+    io: Option<T>,
     pub(super) source: Rc<Source>,
     reactor: Weak<ReactorDriver>,
 }
@@ -47,10 +48,9 @@ impl<T: AsFd + 'static> Async<T> {
             )
         })?;
         socket2::SockRef::from(&io).set_nonblocking(true)?;
-        let io = Rc::new(io);
-        let source = driver.get()?.register(io.clone())?;
+        let source = driver.get()?.register(io.as_fd())?;
         Ok(Async {
-            io,
+            io: Some(io),
             source,
             reactor: Rc::downgrade(&driver),
         })
@@ -58,7 +58,47 @@ impl<T: AsFd + 'static> Async<T> {
 
     /// The wrapped object.
     pub fn get_ref(&self) -> &T {
-        &self.io
+        self.io
+            .as_ref()
+            .expect("invariant: the object is taken only by into_inner")
+    }
+
+    /// The wrapped object, mutably (for I/O calls that take `&mut self`).
+    /// Do the I/O through [`read_with`](Self::read_with) and friends so the
+    /// readiness stays true, and do not replace the object: the
+    /// registration is for its descriptor.
+    pub fn get_mut(&mut self) -> &mut T {
+        self.io
+            .as_mut()
+            .expect("invariant: the object is taken only by into_inner")
+    }
+
+    /// Takes the object back off the loop's reactor (it stays in
+    /// non-blocking mode).
+    ///
+    /// ```
+    /// use runner_core::net::Async;
+    ///
+    /// runner_core::run(async {
+    ///     let socket = Async::new(std::net::UdpSocket::bind("127.0.0.1:0").unwrap()).unwrap();
+    ///     let std_socket = socket.into_inner().unwrap();
+    ///     assert!(std_socket.local_addr().unwrap().ip().is_loopback());
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn into_inner(mut self) -> io::Result<T> {
+        self.deregister();
+        Ok(self.io.take().expect("invariant: the object is taken only here"))
+    }
+
+    /// Deletes the descriptor from the poller while it is still open.
+    fn deregister(&mut self) {
+        let Some(io) = &self.io else { return };
+        if let Some(driver) = self.reactor.upgrade() {
+            if let Some(mut reactor) = driver.try_existing() {
+                reactor.deregister(&self.source, io.as_fd());
+            }
+        }
     }
 
     /// Registers the waker for the direction's next readiness event.
@@ -154,7 +194,7 @@ impl<T: AsFd + 'static> Async<T> {
         if !self.source.is_ready(dir) {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let result = op(&self.io);
+        let result = op(self.get_ref());
         if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
             self.source.clear_ready(dir);
         }
@@ -211,19 +251,13 @@ impl<T: AsFd + 'static> Async<T> {
 
 impl<T: AsFd + 'static> Drop for Async<T> {
     fn drop(&mut self) {
-        // Delete from the poller while the descriptor is still open (the
-        // source holds the object until then).
-        if let Some(driver) = self.reactor.upgrade() {
-            if let Some(mut reactor) = driver.try_existing() {
-                reactor.deregister(&self.source);
-            }
-        }
+        self.deregister();
     }
 }
 
 impl<T: AsFd + 'static> AsFd for Async<T> {
     fn as_fd(&self) -> BorrowedFd<'_> {
-        self.io.as_fd()
+        self.get_ref().as_fd()
     }
 }
 
@@ -280,7 +314,7 @@ where
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Nothing is buffered here; the object's own flush does not wait.
-        Poll::Ready((&*self.io).flush())
+        Poll::Ready(self.get_ref().flush())
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -298,7 +332,7 @@ where
 
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         // Nothing is buffered here; the object's own flush does not wait.
-        Poll::Ready((&*self.io).flush())
+        Poll::Ready(self.get_ref().flush())
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -308,6 +342,6 @@ where
 
 impl<T: AsFd + fmt::Debug + 'static> fmt::Debug for Async<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Async").field("io", &self.io).finish()
+        f.debug_struct("Async").field("io", &self.get_ref()).finish()
     }
 }

@@ -19,6 +19,7 @@
 //! They use `reactor`, `executor` (name lookups off the loop thread) and
 //! nothing else of the crate.
 
+mod addr;
 mod async_fd;
 mod stream;
 mod tcp;
@@ -26,6 +27,7 @@ mod udp;
 #[cfg(unix)]
 mod unix;
 
+pub use self::addr::ToAddrs;
 pub use self::async_fd::Async;
 pub use self::tcp::{TcpListener, TcpStream, LISTEN_BACKLOG};
 pub use self::udp::UdpSocket;

@@ -10,8 +10,9 @@ use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
+use super::addr::{each, resolve};
 use super::stream::stream_io;
-use super::Async;
+use super::{Async, ToAddrs};
 use crate::reactor::Direction;
 
 /// The listen backlog of [`TcpListener::bind`], as tokio's.
@@ -23,7 +24,7 @@ pub const LISTEN_BACKLOG: i32 = 1024;
 /// use runner_core::net::TcpListener;
 ///
 /// runner_core::run(async {
-///     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+///     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
 ///     let addr = listener.local_addr().unwrap();
 ///     let client = std::thread::spawn(move || {
 ///         use std::io::{Read, Write};
@@ -49,16 +50,45 @@ impl TcpListener {
     /// Binds to `addr` (port 0: any free port) and listens, with a backlog
     /// of [`LISTEN_BACKLOG`] pending connections (std's `bind` uses 128:
     /// a burst of clients beyond it sees SYNs dropped and one-second
-    /// retries).
-    pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    /// retries). `addr` is what `std::net` accepts: `"127.0.0.1:8080"`,
+    /// `("localhost", 8080)`, a `SocketAddr`; a host name is looked up off
+    /// the loop thread, and its addresses tried in turn.
+    ///
+    /// ```
+    /// use runner_core::net::TcpListener;
+    ///
+    /// runner_core::run(async {
+    ///     let by_literal = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ///     let by_name = TcpListener::bind(("localhost", 0)).await.unwrap();
+    ///     assert!(by_literal.local_addr().unwrap().ip().is_loopback());
+    ///     assert!(by_name.local_addr().unwrap().ip().is_loopback());
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn bind(addr: impl ToAddrs) -> io::Result<TcpListener> {
+        let addrs = resolve(addr).await?;
+        each(addrs, |a| std::future::ready(TcpListener::bind_addr(a))).await
+    }
+
+    fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
         let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
         #[cfg(unix)]
         socket.set_reuse_address(true)?;
         socket.bind(&addr.into())?;
         socket.listen(LISTEN_BACKLOG)?;
+        TcpListener::from_std(std::net::TcpListener::from(socket))
+    }
+
+    /// Wraps a listening std socket (made non-blocking).
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
         Ok(TcpListener {
-            inner: Async::new(std::net::TcpListener::from(socket))?,
+            inner: Async::new(listener)?,
         })
+    }
+
+    /// The std socket, off the loop (still non-blocking).
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        self.inner.into_inner()
     }
 
     /// Accepts a connection. Errors (`EMFILE` when out of file descriptors,
@@ -89,9 +119,32 @@ pub struct TcpStream {
 }
 
 impl TcpStream {
-    /// Connects to `addr` without blocking the loop. A refused connection
-    /// is `io::ErrorKind::ConnectionRefused`.
-    pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    /// Connects to `addr` without blocking the loop: what `std::net`
+    /// accepts (`"127.0.0.1:8080"`, `("example.com", 443)`, a
+    /// `SocketAddr`); a host name is looked up on the blocking pool, and
+    /// its addresses tried in the resolver's order (asyncio's
+    /// `open_connection(host, port)`). A refused connection is
+    /// `io::ErrorKind::ConnectionRefused`; with several addresses, the
+    /// last one's error.
+    ///
+    /// ```
+    /// use runner_core::net::{TcpListener, TcpStream};
+    ///
+    /// runner_core::run(async {
+    ///     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    ///     let port = listener.local_addr().unwrap().port();
+    ///     let client = TcpStream::connect(("localhost", port)).await.unwrap();
+    ///     let (_server_side, peer) = listener.accept().await.unwrap();
+    ///     assert_eq!(peer, client.local_addr().unwrap());
+    /// })
+    /// .unwrap();
+    /// ```
+    pub async fn connect(addr: impl ToAddrs) -> io::Result<TcpStream> {
+        let addrs = resolve(addr).await?;
+        each(addrs, TcpStream::connect_addr).await
+    }
+
+    async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {
         let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
         start_connect(&socket, &addr.into())?;
@@ -100,44 +153,10 @@ impl TcpStream {
         Ok(TcpStream { inner })
     }
 
-    /// Resolves `host` (a name or an address literal) and connects to
-    /// the first of its addresses that answers, in the resolver's order
-    /// (asyncio's `open_connection(host, port)`). The name lookup is
-    /// blocking in the OS, so it runs on the blocking pool; the loop goes
-    /// on meanwhile. Fails with the last address's error, or `NotFound`
-    /// when the name has no address.
-    ///
-    /// ```
-    /// use runner_core::net::{TcpListener, TcpStream};
-    ///
-    /// runner_core::run(async {
-    ///     let listener = TcpListener::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    ///     let port = listener.local_addr().unwrap().port();
-    ///     let client = TcpStream::connect_to("localhost", port).await.unwrap();
-    ///     let (_server_side, peer) = listener.accept().await.unwrap();
-    ///     assert_eq!(peer, client.local_addr().unwrap());
-    /// })
-    /// .unwrap();
-    /// ```
+    /// Connects to `host` and `port`: [`connect`](Self::connect) with
+    /// `(host, port)`.
     pub async fn connect_to(host: &str, port: u16) -> io::Result<TcpStream> {
-        use std::net::ToSocketAddrs;
-        let name = host.to_string();
-        let addrs = crate::spawn_blocking(move || (name.as_str(), port).to_socket_addrs().map(Vec::from_iter))
-            .await
-            .map_err(|e| io::Error::other(format!("resolving {host:?} failed: {e}")))??;
-        let mut last = None;
-        for addr in addrs {
-            match TcpStream::connect(addr).await {
-                Ok(stream) => return Ok(stream),
-                Err(e) => last = Some(e),
-            }
-        }
-        Err(last.unwrap_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                format!("{host:?} has no address to connect to"),
-            )
-        }))
+        TcpStream::connect((host, port)).await
     }
 
     /// Wraps a connected std stream (made non-blocking).
@@ -145,6 +164,12 @@ impl TcpStream {
         Ok(TcpStream {
             inner: Async::new(stream)?,
         })
+    }
+
+    /// The std stream, off the loop (still non-blocking: set it back with
+    /// `set_nonblocking(false)` for blocking use).
+    pub fn into_std(self) -> io::Result<std::net::TcpStream> {
+        self.inner.into_inner()
     }
 
     /// The remote address.

@@ -4,7 +4,8 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use super::Async;
+use super::addr::{each, resolve};
+use super::{Async, ToAddrs};
 
 /// A UDP socket on the reactor.
 ///
@@ -12,8 +13,8 @@ use super::Async;
 /// use runner_core::net::UdpSocket;
 ///
 /// runner_core::run(async {
-///     let a = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-///     let b = UdpSocket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+///     let a = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+///     let b = UdpSocket::bind("127.0.0.1:0").await.unwrap();
 ///     a.send_to(b"hi", b.local_addr().unwrap()).await.unwrap();
 ///     let mut buf = [0u8; 8];
 ///     let (n, from) = b.recv_from(&mut buf).await.unwrap();
@@ -26,11 +27,26 @@ pub struct UdpSocket {
 }
 
 impl UdpSocket {
-    /// Binds to `addr` (port 0: any free port).
-    pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
-        Ok(UdpSocket {
-            inner: Async::new(std::net::UdpSocket::bind(addr)?)?,
+    /// Binds to `addr` (port 0: any free port): what `std::net` accepts,
+    /// a host name looked up off the loop thread.
+    pub async fn bind(addr: impl ToAddrs) -> io::Result<UdpSocket> {
+        let addrs = resolve(addr).await?;
+        each(addrs, |a| {
+            std::future::ready(std::net::UdpSocket::bind(a).and_then(UdpSocket::from_std))
         })
+        .await
+    }
+
+    /// Wraps a bound std socket (made non-blocking).
+    pub fn from_std(socket: std::net::UdpSocket) -> io::Result<UdpSocket> {
+        Ok(UdpSocket {
+            inner: Async::new(socket)?,
+        })
+    }
+
+    /// The std socket, off the loop (still non-blocking).
+    pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
+        self.inner.into_inner()
     }
 
     /// Sends a datagram to `addr`.
