@@ -57,7 +57,11 @@ async fn hyper_round_trip() -> Result<String, Box<dyn std::error::Error + Send +
         let _ = conn.await;
     });
     let response = sender
-        .send_request(Request::get("/").header("host", "localhost").body(Empty::<Bytes>::new())?)
+        .send_request(
+            Request::get("/")
+                .header("host", "localhost")
+                .body(Empty::<Bytes>::new())?,
+        )
         .await?;
     let body = response.into_body().collect().await?.to_bytes();
     drop(sender);
