@@ -9,10 +9,8 @@
 //!
 //! `tests/http.rs` drives this file's [`serve`] with real clients.
 
-use std::cell::RefCell;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -22,8 +20,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use runner_core::hyper_rt::{HyperIo, RunnerTimer};
-use runner_core::net::{TcpListener, TcpStream};
-use runner_core::{cancellable, sleep, spawn, timeout, ContextVar, JoinHandle};
+use runner_core::net::{Server, TcpListener, TcpStream};
+use runner_core::{cancellable, ContextVar};
 
 /// The client of the connection being served; each connection task sets
 /// its own, and the service reads it from the task's context.
@@ -61,6 +59,9 @@ async fn connection(stream: TcpStream, peer: SocketAddr) {
     let conn = http1::Builder::new()
         .timer(RunnerTimer)
         .header_read_timeout(Duration::from_secs(30))
+        // A client that shuts its sending side after its request (curl
+        // --no-keepalive, load generators) still gets its answer.
+        .half_close(true)
         .serve_connection(HyperIo::new(stream), service_fn(hello));
     let mut conn = pin!(conn);
     let result = match cancellable(conn.as_mut()).await {
@@ -77,46 +78,31 @@ async fn connection(stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Accepts and serves until the calling task is cancelled (Ctrl-C), then
-/// shuts the open connections down gracefully, giving them `grace` to
-/// finish before they are dropped. Returns how many connections it served.
+/// stops accepting (the listening socket closes at once: new clients are
+/// refused) and shuts the open connections down gracefully, giving them
+/// `grace` to finish before they are dropped. Returns how many connections
+/// it served.
 pub async fn serve(listener: TcpListener, grace: Duration) -> usize {
-    let open: Rc<RefCell<Vec<JoinHandle<()>>>> = Rc::default();
-    let mut served = 0;
-    let accept_loop = async {
-        loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => {
-                    served += 1;
-                    let mut open = open.borrow_mut();
-                    open.retain(|h| !h.is_done());
-                    open.push(spawn(connection(stream, peer)));
-                }
-                // Out of file descriptors and the like: report, go on.
-                Err(e) => {
-                    eprintln!("accept failed: {e}; retrying in 100 ms");
-                    sleep(Duration::from_millis(100)).await;
-                }
-            }
+    let server = match Server::from_listener(listener, connection) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("cannot serve: {e}");
+            return 0;
         }
     };
-    // The accept loop never ends by itself: this returns on cancellation.
-    let _cancelled = cancellable(accept_loop).await;
-    let handles: Vec<_> = open.borrow_mut().drain(..).filter(|h| !h.is_done()).collect();
-    println!("shutting down: not accepting; {} connection(s) open", handles.len());
-    for h in &handles {
-        h.cancel();
+    // Serves until this task is cancelled (Ctrl-C).
+    let _cancelled = cancellable(server.serve_forever()).await;
+    server.close();
+    println!(
+        "shutting down: not accepting; {} connection(s) open",
+        server.open_connections()
+    );
+    if server.shutdown(grace).await {
+        println!("all connections finished");
+    } else {
+        println!("connections still open after {grace:?}; closed them");
     }
-    let drained = timeout(grace, async {
-        for h in handles {
-            let _ = h.await;
-        }
-    })
-    .await;
-    match drained {
-        Ok(()) => println!("all connections finished"),
-        Err(_) => println!("connections still open after {grace:?}; closing them"),
-    }
-    served
+    server.accepted() as usize
 }
 
 #[runner_core::main]

@@ -279,6 +279,77 @@ fn shutdown_answers_the_request_in_flight_then_closes() {
     assert_eq!(served, 1);
 }
 
+#[test]
+fn a_client_connecting_after_the_drain_began_is_refused_at_once() {
+    // A request is in flight when the server is told to stop: the
+    // listening socket closes at once (a new client is refused, not left
+    // hanging), and the request in flight is still answered.
+    let (refused_in, answered) = runner_core::run(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = spawn(example::serve(listener, Duration::from_secs(10)));
+        let (half_sent, wait_half) = std::sync::mpsc::channel::<()>();
+        let (draining, wait_draining) = std::sync::mpsc::channel::<()>();
+        let client = spawn_blocking(move || {
+            let (mut s, mut r) = connect(addr);
+            s.write_all(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nab")
+                .unwrap();
+            half_sent.send(()).unwrap();
+            wait_draining.recv().unwrap();
+            let started = std::time::Instant::now();
+            let refused = std::net::TcpStream::connect(addr).map_err(|e| e.kind());
+            let refused_in = started.elapsed();
+            assert_eq!(refused.unwrap_err(), std::io::ErrorKind::ConnectionRefused);
+            s.write_all(b"cd").unwrap();
+            let resp = read_response(&mut r)
+                .unwrap()
+                .expect("the request in flight is answered");
+            (refused_in, resp.status)
+        });
+        spawn_blocking(move || wait_half.recv().unwrap()).await.unwrap();
+        runner_core::sleep(Duration::from_millis(50)).await;
+        server.cancel();
+        runner_core::yield_now().await;
+        draining.send(()).unwrap();
+        let out = client.await.unwrap();
+        server.await.unwrap();
+        out
+    })
+    .unwrap();
+    assert!(refused_in < Duration::from_millis(500), "refused in {refused_in:?}");
+    assert_eq!(answered, 200);
+}
+
+#[test]
+fn clients_that_half_close_after_their_request_are_all_answered() {
+    const CLIENTS: usize = 300;
+    let (answered, served) = with_server(|addr| {
+        // All at once, each writing its request (with a body) and its
+        // end-of-stream in one go, so the server often reads both before it
+        // answers.
+        let start = std::sync::Arc::new(std::sync::Barrier::new(CLIENTS));
+        let threads: Vec<_> = (0..CLIENTS)
+            .map(|i| {
+                let start = start.clone();
+                std::thread::spawn(move || {
+                    let (mut s, mut r) = connect(addr);
+                    start.wait();
+                    s.write_all(
+                        format!("POST /half/{i} HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello").as_bytes(),
+                    )
+                    .unwrap();
+                    // Nothing more to send: the write side closes.
+                    s.shutdown(std::net::Shutdown::Write).unwrap();
+                    matches!(read_response(&mut r), Ok(Some(resp)) if resp.status == 200)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).filter(|&ok| ok).count()
+    });
+    assert_eq!(answered, CLIENTS, "every half-closing client got its answer");
+    assert_eq!(served, CLIENTS);
+}
+
 #[runner_core::runner_test(start_paused, timeout = "20s")]
 async fn hyper_timers_run_on_runner_timers_and_follow_a_paused_clock() {
     // hyper's header-read timeout (30 s) runs on RunnerTimer: with the

@@ -21,6 +21,7 @@ mod sealed {
 }
 
 #[doc(hidden)]
+#[derive(Debug)]
 pub enum Target {
     Addrs(Vec<SocketAddr>),
     /// A `host:port` string to look up.

@@ -21,6 +21,7 @@
 
 mod addr;
 mod async_fd;
+mod server;
 mod stream;
 mod tcp;
 mod udp;
@@ -29,6 +30,7 @@ mod unix;
 
 pub use self::addr::ToAddrs;
 pub use self::async_fd::Async;
+pub use self::server::Server;
 pub use self::tcp::{TcpListener, TcpStream, LISTEN_BACKLOG};
 pub use self::udp::UdpSocket;
 #[cfg(unix)]

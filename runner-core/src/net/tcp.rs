@@ -94,8 +94,16 @@ impl TcpListener {
     /// Accepts a connection. Errors (`EMFILE` when out of file descriptors,
     /// say) leave the listener usable.
     pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
-        let (stream, addr) = self.inner.read_with(|l| l.accept()).await?;
-        Ok((TcpStream::from_std(stream)?, addr))
+        std::future::poll_fn(|cx| self.poll_accept(cx)).await
+    }
+
+    /// The poll behind [`accept`](Self::accept).
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<io::Result<(TcpStream, SocketAddr)>> {
+        match self.inner.poll_op(Direction::Read, cx, |l| l.accept()) {
+            Poll::Ready(Ok((stream, addr))) => Poll::Ready(TcpStream::from_std(stream).map(|s| (s, addr))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// The address the listener is bound to.
