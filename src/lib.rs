@@ -24,4 +24,6 @@ mod guide {
     struct Testing;
     #[doc = include_str!("../docs/networking.md")]
     struct Networking;
+    #[doc = include_str!("../docs/interop.md")]
+    struct Interop;
 }
