@@ -281,6 +281,30 @@ pub struct AsyncGen<T: 'static> {
 /// Makes an async generator from `body`, which receives the [`Yielder`]
 /// (Python's `async def` with `yield`). Nothing runs until the first value
 /// is asked for.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{asyncgen, sleep};
+///
+/// let ticks = runner_core::run(async {
+///     // async def ticks(): for i in range(3): await asyncio.sleep(0.001); yield i
+///     let mut ticks = asyncgen(|mut y| async move {
+///         for i in 0..3 {
+///             sleep(Duration::from_millis(1)).await;
+///             if y.yield_(i).await.is_err() {
+///                 return;
+///             }
+///         }
+///     });
+///     let mut seen = Vec::new();
+///     while let Some(i) = ticks.next().await {
+///         seen.push(i);
+///     }
+///     seen
+/// })
+/// .unwrap();
+/// assert_eq!(ticks, [0, 1, 2]);
+/// ```
 pub fn asyncgen<T, F, Fut>(body: F) -> AsyncGen<T>
 where
     T: 'static,

@@ -329,6 +329,20 @@ struct Slot<T> {
 
 /// The future of [`spawn_blocking`]: the job's output, or a [`JoinError`]
 /// when the job panicked or could not be queued (executor shut down).
+///
+/// ```
+/// use runner_core::spawn_blocking;
+///
+/// runner_core::run(async {
+///     // A blocking call runs on the pool; the loop goes on meanwhile.
+///     let job = spawn_blocking(|| std::fs::read_to_string("/proc/self/status").map(|s| s.len()));
+///     assert!(job.await.unwrap().unwrap() > 0);
+///     // A panic in the job is an error of its future, not of the loop.
+///     let e = spawn_blocking(|| -> u32 { panic!("in the job") }).await.unwrap_err();
+///     assert_eq!(e.panic_message().as_deref(), Some("in the job"));
+/// })
+/// .unwrap();
+/// ```
 #[must_use = "the job runs anyway; await this to get its result"]
 pub struct Blocking<T> {
     slot: Arc<Mutex<Slot<T>>>,

@@ -16,6 +16,25 @@ use super::Async;
 use crate::reactor::Direction;
 
 /// A Unix-domain stream listener on the reactor.
+///
+/// ```
+/// use runner_core::net::{UnixListener, UnixStream};
+///
+/// let path = std::env::temp_dir().join(format!("runner-doc-{}.sock", std::process::id()));
+/// let _ = std::fs::remove_file(&path);
+/// let p = path.clone();
+/// runner_core::run(async move {
+///     let listener = UnixListener::bind(&p).unwrap();
+///     let client = UnixStream::connect(&p).await.unwrap();
+///     let (server_side, _) = listener.accept().await.unwrap();
+///     client.write_all(b"over a socket file").await.unwrap();
+///     let mut buf = [0u8; 18];
+///     server_side.read_exact(&mut buf).await.unwrap();
+///     assert_eq!(&buf, b"over a socket file");
+/// })
+/// .unwrap();
+/// std::fs::remove_file(path).unwrap();
+/// ```
 pub struct UnixListener {
     inner: Async<std::os::unix::net::UnixListener>,
 }
@@ -54,6 +73,19 @@ impl fmt::Debug for UnixListener {
 }
 
 /// A Unix-domain stream on the reactor; `AsyncRead + AsyncWrite`.
+///
+/// ```
+/// use runner_core::net::UnixStream;
+///
+/// runner_core::run(async {
+///     let (a, b) = UnixStream::pair().unwrap();
+///     a.write_all(b"ping").await.unwrap();
+///     let mut buf = [0u8; 4];
+///     b.read_exact(&mut buf).await.unwrap();
+///     assert_eq!(&buf, b"ping");
+/// })
+/// .unwrap();
+/// ```
 pub struct UnixStream {
     inner: Async<std::os::unix::net::UnixStream>,
 }
@@ -93,6 +125,19 @@ impl fmt::Debug for UnixStream {
 }
 
 /// A Unix-domain datagram socket on the reactor.
+///
+/// ```
+/// use runner_core::net::UnixDatagram;
+///
+/// runner_core::run(async {
+///     let (a, b) = UnixDatagram::pair().unwrap();
+///     a.send(b"one message").await.unwrap();
+///     let mut buf = [0u8; 32];
+///     let n = b.recv(&mut buf).await.unwrap();
+///     assert_eq!(&buf[..n], b"one message");
+/// })
+/// .unwrap();
+/// ```
 pub struct UnixDatagram {
     inner: Async<std::os::unix::net::UnixDatagram>,
 }

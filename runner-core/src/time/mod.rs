@@ -55,6 +55,19 @@ pub fn sleep(duration: Duration) -> Sleep {
 }
 
 /// Waits until the loop's clock reaches `deadline`.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{get_running_loop, sleep_until};
+///
+/// runner_core::run(async {
+///     let lp = get_running_loop().unwrap();
+///     let deadline = lp.time() + Duration::from_millis(10);
+///     sleep_until(deadline).await;
+///     assert!(lp.time() >= deadline);
+/// })
+/// .unwrap();
+/// ```
 pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep {
         deadline: Deadline::At(deadline),
@@ -195,7 +208,21 @@ pub fn timeout<F: IntoFuture>(duration: Duration, fut: F) -> Timeout<F::IntoFutu
     }
 }
 
-/// Like [`timeout`], with an absolute deadline on the loop's clock.
+/// Like [`timeout`], with an absolute deadline on the loop's clock: one
+/// deadline for several steps.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{get_running_loop, sleep, timeout_at};
+///
+/// runner_core::run(async {
+///     let deadline = get_running_loop().unwrap().time() + Duration::from_millis(30);
+///     // The first step fits; the second would end past the deadline.
+///     assert!(timeout_at(deadline, sleep(Duration::from_millis(1))).await.is_ok());
+///     assert!(timeout_at(deadline, sleep(Duration::from_secs(60))).await.is_err());
+/// })
+/// .unwrap();
+/// ```
 pub fn timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> Timeout<F::IntoFuture> {
     Timeout {
         inner: Box::pin(fut.into_future()),
@@ -284,6 +311,25 @@ pub async fn wait_for<T: 'static>(
 
 /// Gives the other ready tasks a turn: the task is rescheduled at the back
 /// of the ready queue (asyncio's `await asyncio.sleep(0)`).
+///
+/// ```
+/// use std::cell::RefCell;
+/// use std::rc::Rc;
+/// use runner_core::{spawn, yield_now};
+///
+/// let order = runner_core::run(async {
+///     let order = Rc::new(RefCell::new(Vec::new()));
+///     let o = order.clone();
+///     let other = spawn(async move { o.borrow_mut().push("other task") });
+///     order.borrow_mut().push("before the yield");
+///     yield_now().await; // the spawned task runs now
+///     order.borrow_mut().push("after the yield");
+///     other.await.unwrap();
+///     order.take()
+/// })
+/// .unwrap();
+/// assert_eq!(order, ["before the yield", "other task", "after the yield"]);
+/// ```
 pub fn yield_now() -> YieldNow {
     YieldNow { yielded: false }
 }
