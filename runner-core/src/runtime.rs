@@ -115,16 +115,21 @@ impl Shared {
     }
 
     /// Whether a sender pushed since [`take_pending`](Self::take_pending).
+    /// Every access to `pending` is `SeqCst`, the handshake with `sleeping`
+    /// included: mixing orderings on one location is where reasoning (and
+    /// Miri's weak-memory emulation, which found a wake-up lost that way)
+    /// goes wrong. A `SeqCst` load is a plain load on x86.
     #[inline]
     pub(crate) fn has_pending(&self) -> bool {
-        self.pending.load(Ordering::Relaxed)
+        self.pending.load(Ordering::SeqCst)
     }
 
-    /// Lowers the pending flag; `true` when it was raised. A
-    /// read-modify-write: it acquires the push of every sender whose raise
-    /// it consumes, so a drain after it sees their messages.
+    /// Lowers the pending flag; `true` when it was raised. The load first
+    /// keeps the busy loop from a locked instruction per iteration; the
+    /// swap acquires the push of every sender whose raise it consumes, so
+    /// a drain after it sees their messages.
     pub(crate) fn take_pending(&self) -> bool {
-        self.pending.load(Ordering::Relaxed) && self.pending.swap(false, Ordering::AcqRel)
+        self.pending.load(Ordering::SeqCst) && self.pending.swap(false, Ordering::SeqCst)
     }
 
     /// The next message, if any.
