@@ -72,6 +72,11 @@ impl Server {
     }
 
     /// Serves on `listener`.
+    ///
+    /// # Panics
+    /// Outside a running loop (it spawns the accepting task), as
+    /// [`spawn`](crate::spawn) does; [`start`](Self::start) is awaited
+    /// inside one anyway.
     pub fn from_listener<H, Fut>(listener: TcpListener, mut handler: H) -> io::Result<Server>
     where
         H: FnMut(TcpStream, SocketAddr) -> Fut + 'static,
