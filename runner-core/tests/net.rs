@@ -641,3 +641,29 @@ fn sockets_go_to_std_and_back() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_child_process_pipes_are_async_read_and_write_through_async() {
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use runner_core::net::Async;
+    use std::process::{Command, Stdio};
+    let out = runner_core::run(async {
+        let mut child = Command::new("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // ChildStdin/ChildStdout read and write only through `&mut`.
+        let mut stdin = Async::new(child.stdin.take().unwrap()).unwrap();
+        let mut stdout = Async::new(child.stdout.take().unwrap()).unwrap();
+        stdin.write_all(b"through cat and back").await.unwrap();
+        drop(stdin); // end of input: cat ends
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).await.unwrap();
+        let status = runner_core::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+        assert!(status.success());
+        text
+    })
+    .unwrap();
+    assert_eq!(out, "through cat and back");
+}

@@ -104,15 +104,7 @@ impl<T: AsFd + 'static> Async<T> {
     /// Registers the waker for the direction's next readiness event.
     /// `Ready(Err)` when the loop is gone (nothing would ever wake it).
     fn poll_wait(&self, dir: Direction, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let open = self.reactor.upgrade().is_some_and(|d| !d.is_closed());
-        if !open {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::NotConnected,
-                "the event loop this socket belongs to was closed",
-            )));
-        }
-        self.source.add_waiter(dir, cx.waker());
-        Poll::Pending
+        poll_wait(&self.source, &self.reactor, dir, cx)
     }
 
     /// Runs a non-blocking operation, polling style: [`try_op`](Self::try_op),
@@ -123,18 +115,26 @@ impl<T: AsFd + 'static> Async<T> {
         cx: &mut Context<'_>,
         mut op: impl FnMut(&T) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
-        loop {
-            match self.try_op(dir, &mut op) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    return match self.poll_wait(dir, cx) {
-                        Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                        _ => Poll::Pending,
-                    };
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                result => return Poll::Ready(result),
-            }
-        }
+        let io = self
+            .io
+            .as_ref()
+            .expect("invariant: the object is taken only by into_inner");
+        poll_attempts(&self.source, &self.reactor, dir, cx, || op(io))
+    }
+
+    /// [`poll_op`](Self::poll_op) with the object borrowed mutably (for
+    /// objects that read or write only through `&mut`).
+    fn poll_op_mut<R>(
+        &mut self,
+        dir: Direction,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&mut T) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let io = self
+            .io
+            .as_mut()
+            .expect("invariant: the object is taken only by into_inner");
+        poll_attempts(&self.source, &self.reactor, dir, cx, || op(io))
     }
 
     /// Runs `op` until it does not return `WouldBlock`, waiting for
@@ -191,14 +191,7 @@ impl<T: AsFd + 'static> Async<T> {
     /// Runs `op` if the direction is believed ready, else says
     /// `WouldBlock`; a `WouldBlock` from `op` clears the belief.
     fn try_op<R>(&self, dir: Direction, op: impl FnOnce(&T) -> io::Result<R>) -> io::Result<R> {
-        if !self.source.is_ready(dir) {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        let result = op(self.get_ref());
-        if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
-            self.source.clear_ready(dir);
-        }
-        result
+        attempt_if_ready(&self.source, dir, || op(self.get_ref()))
     }
 
     /// Waits until the reactor reported the object readable: a readiness
@@ -249,6 +242,65 @@ impl<T: AsFd + 'static> Async<T> {
     }
 }
 
+// The object is never pinned through an `Async` (nothing hands out a
+// `Pin<&mut T>`), so an `Async` moves freely whatever `T` is.
+impl<T: AsFd + 'static> Unpin for Async<T> {}
+
+/// See [`Async::poll_wait`].
+fn poll_wait(
+    source: &Source,
+    reactor: &Weak<ReactorDriver>,
+    dir: Direction,
+    cx: &mut Context<'_>,
+) -> Poll<io::Result<()>> {
+    let open = reactor.upgrade().is_some_and(|d| !d.is_closed());
+    if !open {
+        return Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::NotConnected,
+            "the event loop this socket belongs to was closed",
+        )));
+    }
+    source.add_waiter(dir, cx.waker());
+    Poll::Pending
+}
+
+/// Runs `attempt` if the direction is believed ready, else says
+/// `WouldBlock`; a `WouldBlock` from it clears the belief.
+fn attempt_if_ready<R>(source: &Source, dir: Direction, attempt: impl FnOnce() -> io::Result<R>) -> io::Result<R> {
+    if !source.is_ready(dir) {
+        return Err(io::ErrorKind::WouldBlock.into());
+    }
+    let result = attempt();
+    if matches!(&result, Err(e) if e.kind() == io::ErrorKind::WouldBlock) {
+        source.clear_ready(dir);
+    }
+    result
+}
+
+/// Tries `attempt` while the direction is believed ready; its
+/// `WouldBlock` clears the belief and waits for the next event
+/// (`Pending`), `Interrupted` retries.
+fn poll_attempts<R>(
+    source: &Source,
+    reactor: &Weak<ReactorDriver>,
+    dir: Direction,
+    cx: &mut Context<'_>,
+    mut attempt: impl FnMut() -> io::Result<R>,
+) -> Poll<io::Result<R>> {
+    loop {
+        match attempt_if_ready(source, dir, &mut attempt) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                return match poll_wait(source, reactor, dir, cx) {
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    _ => Poll::Pending,
+                };
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            result => return Poll::Ready(result),
+        }
+    }
+}
+
 impl<T: AsFd + 'static> Drop for Async<T> {
     fn drop(&mut self) {
         self.deregister();
@@ -261,10 +313,9 @@ impl<T: AsFd + 'static> AsFd for Async<T> {
     }
 }
 
-/// Any object read through a shared reference (`File`, pipes, sockets,
-/// `&Stdin`): futures-io's `AsyncRead`, for `Async<T>` and `&Async<T>`. For
-/// a `ChildStdout` (read only through `&mut`), wrap
-/// `File::from(OwnedFd::from(stdout))`: the same descriptor.
+/// Any object that reads (`File`, pipes, sockets, a `ChildStdout`):
+/// futures-io's `AsyncRead`; `&Async<T>` too when `&T` reads (`File`,
+/// sockets), so that one task can read while another writes.
 ///
 /// ```
 /// use std::io::Write;
@@ -283,12 +334,9 @@ impl<T: AsFd + 'static> AsFd for Async<T> {
 /// })
 /// .unwrap();
 /// ```
-impl<T: AsFd + 'static> AsyncRead for Async<T>
-where
-    for<'a> &'a T: Read,
-{
+impl<T: AsFd + Read + 'static> AsyncRead for Async<T> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self).poll_read(cx, buf)
+        self.get_mut().poll_op_mut(Direction::Read, cx, |io| io.read(buf))
     }
 }
 
@@ -301,23 +349,22 @@ where
     }
 }
 
-/// Any object written through a shared reference: futures-io's
-/// `AsyncWrite`, for `Async<T>` and `&Async<T>`. `poll_close` flushes; the
-/// descriptor closes when the `Async` is dropped.
-impl<T: AsFd + 'static> AsyncWrite for Async<T>
-where
-    for<'a> &'a T: Write,
-{
+/// Any object that writes (`File`, pipes, sockets, a `ChildStdin`):
+/// futures-io's `AsyncWrite`; `&Async<T>` too when `&T` writes.
+/// `poll_close` flushes; the descriptor closes when the `Async` is
+/// dropped.
+impl<T: AsFd + Write + 'static> AsyncWrite for Async<T> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut &*self).poll_write(cx, buf)
+        self.get_mut().poll_op_mut(Direction::Write, cx, |io| io.write(buf))
     }
 
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self).poll_flush(cx)
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Nothing is buffered here; the object's own flush does not wait.
+        Poll::Ready(self.get_mut().get_mut().flush())
     }
 
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut &*self).poll_close(cx)
+        self.poll_flush(cx)
     }
 }
 
