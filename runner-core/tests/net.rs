@@ -660,7 +660,10 @@ fn a_child_process_pipes_are_async_read_and_write_through_async() {
         drop(stdin); // end of input: cat ends
         let mut text = String::new();
         stdout.read_to_string(&mut text).await.unwrap();
-        let status = runner_core::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+        let status = runner_core::spawn_blocking(move || child.wait())
+            .await
+            .unwrap()
+            .unwrap();
         assert!(status.success());
         text
     })
