@@ -116,7 +116,7 @@ static INSTALL: Mutex<Installed> = Mutex::new(Installed {
 });
 
 /// A Unix signal, by number, for [`Builder::shutdown_signals`],
-/// [`EventLoop::add_signal_handler`] and [`recv`].
+/// [`EventLoop::add_signal_handler`] and [`signal_stream`](crate::signal_stream).
 ///
 /// ```
 /// use runner_core::signal::Signal;
