@@ -6,8 +6,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use runner_core::{
-    cancellable, current_task, run, shield, sleep, spawn, timeout, yield_now, Cancelled, Context, ContextVar,
-    EventLoop, JoinHandle,
+    as_completed, cancellable, current_task, run, shield, sleep, spawn, timeout, yield_now, Cancelled, Context,
+    ContextVar, EventLoop, JoinHandle,
 };
 
 struct OnDrop<F: FnMut()>(F);
@@ -222,6 +222,174 @@ fn cancelling_a_task_that_awaits_another_cancels_the_awaited_one_too() {
     .unwrap();
     assert!(inner_dropped.get(), "the awaited task was cancelled with its awaiter");
     assert!(bystander_dropped.get());
+}
+
+#[test]
+fn a_cancelled_awaiter_waits_for_the_awaited_tasks_async_cleanup() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let (l1, l2) = (log.clone(), log.clone());
+    let cancelling = run(async move {
+        let outer = spawn(async move {
+            let inner = spawn(async move {
+                // Async cleanup the cancellation waits for; then the
+                // cancellation lands at the next await.
+                shield(async move {
+                    sleep(Duration::from_millis(20)).await;
+                    l1.borrow_mut().push("inner cleaned up");
+                })
+                .await;
+                std::future::pending::<()>().await
+            });
+            let _g = OnDrop(move || l2.borrow_mut().push("outer dropped"));
+            let _ = inner.await;
+            unreachable!("the awaited task ended cancelled, so this one is");
+        });
+        yield_now().await;
+        yield_now().await;
+        outer.cancel();
+        let cancelling = outer.cancelling();
+        assert!(outer.await.unwrap_err().is_cancelled());
+        cancelling
+    })
+    .unwrap();
+    assert_eq!(cancelling, 1);
+    assert_eq!(
+        *log.borrow(),
+        ["inner cleaned up", "outer dropped"],
+        "asyncio waits for the awaited task"
+    );
+}
+
+#[test]
+fn an_awaited_task_that_swallows_the_cancellation_lets_its_awaiter_go_on() {
+    let out = run(async move {
+        let outer = spawn(async move {
+            let inner = spawn(async move {
+                assert!(cancellable(std::future::pending::<()>()).await.is_err());
+                7
+            });
+            let v = inner.await.expect("the awaited task returned");
+            (v * 2, current_task().unwrap().cancelling())
+        });
+        yield_now().await;
+        yield_now().await;
+        assert!(outer.cancel());
+        outer.await
+    })
+    .unwrap();
+    // The request went to the awaited task, which consumed it; it is
+    // still counted on the awaiter, as asyncio counts it.
+    assert_eq!(out.unwrap(), (14, 1));
+}
+
+#[test]
+fn a_shielded_handle_is_not_cancelled_with_its_awaiter() {
+    let finished = Rc::new(Cell::new(false));
+    let f = finished.clone();
+    let inner_outcome = run(async move {
+        let inner = spawn(async move {
+            sleep(Duration::from_millis(20)).await;
+            f.set(true);
+            5
+        });
+        let inner_id = inner.id();
+        let outer = spawn(async move {
+            let v = shield(inner).await;
+            sleep(Duration::from_secs(3600)).await;
+            v
+        });
+        yield_now().await;
+        yield_now().await;
+        outer.cancel();
+        let outcome = timeout(Duration::from_secs(10), outer).await.expect("bounded");
+        (inner_id, outcome)
+    })
+    .unwrap();
+    assert!(inner_outcome.1.unwrap_err().is_cancelled());
+    assert!(finished.get(), "the shielded task ran to its end");
+}
+
+#[test]
+fn a_handle_polled_through_as_completed_is_not_handed_the_awaiters_cancellation() {
+    let finished = Rc::new(Cell::new(false));
+    let f = finished.clone();
+    run(async move {
+        let inner = spawn(async move {
+            sleep(Duration::from_millis(30)).await;
+            f.set(true);
+        });
+        let outer = spawn(async move {
+            let mut done = as_completed([inner]);
+            done.next().await
+        });
+        yield_now().await;
+        yield_now().await;
+        outer.cancel();
+        assert!(outer.await.unwrap_err().is_cancelled());
+        // The awaiter was a combinator's, not the task's own await: the
+        // task was detached, as asyncio's as_completed leaves its tasks.
+        sleep(Duration::from_millis(100)).await;
+    })
+    .unwrap();
+    assert!(finished.get(), "the detached task was not cancelled");
+}
+
+#[test]
+fn a_forwarded_cancellation_comes_back_when_the_awaiter_wakes_for_something_else() {
+    let elapsed = run(async move {
+        let started = Instant::now();
+        let outer = spawn(async move {
+            let mut inner = spawn(async move {
+                // Catches the cancellation and keeps going for a long time.
+                let _ = cancellable(std::future::pending::<()>()).await;
+                sleep(Duration::from_secs(3600)).await;
+            });
+            // The timeout's timer wakes this task while the awaited one
+            // still runs: the cancellation handed to it is this task's
+            // again, delivered then (not after the hour).
+            let _ = timeout(Duration::from_millis(20), &mut inner).await;
+            unreachable!("cancelled when the timeout woke the task");
+        });
+        yield_now().await;
+        yield_now().await;
+        outer.cancel();
+        let outcome = timeout(Duration::from_secs(10), outer).await.expect("bounded");
+        assert!(outcome.unwrap_err().is_cancelled());
+        started.elapsed()
+    });
+    let elapsed = elapsed.unwrap();
+    assert!(elapsed >= Duration::from_millis(20), "{elapsed:?}");
+}
+
+/// CPython's `test_cancel_awaited_task` (bpo-34872): a task cancels itself
+/// while running, then awaits another task: the cancellation goes to that
+/// task, and both end cancelled.
+#[test]
+fn a_task_that_cancels_itself_then_awaits_another_cancels_that_one() {
+    let (nested_dropped, outer_cancelled) = run(async move {
+        let dropped = Rc::new(Cell::new(false));
+        let d = dropped.clone();
+        let outer = spawn(async move {
+            let handle = spawn(async move {
+                let _g = OnDrop(move || d.set(true));
+                std::future::pending::<()>().await
+            });
+            yield_now().await;
+            current_task().unwrap().cancel();
+            let _ = handle.await;
+            unreachable!("the nested task was cancelled, so this one is");
+        });
+        let outcome = timeout(Duration::from_secs(10), outer).await.expect("bounded");
+        // Looked at as soon as the outer task ended: the nested one was
+        // cancelled and ended before it (not left running, detached).
+        (dropped.get(), outcome.unwrap_err().is_cancelled())
+    })
+    .unwrap();
+    assert!(outer_cancelled);
+    assert!(
+        nested_dropped,
+        "the task the cancelled task blocked on was cancelled first"
+    );
 }
 
 #[test]

@@ -31,20 +31,35 @@ pub(crate) enum Outcome {
     Failed,
 }
 
+/// What a cancellation request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Requested {
+    /// The task is done: nothing to cancel.
+    Done,
+    /// Pending: delivered at the task's next scheduling.
+    Pending,
+    /// Handed to the task this one awaits; this one waits for it to end.
+    Forwarded,
+}
+
 /// `suspended` values besides a `cancellable` scope's id.
 const BARE: u32 = 0;
 const SHIELDED: u32 = u32::MAX;
 
 /// Flags.
-const POLLED: u8 = 1;
-const DETACHED: u8 = 1 << 1;
-const CANCEL_PENDING: u8 = 1 << 2;
-const FORCE_DROP: u8 = 1 << 3;
-const NAMED: u8 = 1 << 4;
-const PANIC_REPORTED: u8 = 1 << 5;
-const OUTPUT_TAKEN: u8 = 1 << 6;
+const POLLED: u16 = 1;
+const DETACHED: u16 = 1 << 1;
+const CANCEL_PENDING: u16 = 1 << 2;
+const FORCE_DROP: u16 = 1 << 3;
+const NAMED: u16 = 1 << 4;
+const PANIC_REPORTED: u16 = 1 << 5;
+const OUTPUT_TAKEN: u16 = 1 << 6;
 /// A runner's main task: its name is "main" (without the name table).
-const MAIN: u8 = 1 << 7;
+const MAIN: u16 = 1 << 7;
+/// The cancellation was handed to the task this one awaits (asyncio's
+/// `fut_waiter.cancel()`): this one waits for that one to end and is
+/// cancelled itself only if that one ended cancelled.
+const FORWARDED: u16 = 1 << 8;
 
 /// Scheduling state (its own byte: it changes at every wake and poll).
 /// The task is in the ready queue.
@@ -79,7 +94,7 @@ pub(crate) struct TaskCore {
     next_scope: Cell<u32>,
     /// Saturating: 65,535 outstanding requests is as good as infinite.
     cancel_requests: Cell<u16>,
-    flags: Cell<u8>,
+    flags: Cell<u16>,
     sched: Cell<u8>,
     outcome: Cell<Outcome>,
 }
@@ -131,11 +146,11 @@ impl TaskCore {
         TaskId(self.ctx.id())
     }
 
-    fn flag(&self, f: u8) -> bool {
+    fn flag(&self, f: u16) -> bool {
         self.flags.get() & f != 0
     }
 
-    fn set_flag(&self, f: u8, on: bool) {
+    fn set_flag(&self, f: u16, on: bool) {
         let flags = self.flags.get();
         self.flags.set(if on { flags | f } else { flags & !f });
     }
@@ -233,22 +248,70 @@ impl TaskCore {
 
     // --- cancellation ---
 
-    /// Records a cancellation request (the caller schedules the task);
-    /// `false` when the task is already done. A task awaiting another
-    /// task's handle cancels that task too, as asyncio cancels the future
-    /// a task waits on.
-    pub(crate) fn request_cancel(&self) -> bool {
+    /// Records a cancellation request; `false` when the task is already
+    /// done. A task suspended on another task's handle (outside a
+    /// `shield`) hands the request to that task, as asyncio cancels the
+    /// future a task waits on, and waits for it to end (see
+    /// [`settle_forwarded`](Self::settle_forwarded)); otherwise the request
+    /// is pending, and the caller schedules the task to deliver it.
+    pub(crate) fn request_cancel(&self) -> Requested {
         if self.is_done() {
-            return false;
+            return Requested::Done;
         }
         self.cancel_requests.set(self.cancel_requests.get().saturating_add(1));
-        self.set_flag(CANCEL_PENDING, true);
         let awaited = self.awaiting.take();
-        if let Some(awaited) = &awaited {
-            awaited.cancel();
-        }
+        let forwarded = !self.is_forced()
+            && self.suspended() != Suspended::Shielded
+            && awaited.as_ref().is_some_and(TaskRef::cancel);
         self.awaiting.set(awaited);
-        true
+        if forwarded {
+            self.set_flag(FORWARDED, true);
+            Requested::Forwarded
+        } else {
+            self.set_flag(CANCEL_PENDING, true);
+            Requested::Pending
+        }
+    }
+
+    /// Whether a cancellation handed to the awaited task is outstanding.
+    pub(crate) fn is_forwarded(&self) -> bool {
+        self.flag(FORWARDED)
+    }
+
+    /// Before a poll of a task whose cancellation was handed to the task
+    /// it awaits. Woken because that one ended cancelled, or for any other
+    /// reason (it no longer only waits on that task: a timeout around the
+    /// handle fired, say): the cancellation is this task's, pending,
+    /// delivered now. That one ended otherwise (it caught the cancellation
+    /// and returned, or panicked): the request was consumed there, and
+    /// this task goes on with that outcome, as in asyncio.
+    pub(crate) fn settle_forwarded(&self) {
+        let awaited = self.awaiting.take();
+        let outcome = awaited.as_ref().map(|a| a.raw().core().outcome());
+        self.awaiting.set(awaited);
+        self.set_flag(FORWARDED, false);
+        if !matches!(outcome, Some(Outcome::Completed | Outcome::Panicked | Outcome::Failed)) {
+            self.set_flag(CANCEL_PENDING, true);
+        }
+    }
+
+    /// After a poll that left a cancellation pending with the task
+    /// suspended outside any `shield` on another task's handle (the task
+    /// cancelled itself, then awaited): the request is handed to that
+    /// task, as asyncio cancels the future a task blocks on; `true` then
+    /// (the task waits for that one instead of being scheduled).
+    pub(crate) fn forward_pending(&self) -> bool {
+        if self.is_forced() {
+            return false;
+        }
+        let awaited = self.awaiting.take();
+        let forwarded = awaited.as_ref().is_some_and(TaskRef::cancel);
+        self.awaiting.set(awaited);
+        if forwarded {
+            self.set_flag(CANCEL_PENDING, false);
+            self.set_flag(FORWARDED, true);
+        }
+        forwarded
     }
 
     /// Makes the next poll drop the future whatever its scopes say (the

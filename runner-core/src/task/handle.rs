@@ -176,7 +176,11 @@ impl<T: 'static> Future for JoinHandle<T> {
             Some(w) if w.will_wake(cx.waker()) => Some(w),
             _ => Some(cx.waker().clone()),
         });
-        if let Some(current) = current {
+        // Awaited by a task itself (not through a combinator that polls
+        // handles with wakers of its own, like `as_completed`): cancelling
+        // that task is handed to this one first, as asyncio cancels the
+        // future a task waits on.
+        if let Some(current) = current.filter(|c| c.is_own_waker(cx.waker())) {
             current.core().set_awaiting(Some(this.task_ref()));
         }
         Poll::Pending

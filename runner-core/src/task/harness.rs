@@ -24,7 +24,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
 
-use super::core::{Outcome, Suspended, TaskCore};
+use super::core::{Outcome, Requested, Suspended, TaskCore};
 use super::handle::{JoinError, JoinHandle};
 use super::raw::{self, RawTask, TaskRef};
 use super::sched::{self, Scheduler};
@@ -98,6 +98,9 @@ pub(crate) fn poll_task<F: Future>(
     fut: Pin<&mut F>,
     cx: &mut TaskContext<'_>,
 ) -> Poll<Result<F::Output, JoinError>> {
+    if core.is_forwarded() {
+        core.settle_forwarded();
+    }
     let mut deliver_to = None;
     if core.cancel_pending() {
         match core.suspended() {
@@ -111,7 +114,7 @@ pub(crate) fn poll_task<F: Future>(
     match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
         Ok(Poll::Pending) => {
             let suspended = core.end_poll();
-            if core.cancel_pending() && suspended != Suspended::Shielded {
+            if core.cancel_pending() && suspended != Suspended::Shielded && !core.forward_pending() {
                 // Not delivered yet (the scope it was aimed at was not
                 // reached): deliver at the next scheduling.
                 cx.waker().wake_by_ref();
@@ -165,11 +168,15 @@ pub(crate) fn finish<T>(
 impl RawTask {
     /// Requests the task's cancellation; `false` when it is done.
     pub(crate) fn cancel(&self) -> bool {
-        let requested = self.core().request_cancel();
-        if requested {
-            self.wake();
+        match self.core().request_cancel() {
+            Requested::Done => false,
+            // The awaited task wakes this one when it ends.
+            Requested::Forwarded => true,
+            Requested::Pending => {
+                self.wake();
+                true
+            }
         }
-        requested
     }
 
     /// Makes the task's next poll drop its future, whatever its scopes say

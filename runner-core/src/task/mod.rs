@@ -27,6 +27,12 @@
 //! - inside a [`shield`]: nothing happens until the task suspends outside
 //!   the shield; then the cancellation is delivered as above.
 //!
+//! A task suspended on another task's [`JoinHandle`] (awaited with the
+//! task's own waker, outside a shield) hands the request to that task and
+//! waits: it is cancelled itself when that task ends cancelled, and goes on
+//! with that task's outcome when it caught the cancellation (asyncio's
+//! `fut_waiter.cancel()`).
+//!
 //! The scopes learn where they are by recording themselves in the current
 //! task's core during the poll (a depth counter and the innermost scope that
 //! returned `Pending`). Cancellation requests are counted: `cancelling()`

@@ -240,6 +240,12 @@ impl RawTask {
         }
     }
 
+    /// Whether `waker` is this task's own (the one its polls are given), as
+    /// opposed to a combinator's waker for one of its parts.
+    pub(crate) fn is_own_waker(&self, waker: &Waker) -> bool {
+        std::ptr::eq(waker.data(), self.ptr.as_ptr().cast()) && std::ptr::eq(waker.vtable(), &VTABLE)
+    }
+
     /// The waker stored by whoever awaits the handle.
     pub(crate) fn join_waker(&self) -> &Cell<Option<Waker>> {
         &self.prefix().join
