@@ -437,3 +437,37 @@ fn many_threads_wake_many_tasks_and_nothing_leaks() {
     lp.close().unwrap();
     assert_eq!(alive.load(Ordering::SeqCst), 0);
 }
+
+/// The ready queue keeps tasks and loop callbacks in one word each (a
+/// tagged pointer): callbacks run in their turn among tasks, and those
+/// still queued when the loop closes are freed with what they own.
+#[test]
+fn callbacks_queued_among_tasks_run_in_order_or_are_freed_at_close() {
+    let (alive, dropped_on) = counters();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let lp = EventLoop::new().unwrap();
+    {
+        let (o1, o2, o3) = (order.clone(), order.clone(), order.clone());
+        let t = Tracked::new(&alive, &dropped_on);
+        lp.call_soon(move || o1.lock().unwrap().push("callback 1")).unwrap();
+        let task = lp.spawn(async move {
+            let _t = t;
+            o2.lock().unwrap().push("task");
+        });
+        lp.call_soon(move || o3.lock().unwrap().push("callback 2")).unwrap();
+        let cancelled = {
+            let t = Tracked::new(&alive, &dropped_on);
+            lp.call_soon(move || drop(t)).unwrap()
+        };
+        cancelled.cancel();
+        lp.run_until_complete(task).unwrap().unwrap();
+    }
+    assert_eq!(*order.lock().unwrap(), ["callback 1", "task", "callback 2"]);
+    // Queued and never run: freed when the loop closes.
+    let t = Tracked::new(&alive, &dropped_on);
+    lp.call_soon(move || drop(t)).unwrap();
+    assert_eq!(alive.load(Ordering::SeqCst), 1);
+    lp.close().unwrap();
+    drop(lp);
+    assert_eq!(alive.load(Ordering::SeqCst), 0);
+}

@@ -1,5 +1,6 @@
 //! A task's memory: one allocation, laid out here, and the only `unsafe`
-//! of the task layer.
+//! of the task layer; also the one-word forms of a task pointer the loop
+//! keeps ([`TaskOrRc`] for the ready queue, [`Slot`] for the registry).
 //!
 //! ```text
 //! Prefix (the same for every task; wakers point at it)
@@ -56,6 +57,7 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
+use std::rc::Rc;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
@@ -322,6 +324,105 @@ impl Drop for RemoteWake {
     }
 }
 
+/// A task or an `Rc<T>` in one word (the ready queue's item: a task or a
+/// loop callback): the pointer, its lowest bit set for an `Rc`. Both are
+/// aligned to at least 2, so that bit is free. The `Rc`'s reference is
+/// owned; the task is not (the registry's reference covers a queued task).
+pub(crate) struct TaskOrRc<T> {
+    word: NonNull<()>,
+    _owns: PhantomData<Rc<T>>,
+}
+
+/// What a [`TaskOrRc`] held.
+pub(crate) enum Unpacked<T> {
+    Task(RawTask),
+    Rc(Rc<T>),
+}
+
+/// The low bit of a word that is a task pointer or something else
+/// ([`TaskOrRc`], [`Slot`]): never set in a task pointer (aligned to 8).
+const TAG_BIT: usize = 1;
+
+#[allow(unsafe_code)]
+impl<T> TaskOrRc<T> {
+    const ALIGNED: () = assert!(
+        std::mem::align_of::<T>() >= 2 && std::mem::align_of::<Prefix>() >= 2,
+        "the tag bit must be free"
+    );
+
+    pub(crate) fn task(task: RawTask) -> TaskOrRc<T> {
+        TaskOrRc {
+            word: task.ptr.cast(),
+            _owns: PhantomData,
+        }
+    }
+
+    pub(crate) fn rc(rc: Rc<T>) -> TaskOrRc<T> {
+        let () = Self::ALIGNED;
+        let ptr = Rc::into_raw(rc).cast_mut().cast::<()>().map_addr(|a| a | TAG_BIT);
+        TaskOrRc {
+            // SAFETY: the tag bit is set: not null.
+            word: unsafe { NonNull::new_unchecked(ptr) },
+            _owns: PhantomData,
+        }
+    }
+
+    pub(crate) fn unpack(self) -> Unpacked<T> {
+        let word = ManuallyDrop::new(self).word;
+        if word.as_ptr().addr() & TAG_BIT == 0 {
+            Unpacked::Task(RawTask { ptr: word.cast() })
+        } else {
+            let ptr = word.as_ptr().map_addr(|a| a & !TAG_BIT).cast::<T>();
+            // SAFETY: `rc` made this word from `Rc::into_raw` (the tag bit
+            // set), and `ManuallyDrop` above keeps the word from being
+            // used again: the reference is taken back once.
+            Unpacked::Rc(unsafe { Rc::from_raw(ptr) })
+        }
+    }
+}
+
+impl<T> Drop for TaskOrRc<T> {
+    fn drop(&mut self) {
+        let this: TaskOrRc<T> = TaskOrRc {
+            word: self.word,
+            _owns: PhantomData,
+        };
+        drop(this.unpack());
+    }
+}
+
+/// A slot of the loop's registry in one word: a task (the registry's
+/// reference to it), or a free slot with the index of the next free one,
+/// shifted left with the lowest bit set (no task pointer has it).
+#[derive(Clone, Copy)]
+pub(crate) struct Slot(NonNull<()>);
+
+impl Slot {
+    /// The end of the free chain.
+    const NONE: u32 = u32::MAX;
+
+    pub(crate) fn used(task: RawTask) -> Slot {
+        Slot(task.ptr.cast())
+    }
+
+    /// A free slot; `next`: the next free slot, if any.
+    pub(crate) fn free(next: Option<u32>) -> Slot {
+        let next = next.unwrap_or(Self::NONE) as usize;
+        let word = std::ptr::without_provenance_mut((next << 1) | TAG_BIT);
+        Slot(NonNull::new(word).expect("the tag bit is set"))
+    }
+
+    pub(crate) fn task(self) -> Option<RawTask> {
+        (self.0.as_ptr().addr() & TAG_BIT == 0).then_some(RawTask { ptr: self.0.cast() })
+    }
+
+    /// For a free slot, the next free one.
+    pub(crate) fn next_free(self) -> Option<u32> {
+        let next = u32::try_from(self.0.as_ptr().addr() >> 1).ok()?;
+        (self.0.as_ptr().addr() & TAG_BIT != 0 && next != Self::NONE).then_some(next)
+    }
+}
+
 /// A counted reference to a task (loop thread only: it reaches the core).
 pub(crate) struct TaskRef {
     raw: RawTask,
@@ -524,8 +625,8 @@ mod tests {
     use crate::task::harness::{AsIs, OwnContext};
 
     /// What a spawn costs in memory: the whole task, for a future that
-    /// holds a `u64` and returns it. smol's (async-task) is 141 bytes for
-    /// the same future, tokio's 146 (dhat, docs/benchmarks.md).
+    /// holds a `u64` and returns it. smol's (async-task) is 80 bytes for
+    /// the same future, tokio's 128 (dhat, docs/benchmarks.md).
     #[test]
     fn a_small_task_is_one_block_of_at_most_120_bytes() {
         fn size_of_task<F: Future>(_: &F) -> usize

@@ -20,11 +20,11 @@ use std::sync::Arc;
 
 use super::core::TaskCore;
 use super::handle::JoinError;
-use super::raw::{self, RawTask, TaskRef};
+use super::raw::{self, RawTask, Slot, TaskOrRc, TaskRef, Unpacked};
 use crate::context::{ContextHolder, Map};
 use crate::runtime::{log_report, ExceptionContext, RemoteTask, Reporter, Shared, TaskInfo};
 
-/// An item of the ready queue: one pointer and a tag.
+/// An item of the ready queue (stored as one word, a [`TaskOrRc`]).
 pub(crate) enum Ready {
     Task(RawTask),
     Callback(Rc<Callback>),
@@ -122,39 +122,20 @@ impl ContextHolder for Callback {
 /// The message a panic nobody retrieved is reported with.
 const UNRETRIEVED: &str = "a task panicked and its JoinHandle was dropped without awaiting it";
 
-/// The live tasks: a slab whose free slots chain to each other (no second
-/// vector for them).
+/// The live tasks: a slab of one word per slot ([`Slot`]: a task, or a
+/// free slot chained to the next free one), 8 bytes a task.
+#[derive(Default)]
 struct Registry {
     slots: Vec<Slot>,
-    /// The first free slot, `NONE` when there is none.
-    free: u32,
+    /// The first free slot.
+    free: Option<u32>,
     len: usize,
-}
-
-#[derive(Clone, Copy)]
-enum Slot {
-    /// Holds a reference to the task.
-    Used(RawTask),
-    /// Free; the next free slot (or `NONE`).
-    Free(u32),
-}
-
-const NONE: u32 = u32::MAX;
-
-impl Default for Registry {
-    fn default() -> Registry {
-        Registry {
-            slots: Vec::new(),
-            free: NONE,
-            len: 0,
-        }
-    }
 }
 
 /// A loop's task scheduling state (see the module docs).
 pub(crate) struct Scheduler {
     pub(crate) shared: Arc<Shared>,
-    ready: RefCell<VecDeque<Ready>>,
+    ready: RefCell<VecDeque<TaskOrRc<Callback>>>,
     registry: RefCell<Registry>,
     /// Names of the tasks that have one (most have none).
     names: RefCell<HashMap<u64, Box<str>>>,
@@ -195,11 +176,19 @@ impl Scheduler {
     // --- the ready queue ---
 
     pub(crate) fn push(&self, item: Ready) {
-        self.ready.borrow_mut().push_back(item);
+        let word = match item {
+            Ready::Task(task) => TaskOrRc::task(task),
+            Ready::Callback(cb) => TaskOrRc::rc(cb),
+        };
+        self.ready.borrow_mut().push_back(word);
     }
 
     pub(crate) fn pop(&self) -> Option<Ready> {
-        self.ready.borrow_mut().pop_front()
+        let word = self.ready.borrow_mut().pop_front()?;
+        Some(match word.unpack() {
+            Unpacked::Task(task) => Ready::Task(task),
+            Unpacked::Rc(cb) => Ready::Callback(cb),
+        })
     }
 
     pub(crate) fn ready_len(&self) -> usize {
@@ -215,18 +204,17 @@ impl Scheduler {
     /// Registers a new task, taking over one of its references.
     pub(crate) fn register(&self, task: RawTask) {
         let mut reg = self.registry.borrow_mut();
-        let used = Slot::Used(task);
         let index = match reg.free {
-            NONE => {
-                reg.slots.push(used);
-                u32::try_from(reg.slots.len() - 1).expect("fewer than 4 billion live tasks")
+            None => {
+                reg.slots.push(Slot::used(task));
+                u32::try_from(reg.slots.len() - 1)
+                    .ok()
+                    .filter(|&i| i < u32::MAX >> 1)
+                    .expect("fewer than 2 billion live tasks")
             }
-            i => {
-                let Slot::Free(next) = reg.slots[i as usize] else {
-                    unreachable!("the free chain holds free slots");
-                };
-                reg.free = next;
-                reg.slots[i as usize] = used;
+            Some(i) => {
+                reg.free = reg.slots[i as usize].next_free();
+                reg.slots[i as usize] = Slot::used(task);
                 i
             }
         };
@@ -239,8 +227,8 @@ impl Scheduler {
     fn deregister(&self, core: &TaskCore) {
         let index = core.index();
         let mut reg = self.registry.borrow_mut();
-        reg.slots[index as usize] = Slot::Free(reg.free);
-        reg.free = index;
+        reg.slots[index as usize] = Slot::free(reg.free);
+        reg.free = Some(index);
         reg.len -= 1;
         core.set_index(u32::MAX);
         drop(reg);
@@ -260,11 +248,8 @@ impl Scheduler {
             .borrow()
             .slots
             .iter()
-            .filter_map(|slot| match slot {
-                // Alive: the registry holds a reference.
-                Slot::Used(task) => Some(task.task_ref()),
-                Slot::Free(_) => None,
-            })
+            // Alive: the registry holds a reference.
+            .filter_map(|slot| slot.task().map(|task| task.task_ref()))
             .collect()
     }
 
