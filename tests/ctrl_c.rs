@@ -45,6 +45,26 @@ fn one_ctrl_c_while_awaiting_a_future_that_never_completes_cancels_it() {
 }
 
 #[test]
+fn ctrl_c_while_the_main_task_awaits_a_worker_waits_for_the_workers_cleanup() {
+    let mut f = Fixture::start(FIXTURE, "awaits-a-worker");
+    f.expect_line("ready");
+    f.sigint();
+    let (status, out, stderr) = f.wait();
+    assert_eq!(
+        out,
+        [
+            "ready",
+            "worker: cleanup started",
+            "worker: cleanup done",
+            "main task dropped"
+        ],
+        "{stderr}"
+    );
+    assert!(died_by_sigint(&status), "{status:?} {stderr}");
+    assert!(stderr.contains("KeyboardInterrupt"));
+}
+
+#[test]
 fn main_task_can_catch_ctrl_c_and_await_async_cleanup() {
     let mut f = Fixture::start(FIXTURE, "cleans-up");
     f.expect_line("ready");
