@@ -57,12 +57,24 @@
 //! kernel; when it calls runner's after itself (signal-hook and tokio
 //! chain to the previous handler), `on_signal` sees that the disposition
 //! is no longer its own and does nothing.
+//!
+//! # Parts
+//!
+//! This file: the recorded state, the handler and the dispositions (FFI),
+//! taking and giving back signals. `number`: the [`Signal`] type, names,
+//! which signals can be taken. `watchdog`: the stuck-loop watchdog thread.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+mod number;
+mod watchdog;
+
+pub use self::number::Signal;
+pub(crate) use self::number::{name, unsupported};
+pub(crate) use self::watchdog::Watchdog;
 
 /// How long a Ctrl-C may wait for a loop that already took one before the
 /// process ends (the loop's thread is stuck in code that never yields).
@@ -114,102 +126,6 @@ static INSTALL: Mutex<Installed> = Mutex::new(Installed {
     previous: [None; NSIG],
     role_before_handler: [Role::Free; NSIG],
 });
-
-/// A Unix signal, by number, for [`Builder::shutdown_signals`],
-/// [`EventLoop::add_signal_handler`] and [`signal_stream`](crate::signal_stream).
-///
-/// ```
-/// use runner_core::signal::Signal;
-/// assert_eq!(Signal::SIGTERM.to_string(), "SIGTERM");
-/// assert_eq!(Signal::from_raw(libc_sigterm()), Signal::SIGTERM);
-/// # fn libc_sigterm() -> i32 { 15 }
-/// ```
-///
-/// [`Builder::shutdown_signals`]: crate::Builder::shutdown_signals
-/// [`EventLoop::add_signal_handler`]: crate::EventLoop::add_signal_handler
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Signal(i32);
-
-impl Signal {
-    /// Ctrl-C.
-    pub const SIGINT: Signal = Signal(libc::SIGINT);
-    /// What `kill`, `docker stop`, systemd and Kubernetes send to stop a
-    /// process.
-    pub const SIGTERM: Signal = Signal(libc::SIGTERM);
-    /// The controlling terminal went away; daemons take it as "reload".
-    pub const SIGHUP: Signal = Signal(libc::SIGHUP);
-    /// Ctrl-\.
-    pub const SIGQUIT: Signal = Signal(libc::SIGQUIT);
-    /// User-defined.
-    pub const SIGUSR1: Signal = Signal(libc::SIGUSR1);
-    /// User-defined.
-    pub const SIGUSR2: Signal = Signal(libc::SIGUSR2);
-    /// A timer (`alarm(2)`).
-    pub const SIGALRM: Signal = Signal(libc::SIGALRM);
-    /// The terminal's size changed.
-    pub const SIGWINCH: Signal = Signal(libc::SIGWINCH);
-    /// A child process stopped or ended.
-    pub const SIGCHLD: Signal = Signal(libc::SIGCHLD);
-
-    /// The signal with this number (`libc::SIGTERM`, ...). Whether it can
-    /// be used is checked where it is used, with an error that says why.
-    pub const fn from_raw(number: i32) -> Signal {
-        Signal(number)
-    }
-
-    /// The signal's number.
-    pub const fn as_raw(self) -> i32 {
-        self.0
-    }
-}
-
-impl std::fmt::Display for Signal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&name(self.0))
-    }
-}
-
-impl std::fmt::Debug for Signal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&name(self.0))
-    }
-}
-
-/// Why `sig` cannot be taken by runner (for callbacks, or as a shutdown
-/// signal when `shutdown` is set); `None` when it can.
-pub(crate) fn unsupported(sig: i32, shutdown: bool) -> Option<&'static str> {
-    if slot(sig).is_none() {
-        return Some("it is not a signal number: use the constants of runner_core::signal::Signal");
-    }
-    let faults = [
-        libc::SIGSEGV,
-        libc::SIGBUS,
-        libc::SIGILL,
-        libc::SIGFPE,
-        libc::SIGTRAP,
-        libc::SIGSYS,
-    ];
-    if sig == libc::SIGKILL || sig == libc::SIGSTOP {
-        return Some("SIGKILL and SIGSTOP cannot be caught");
-    }
-    if faults.contains(&sig) {
-        return Some("it reports a fault, which must be handled where it happens, not later on a loop");
-    }
-    let ignored_by_default = [
-        libc::SIGCHLD,
-        libc::SIGCONT,
-        libc::SIGWINCH,
-        libc::SIGURG,
-        libc::SIGTSTP,
-    ];
-    if shutdown && ignored_by_default.contains(&sig) {
-        return Some(
-            "its default is not to end the process, so it cannot act as Ctrl-C (handle it with \
-             EventLoop::add_signal_handler instead)",
-        );
-    }
-    None
-}
 
 /// Where the runner of the main thread is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -629,35 +545,6 @@ pub(crate) fn release_handler(sig: i32) {
     slot.role.store(Role::Free as u8, Ordering::Release);
 }
 
-/// The conventional name of a signal, for messages.
-pub(crate) fn name(sig: i32) -> String {
-    let known = [
-        (libc::SIGHUP, "SIGHUP"),
-        (libc::SIGINT, "SIGINT"),
-        (libc::SIGQUIT, "SIGQUIT"),
-        (libc::SIGILL, "SIGILL"),
-        (libc::SIGABRT, "SIGABRT"),
-        (libc::SIGFPE, "SIGFPE"),
-        (libc::SIGKILL, "SIGKILL"),
-        (libc::SIGBUS, "SIGBUS"),
-        (libc::SIGSEGV, "SIGSEGV"),
-        (libc::SIGPIPE, "SIGPIPE"),
-        (libc::SIGALRM, "SIGALRM"),
-        (libc::SIGTERM, "SIGTERM"),
-        (libc::SIGUSR1, "SIGUSR1"),
-        (libc::SIGUSR2, "SIGUSR2"),
-        (libc::SIGCHLD, "SIGCHLD"),
-        (libc::SIGCONT, "SIGCONT"),
-        (libc::SIGSTOP, "SIGSTOP"),
-        (libc::SIGTSTP, "SIGTSTP"),
-        (libc::SIGWINCH, "SIGWINCH"),
-    ];
-    known
-        .iter()
-        .find(|(n, _)| *n == sig)
-        .map_or_else(|| format!("signal {sig}"), |(_, name)| (*name).to_string())
-}
-
 /// While alive, deliveries wake the loop whose notifier is `fd`.
 ///
 /// Unpublishing must not let the descriptor be closed under a handler
@@ -713,78 +600,6 @@ pub(crate) fn deliver_pending() {
     let _ = std::process::id();
 }
 
-// ---------------------------------------------------------------------
-// The stuck-loop watchdog of library programs.
-// ---------------------------------------------------------------------
-
-/// Ends the process when an interrupt stays untaken for
-/// [`STUCK_LOOP_GRACE`]: the loop that took a Ctrl-C is stuck in code that
-/// never yields, and a later Ctrl-C must still end the program. Started by
-/// the loop when it takes a first Ctrl-C in a library program; joined when
-/// dropped.
-pub(crate) struct Watchdog {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<thread::JoinHandle<()>>,
-}
-
-impl Watchdog {
-    pub(crate) fn start() -> Option<Watchdog> {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let s = stop.clone();
-        let thread = thread::Builder::new()
-            .name("runner-ctrl-c-watchdog".into())
-            .spawn(move || watch(&s))
-            .ok()?;
-        Some(Watchdog {
-            stop,
-            thread: Some(thread),
-        })
-    }
-}
-
-fn watch(stop: &(Mutex<bool>, Condvar)) {
-    let (stopped, cv) = stop;
-    let mut untaken_since: Option<(u32, Instant)> = None;
-    let mut guard = stopped.lock().unwrap_or_else(PoisonError::into_inner);
-    while !*guard {
-        let delivered = INTERRUPTS.load(Ordering::Acquire);
-        let taken = TAKEN.load(Ordering::Acquire);
-        let idle = PHASE.load(Ordering::Acquire) == Phase::Idle as u8;
-        untaken_since = match untaken_since {
-            _ if delivered == taken || idle => None,
-            Some((n, since)) if n == delivered => {
-                if since.elapsed() >= STUCK_LOOP_GRACE {
-                    let sig = LAST_INTERRUPT.load(Ordering::Acquire);
-                    die_by(sig, Some(interrupt_message(sig)));
-                }
-                Some((n, since))
-            }
-            _ => Some((delivered, Instant::now())),
-        };
-        guard = cv
-            .wait_timeout(guard, Duration::from_millis(10))
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-    }
-}
-
-impl Drop for Watchdog {
-    fn drop(&mut self) {
-        let (stopped, cv) = &*self.stop;
-        *stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        cv.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl std::fmt::Debug for Watchdog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Watchdog").finish_non_exhaustive()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -794,12 +609,5 @@ mod tests {
         assert!(!is_final(1, Phase::Running));
         assert!(is_final(2, Phase::Running));
         assert!(is_final(1, Phase::Closing));
-    }
-
-    #[test]
-    fn signal_names_are_the_conventional_ones() {
-        assert_eq!(name(libc::SIGTERM), "SIGTERM");
-        assert_eq!(name(libc::SIGINT), "SIGINT");
-        assert_eq!(name(40), "signal 40");
     }
 }
