@@ -471,3 +471,30 @@ fn callbacks_queued_among_tasks_run_in_order_or_are_freed_at_close() {
     drop(lp);
     assert_eq!(alive.load(Ordering::SeqCst), 0);
 }
+
+/// A runner's main task runs in the runner's own context (a context mode
+/// that is not zero-sized, moved out of the task when it finishes): its
+/// changes persist across runs, and its output and future are freed.
+#[test]
+fn a_runners_main_task_hands_back_its_context_and_frees_its_output() {
+    static N: runner_core::ContextVar<u64> = runner_core::ContextVar::new("n");
+    let (alive, dropped_on) = counters();
+    let runner = runner_core::Runner::new();
+    for i in 1..=3 {
+        let t = Tracked::new(&alive, &dropped_on);
+        let out = runner
+            .run(async move {
+                let _t = t;
+                let n = N.get().unwrap_or(0);
+                let _ = N.set(n + i);
+                yield_now().await;
+                Tracked::new(&_t.alive, &_t.dropped_on)
+            })
+            .unwrap();
+        assert_eq!(alive.load(Ordering::SeqCst), 1, "only the output is alive");
+        drop(out);
+    }
+    assert_eq!(runner.run(async { N.get() }).unwrap(), Some(6));
+    drop(runner);
+    assert_eq!(alive.load(Ordering::SeqCst), 0);
+}

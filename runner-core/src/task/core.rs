@@ -47,26 +47,28 @@ const BARE: u32 = 0;
 const SHIELDED: u32 = u32::MAX;
 
 /// Flags.
-const POLLED: u16 = 1;
-const DETACHED: u16 = 1 << 1;
-const CANCEL_PENDING: u16 = 1 << 2;
-const FORCE_DROP: u16 = 1 << 3;
-const NAMED: u16 = 1 << 4;
-const PANIC_REPORTED: u16 = 1 << 5;
-const OUTPUT_TAKEN: u16 = 1 << 6;
+const POLLED: u8 = 1;
+const DETACHED: u8 = 1 << 1;
+const CANCEL_PENDING: u8 = 1 << 2;
+const FORCE_DROP: u8 = 1 << 3;
+const NAMED: u8 = 1 << 4;
+const PANIC_REPORTED: u8 = 1 << 5;
+const OUTPUT_TAKEN: u8 = 1 << 6;
 /// A runner's main task: its name is "main" (without the name table).
-const MAIN: u16 = 1 << 7;
-/// The cancellation was handed to the task this one awaits (asyncio's
-/// `fut_waiter.cancel()`): this one waits for that one to end and is
-/// cancelled itself only if that one ended cancelled.
-const FORWARDED: u16 = 1 << 8;
+const MAIN: u8 = 1 << 7;
 
-/// Scheduling state (its own byte: it changes at every wake and poll).
-/// The task is in the ready queue.
+/// The `state` byte. Scheduling (it changes at every wake and poll): the
+/// task is in the ready queue.
 const SCHEDULED: u8 = 1;
 /// It finished while queued: the queue entry holds the registry's
 /// reference, released when the entry is popped.
 const RELEASE_ON_POP: u8 = 1 << 1;
+/// The cancellation was handed to the task this one awaits (asyncio's
+/// `fut_waiter.cancel()`): this one waits for that one to end and is
+/// cancelled itself only if that one ended cancelled.
+const FORWARDED: u8 = 1 << 2;
+/// The [`Outcome`] is in the high bits.
+const OUTCOME_SHIFT: u8 = 4;
 
 /// Where the task was suspended during its last poll, for cancellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +96,10 @@ pub(crate) struct TaskCore {
     next_scope: Cell<u32>,
     /// Saturating: 65,535 outstanding requests is as good as infinite.
     cancel_requests: Cell<u16>,
-    flags: Cell<u16>,
-    sched: Cell<u8>,
-    outcome: Cell<Outcome>,
+    flags: Cell<u8>,
+    /// Scheduling bits, the forwarded-cancellation bit, and the outcome
+    /// (`OUTCOME_SHIFT`): one byte, so that the core stays 48 bytes.
+    state: Cell<u8>,
 }
 
 /// What a poll records as it goes (the scopes it passes through), reset
@@ -137,8 +140,7 @@ impl TaskCore {
             next_scope: Cell::new(1),
             cancel_requests: Cell::new(0),
             flags: Cell::new(0),
-            sched: Cell::new(0),
-            outcome: Cell::new(Outcome::Running),
+            state: Cell::new((Outcome::Running as u8) << OUTCOME_SHIFT),
         }
     }
 
@@ -146,25 +148,41 @@ impl TaskCore {
         TaskId(self.ctx.id())
     }
 
-    fn flag(&self, f: u16) -> bool {
+    fn flag(&self, f: u8) -> bool {
         self.flags.get() & f != 0
     }
 
-    fn set_flag(&self, f: u16, on: bool) {
+    fn set_flag(&self, f: u8, on: bool) {
         let flags = self.flags.get();
         self.flags.set(if on { flags | f } else { flags & !f });
     }
 
     pub(crate) fn is_done(&self) -> bool {
-        self.outcome.get() != Outcome::Running
+        self.outcome() != Outcome::Running
     }
 
     pub(crate) fn outcome(&self) -> Outcome {
-        self.outcome.get()
+        match self.state.get() >> OUTCOME_SHIFT {
+            0 => Outcome::Running,
+            1 => Outcome::Completed,
+            2 => Outcome::Cancelled,
+            3 => Outcome::Panicked,
+            _ => Outcome::Failed,
+        }
     }
 
     pub(crate) fn set_outcome(&self, outcome: Outcome) {
-        self.outcome.set(outcome);
+        let bits = self.state.get() & !(0xff << OUTCOME_SHIFT);
+        self.state.set(bits | (outcome as u8) << OUTCOME_SHIFT);
+    }
+
+    fn state_bit(&self, bit: u8) -> bool {
+        self.state.get() & bit != 0
+    }
+
+    fn set_state_bit(&self, bit: u8, on: bool) {
+        let s = self.state.get();
+        self.state.set(if on { s | bit } else { s & !bit });
     }
 
     pub(crate) fn was_polled(&self) -> bool {
@@ -227,23 +245,22 @@ impl TaskCore {
     // --- scheduling (see `sched`) ---
 
     pub(crate) fn is_scheduled(&self) -> bool {
-        self.sched.get() & SCHEDULED != 0
+        self.state_bit(SCHEDULED)
     }
 
     pub(crate) fn set_scheduled(&self, on: bool) {
-        let s = self.sched.get();
-        self.sched.set(if on { s | SCHEDULED } else { s & !SCHEDULED });
+        self.set_state_bit(SCHEDULED, on);
     }
 
     /// The queue entry of this finished task holds the registry's reference.
     pub(crate) fn set_release_on_pop(&self) {
-        self.sched.set(self.sched.get() | RELEASE_ON_POP);
+        self.set_state_bit(RELEASE_ON_POP, true);
     }
 
     pub(crate) fn take_release_on_pop(&self) -> bool {
-        let s = self.sched.get();
-        self.sched.set(s & !RELEASE_ON_POP);
-        s & RELEASE_ON_POP != 0
+        let was = self.state_bit(RELEASE_ON_POP);
+        self.set_state_bit(RELEASE_ON_POP, false);
+        was
     }
 
     // --- cancellation ---
@@ -265,7 +282,7 @@ impl TaskCore {
             && awaited.as_ref().is_some_and(TaskRef::cancel);
         self.awaiting.set(awaited);
         if forwarded {
-            self.set_flag(FORWARDED, true);
+            self.set_state_bit(FORWARDED, true);
             Requested::Forwarded
         } else {
             self.set_flag(CANCEL_PENDING, true);
@@ -275,7 +292,7 @@ impl TaskCore {
 
     /// Whether a cancellation handed to the awaited task is outstanding.
     pub(crate) fn is_forwarded(&self) -> bool {
-        self.flag(FORWARDED)
+        self.state_bit(FORWARDED)
     }
 
     /// Before a poll of a task whose cancellation was handed to the task
@@ -289,7 +306,7 @@ impl TaskCore {
         let awaited = self.awaiting.take();
         let outcome = awaited.as_ref().map(|a| a.raw().core().outcome());
         self.awaiting.set(awaited);
-        self.set_flag(FORWARDED, false);
+        self.set_state_bit(FORWARDED, false);
         if !matches!(outcome, Some(Outcome::Completed | Outcome::Panicked | Outcome::Failed)) {
             self.set_flag(CANCEL_PENDING, true);
         }
@@ -309,7 +326,7 @@ impl TaskCore {
         self.awaiting.set(awaited);
         if forwarded {
             self.set_flag(CANCEL_PENDING, false);
-            self.set_flag(FORWARDED, true);
+            self.set_state_bit(FORWARDED, true);
         }
         forwarded
     }

@@ -5,9 +5,11 @@
 //! ```text
 //! Prefix (the same for every task; wakers point at it)
 //!   Header    refs, remote_queued, vtable, the loop's Shared   any thread
+//!             + the stage's tag (in what would be padding)      loop thread
 //!   join      the waker of whoever awaits the JoinHandle        loop thread
 //!   core      TaskCore: cancellation, context, flags             loop thread
-//! stage       the future (and its context mode), then its output, then nothing
+//! stage       a union: the future (and its context mode), then its output,
+//!             then nothing                                       loop thread
 //! ```
 //!
 //! # Why not async-task
@@ -68,12 +70,17 @@ use super::harness::{self, ContextMode, Settle};
 use super::sched;
 use crate::runtime::{Remote, RemoteTask, Shared};
 
-/// What any thread may touch.
+/// What any thread may touch (but `stage`).
 #[repr(C)]
 struct Header {
     refs: AtomicU32,
     /// A wake from afar is in the loop's remote queue (one is enough).
     remote_queued: AtomicBool,
+    /// What the task's [`Stage`] holds: `RUNNING`, `FINISHED` or
+    /// `CONSUMED`. Here, in what would be padding, so that the stage needs
+    /// no tag of its own; like the stage, touched only on the loop's
+    /// thread (the one field of the header no other thread reads).
+    stage: Cell<u8>,
     vtable: &'static Vtable,
     shared: Arc<Shared>,
 }
@@ -94,17 +101,26 @@ struct Task<F: Future, C, S: Settle<F::Output>> {
     stage: UnsafeCell<Stage<F, C, S>>,
 }
 
-enum Stage<F: Future, C, S: Settle<F::Output>> {
-    /// The future is dropped in place, apart from the rest (in the task's
-    /// context, before that context is handed back): a task is never
-    /// freed while running (the registry's reference is held until it
-    /// finishes), so it is never leaked either.
-    Running {
-        fut: ManuallyDrop<F>,
-        ctx: C,
-    },
-    Finished(Result<S::Out, JoinError>),
-    Consumed,
+/// The future (and its context mode) while the task runs, then its
+/// output, then nothing (the output was taken or dropped): which one,
+/// `Header::stage` says.
+union Stage<F: Future, C, S: Settle<F::Output>> {
+    running: ManuallyDrop<Running<F, C>>,
+    finished: ManuallyDrop<Result<S::Out, JoinError>>,
+}
+
+/// `Header::stage` values.
+const RUNNING: u8 = 0;
+const FINISHED: u8 = 1;
+const CONSUMED: u8 = 2;
+
+struct Running<F, C> {
+    /// Dropped in place, apart from the rest (in the task's context,
+    /// before that context is handed back): a task is never freed while
+    /// running (the registry's reference is held until it finishes), so it
+    /// is never leaked either.
+    fut: ManuallyDrop<F>,
+    ctx: C,
 }
 
 /// What differs with the future's type.
@@ -132,6 +148,7 @@ where
             header: Header {
                 refs: AtomicU32::new(2),
                 remote_queued: AtomicBool::new(false),
+                stage: Cell::new(RUNNING),
                 vtable: &Vtable {
                     poll: poll::<F, C, S>,
                     take_output: take_output::<F, C, S>,
@@ -143,9 +160,11 @@ where
             join: Cell::new(None),
             core,
         },
-        stage: UnsafeCell::new(Stage::Running {
-            fut: ManuallyDrop::new(fut),
-            ctx,
+        stage: UnsafeCell::new(Stage {
+            running: ManuallyDrop::new(Running {
+                fut: ManuallyDrop::new(fut),
+                ctx,
+            }),
         }),
     };
     let layout = Layout::new::<Task<F, C, S>>();
@@ -554,13 +573,14 @@ fn task<'a, F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>) -> &'a Tas
 unsafe fn poll<F: Future, C: ContextMode, S: Settle<F::Output>>(ptr: NonNull<Prefix>, cx: &mut Context<'_>) -> bool {
     let task = task::<F, C, S>(ptr);
     let core = &task.prefix.core;
-    let stage = task.stage.get();
-    // SAFETY: the stage is touched only on the loop's thread, and nothing
-    // else holds a borrow of it while the task is polled (a task's own
-    // handle cannot be awaited by it; a finished task is not polled).
-    let Stage::Running { fut, ctx } = (unsafe { &mut *stage }) else {
+    if task.prefix.header.stage.get() != RUNNING {
         return true;
-    };
+    }
+    let stage = task.stage.get();
+    // SAFETY: the stage holds the future (`RUNNING`); it is touched only
+    // on the loop's thread, and nothing else holds a borrow of it while
+    // the task is polled (a task's own handle cannot be awaited by it).
+    let Running { fut, ctx } = unsafe { &mut *(*stage).running };
     ctx.load(core);
     // SAFETY: the future lives in the task's allocation, which never
     // moves, until it is dropped in place below.
@@ -574,46 +594,66 @@ unsafe fn poll<F: Future, C: ContextMode, S: Settle<F::Output>>(ptr: NonNull<Pre
     // destructor panics).
     let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(fut) }));
     ctx.store(core);
+    // SAFETY: moved out once; the stage is overwritten right after.
+    let ctx = unsafe { std::ptr::read(ctx) };
     let outcome = harness::finish(core, S::settle(outcome), dropped);
-    // SAFETY: the borrows of the stage above have ended. An assignment
-    // stores the new value even if dropping the old one (the context
-    // mode) panics.
-    unsafe { *stage = Stage::Finished(outcome) };
+    // SAFETY: the borrows of the stage above have ended; the future was
+    // dropped and the context mode moved out, so nothing is overwritten
+    // that needed dropping.
+    unsafe {
+        stage.write(Stage {
+            finished: ManuallyDrop::new(outcome),
+        });
+    }
+    task.prefix.header.stage.set(FINISHED);
+    drop(ctx);
     true
 }
 
 #[allow(unsafe_code)]
 unsafe fn take_output<F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>, dst: *mut ()) {
     let task = task::<F, C, S>(ptr);
-    // SAFETY: loop thread; no other borrow of the stage is live.
-    let stage = unsafe { &mut *task.stage.get() };
-    if let Stage::Finished(_) = stage {
-        let Stage::Finished(output) = std::mem::replace(stage, Stage::Consumed) else {
-            unreachable!("matched above");
-        };
-        // SAFETY: the caller (`RawTask::take_output`) passes an
-        // `Option<Result<S::Out, JoinError>>`.
-        unsafe { *dst.cast::<Option<Result<S::Out, JoinError>>>() = Some(output) };
+    if task.prefix.header.stage.get() != FINISHED {
+        return;
     }
+    task.prefix.header.stage.set(CONSUMED);
+    // SAFETY: the stage held the output (`FINISHED`), moved out once
+    // (`CONSUMED` now); loop thread, no other borrow of the stage is live.
+    let output = unsafe { ManuallyDrop::take(&mut (*task.stage.get()).finished) };
+    // SAFETY: the caller (`RawTask::take_output`) passes an
+    // `Option<Result<S::Out, JoinError>>`.
+    unsafe { *dst.cast::<Option<Result<S::Out, JoinError>>>() = Some(output) };
 }
 
 #[allow(unsafe_code)]
 unsafe fn drop_output<F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>) {
     let task = task::<F, C, S>(ptr);
-    // SAFETY: loop thread; no other borrow of the stage is live.
-    let stage = unsafe { &mut *task.stage.get() };
-    if let Stage::Finished(_) = stage {
-        *stage = Stage::Consumed;
+    if task.prefix.header.stage.get() != FINISHED {
+        return;
     }
+    task.prefix.header.stage.set(CONSUMED);
+    // SAFETY: the stage held the output (`FINISHED`), dropped once
+    // (`CONSUMED` now, also if its destructor panics); loop thread.
+    unsafe { ManuallyDrop::drop(&mut (*task.stage.get()).finished) };
 }
 
 #[allow(unsafe_code)]
 unsafe fn dealloc_task<F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>) {
     let ptr = ptr.cast::<Task<F, C, S>>();
-    // SAFETY: the last reference is gone: the task is dropped (what is
-    // left of it: see the module docs) and its block, allocated in
-    // `allocate` with this layout, freed.
+    // SAFETY: the last reference is gone: what the stage still holds is
+    // dropped (a union has no drop glue: by `Header::stage`; a running
+    // task is never freed, but if it were, its context mode is dropped
+    // and its future left, as `Running` says), then the rest of the task
+    // (see the module docs), and its block, allocated in `allocate` with
+    // this layout, freed.
     unsafe {
+        let task = &mut *ptr.as_ptr();
+        let stage = task.stage.get_mut();
+        match task.prefix.header.stage.get() {
+            RUNNING => std::ptr::drop_in_place(&mut stage.running.ctx),
+            FINISHED => ManuallyDrop::drop(&mut stage.finished),
+            _ => {}
+        }
         std::ptr::drop_in_place(ptr.as_ptr());
         dealloc(ptr.as_ptr().cast(), Layout::new::<Task<F, C, S>>());
     }
@@ -628,7 +668,7 @@ mod tests {
     /// holds a `u64` and returns it. smol's (async-task) is 80 bytes for
     /// the same future, tokio's 128 (dhat, docs/benchmarks.md).
     #[test]
-    fn a_small_task_is_one_block_of_at_most_120_bytes() {
+    fn a_small_task_is_one_block_of_at_most_104_bytes() {
         fn size_of_task<F: Future>(_: &F) -> usize
         where
             F::Output: 'static,
@@ -637,7 +677,7 @@ mod tests {
         }
         let n = 7u64;
         let size = size_of_task(&async move { n });
-        assert_eq!(std::mem::size_of::<Prefix>(), 96, "header 24 + join waker 16 + core 56");
-        assert!(size <= 120, "a task of a small future takes {size} bytes");
+        assert_eq!(std::mem::size_of::<Prefix>(), 88, "header 24 + join waker 16 + core 48");
+        assert!(size <= 104, "a task of a small future takes {size} bytes");
     }
 }
