@@ -473,3 +473,32 @@ fn close_reports_a_detached_task_that_panics_when_dropped() {
     assert_eq!(reports[0].panic.as_deref(), Some("destructor failed"));
     assert_eq!(reports[0].task.as_ref().unwrap().name.as_deref(), Some("bomb"));
 }
+
+/// A handle reaches its task's loop while that loop is not running: names
+/// set before the loop runs, and a panic nobody awaited, reported to the
+/// loop's own exception handler when the handle is dropped afterwards.
+#[test]
+fn a_handle_used_while_its_loop_is_not_running_still_reaches_the_loop() {
+    let lp = EventLoop::new().unwrap();
+    let other = EventLoop::new().unwrap();
+    let reports = Rc::new(RefCell::new(Vec::new()));
+    let sink = reports.clone();
+    lp.set_exception_handler(move |_, ctx| sink.borrow_mut().push(ctx.clone()));
+    let h = lp.spawn(async { panic!("nobody awaits me") });
+    h.set_name("lonely");
+    assert_eq!(h.name().as_deref(), Some("lonely"));
+    // Another loop's existence does not confuse which loop is the task's.
+    let o = other.spawn(async {});
+    assert_eq!(o.name(), None);
+    lp.run_until_complete(yield_now()).unwrap();
+    assert!(h.is_done());
+    assert_eq!(h.name().as_deref(), Some("lonely"));
+    drop(h);
+    let reports = reports.borrow();
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(reports[0].task.as_ref().and_then(|t| t.name.as_deref()), Some("lonely"));
+    assert!(reports[0]
+        .panic
+        .as_deref()
+        .is_some_and(|p| p.contains("nobody awaits me")));
+}

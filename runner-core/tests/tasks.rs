@@ -500,3 +500,12 @@ fn wait_for_cancels_the_task_on_timeout_and_waits_for_its_cleanup() {
     .unwrap();
     assert_eq!(*log.borrow(), ["slow task's cleanup ran", "elapsed"]);
 }
+
+#[test]
+fn a_join_handle_is_one_word_as_tokios_and_smols_are() {
+    assert_eq!(std::mem::size_of::<JoinHandle<u64>>(), std::mem::size_of::<usize>());
+    assert_eq!(
+        std::mem::size_of::<Option<JoinHandle<u64>>>(),
+        std::mem::size_of::<usize>()
+    );
+}

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::panic::Location;
 use std::pin::Pin;
-use std::rc::Weak;
+use std::rc::Rc;
 use std::task::{Context as TaskContext, Poll};
 
 use sync_wrapper::SyncWrapper;
@@ -37,19 +37,23 @@ type Output<T> = Result<T, JoinError>;
 pub struct JoinHandle<T: 'static> {
     /// Holds a reference to the task.
     task: RawTask,
-    sched: Weak<Scheduler>,
     /// Owns a `T` once the task finished; `Unpin` whatever `T` is.
     _output: PhantomData<fn() -> T>,
 }
 
 impl<T: 'static> JoinHandle<T> {
     /// Takes over a reference to `task`, whose output is a `T`.
-    pub(crate) fn new(task: RawTask, sched: Weak<Scheduler>) -> JoinHandle<T> {
+    pub(crate) fn new(task: RawTask) -> JoinHandle<T> {
         JoinHandle {
             task,
-            sched,
             _output: PhantomData,
         }
+    }
+
+    /// The task's loop's scheduler, while that loop exists (found from the
+    /// task: a handle is one word, as tokio's and smol's are).
+    fn sched(&self) -> Option<Rc<Scheduler>> {
+        sched::of(self.task)
     }
 
     fn core(&self) -> &TaskCore {
@@ -103,12 +107,12 @@ impl<T: 'static> JoinHandle<T> {
 
     /// The task's name, if one was set.
     pub fn name(&self) -> Option<String> {
-        self.sched.upgrade().and_then(|s| s.name(self.core()))
+        self.sched().and_then(|s| s.name(self.core()))
     }
 
     /// Names the task; the name appears in reports and debug output.
     pub fn set_name(&self, name: impl Into<String>) {
-        if let Some(s) = self.sched.upgrade() {
+        if let Some(s) = self.sched() {
             s.set_name(self.core(), name.into());
         }
     }
@@ -196,7 +200,7 @@ impl<T: 'static> Drop for JoinHandle<T> {
                 let reported = self.core().panic_reported();
                 if let Some(Err(e)) = self.take_outcome() {
                     if e.is_panic() && !reported {
-                        if let Some(sched) = self.sched.upgrade() {
+                        if let Some(sched) = self.sched() {
                             sched.report(ExceptionContext {
                                 message: sched.unretrieved_panic_message().into(),
                                 panic: e.panic_message(),
@@ -210,6 +214,12 @@ impl<T: 'static> Drop for JoinHandle<T> {
                 // its output when it finishes.
                 self.core().mark_detached();
                 drop(self.task.join_waker().take());
+            }
+        }
+        if self.is_done() && self.core().is_named() {
+            // The name was kept for this handle (`Scheduler::forget_name`).
+            if let Some(sched) = self.sched() {
+                sched.forget_name(self.core());
             }
         }
         // SAFETY: the handle's reference, used no more.

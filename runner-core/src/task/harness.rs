@@ -255,5 +255,5 @@ where
     } else {
         sched.schedule(task);
     }
-    JoinHandle::new(task, Rc::downgrade(sched))
+    JoinHandle::new(task)
 }

@@ -14,7 +14,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -148,7 +148,7 @@ pub(crate) struct Scheduler {
 
 impl Scheduler {
     pub(crate) fn new(shared: Arc<Shared>) -> Rc<Scheduler> {
-        Rc::new(Scheduler {
+        let sched = Rc::new(Scheduler {
             shared,
             ready: RefCell::new(VecDeque::new()),
             registry: RefCell::default(),
@@ -156,7 +156,13 @@ impl Scheduler {
             reporter: RefCell::new(None),
             closed: Cell::new(false),
             shutting_down: Cell::new(false),
-        })
+        });
+        let _ = LOOPS.try_with(|l| {
+            let mut loops = l.borrow_mut();
+            loops.retain(|w| w.strong_count() > 0);
+            loops.push(Rc::downgrade(&sched));
+        });
+        sched
     }
 
     /// Where reports go (the loop's exception handler).
@@ -232,8 +238,9 @@ impl Scheduler {
         reg.len -= 1;
         core.set_index(u32::MAX);
         drop(reg);
-        if core.is_named() {
-            self.names.borrow_mut().remove(&core.id().0);
+        if core.is_detached() {
+            // No handle left to ask for the name.
+            self.forget_name(core);
         }
     }
 
@@ -339,12 +346,21 @@ impl Scheduler {
     }
 
     pub(crate) fn set_name(&self, core: &TaskCore, name: String) {
-        if core.index() == u32::MAX {
-            // A finished task keeps no name (nothing would remove it).
+        if core.is_done() && core.is_detached() {
+            // Finished with no handle left: nothing would remove the name.
             return;
         }
         core.mark_named();
         self.names.borrow_mut().insert(core.id().0, name.into_boxed_str());
+    }
+
+    /// Drops the task's name: it finished and its handle is gone (or it
+    /// finished detached). A finished task's handle still gives the name,
+    /// as asyncio's `get_name()` does.
+    pub(crate) fn forget_name(&self, core: &TaskCore) {
+        if core.is_named() {
+            self.names.borrow_mut().remove(&core.id().0);
+        }
     }
 
     pub(crate) fn info(&self, core: &TaskCore) -> TaskInfo {
@@ -408,6 +424,10 @@ thread_local! {
     static CURRENT: RefCell<Option<Rc<Scheduler>>> = const { RefCell::new(None) };
     /// The task being polled.
     static POLLED: Cell<Option<RawTask>> = const { Cell::new(None) };
+    /// The schedulers of the loops that exist on this thread (created
+    /// here: a loop never moves), for handles used while their loop does
+    /// not run.
+    static LOOPS: RefCell<Vec<Weak<Scheduler>>> = const { RefCell::new(Vec::new()) };
     /// A block of task ids this thread hands out: (next, end).
     static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
 }
@@ -448,6 +468,19 @@ impl Drop for EnterGuard {
         let prev = self.prev.take();
         let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
     }
+}
+
+/// The scheduler of `task`'s loop, while that loop exists (on this thread:
+/// the loop's).
+pub(crate) fn of(task: RawTask) -> Option<Rc<Scheduler>> {
+    let mine = |s: &Rc<Scheduler>| Arc::ptr_eq(&s.shared, task.shared());
+    if let Some(s) = current().filter(mine) {
+        return Some(s);
+    }
+    LOOPS
+        .try_with(|l| l.borrow().iter().filter_map(Weak::upgrade).find(mine))
+        .ok()
+        .flatten()
 }
 
 /// The current scheduler, if a loop runs on this thread.
