@@ -391,3 +391,79 @@ fn cancel_requests_are_counted_and_uncancel_takes_one_back() {
     })
     .unwrap();
 }
+
+#[test]
+fn a_resumed_cancellation_ends_the_task_cancelled_after_its_cleanup_and_its_awaiter_too() {
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let (l1, l2) = (log.clone(), log.clone());
+    let (outer_outcome, counts) = run(async move {
+        let counts = Rc::new(Cell::new((0, 0)));
+        let c = counts.clone();
+        let outer = spawn(async move {
+            let inner = spawn(async move {
+                if let Err(cancelled) = cancellable(std::future::pending::<()>()).await {
+                    sleep(Duration::from_millis(10)).await;
+                    l1.borrow_mut().push("inner cleaned up");
+                    let me = current_task().unwrap();
+                    c.set((me.cancelling(), 0));
+                    cancelled.resume().await;
+                    l1.borrow_mut().push("never");
+                }
+                7
+            });
+            let _g = OnDrop(move || l2.borrow_mut().push("outer dropped"));
+            let _ = inner.await;
+            unreachable!("the awaited task ended cancelled");
+        });
+        yield_now().await;
+        yield_now().await;
+        outer.cancel();
+        let outcome = timeout(Duration::from_secs(10), outer).await.expect("bounded");
+        (outcome, counts.get())
+    })
+    .unwrap();
+    assert!(outer_outcome.unwrap_err().is_cancelled());
+    assert_eq!(counts.0, 1, "resuming makes no new request");
+    assert_eq!(*log.borrow(), ["inner cleaned up", "outer dropped"]);
+}
+
+#[test]
+fn a_resumed_cancellation_is_caught_by_the_enclosing_cancellable() {
+    let out = run(async {
+        let t = spawn(async {
+            let outer = cancellable(async {
+                if let Err(cancelled) = cancellable(std::future::pending::<()>()).await {
+                    cancelled.resume().await;
+                    return "resume returned";
+                }
+                "inner finished"
+            })
+            .await;
+            outer.unwrap_or("the outer scope caught it")
+        });
+        yield_now().await;
+        t.cancel();
+        timeout(Duration::from_secs(10), t).await.expect("bounded")
+    })
+    .unwrap();
+    assert_eq!(out.unwrap(), "the outer scope caught it");
+}
+
+#[test]
+fn resume_returns_at_once_where_the_cancellation_cannot_go_on() {
+    // Outside a task.
+    assert_eq!(futures_lite::future::block_on(Cancelled.resume()), Cancelled);
+    // Inside a shield (which would hold it forever).
+    let out = run(async {
+        let t = spawn(async {
+            shield(async {
+                let _ = Cancelled.resume().await;
+                "went on inside the shield"
+            })
+            .await
+        });
+        timeout(Duration::from_secs(10), t).await.expect("bounded")
+    })
+    .unwrap();
+    assert_eq!(out.unwrap(), "went on inside the shield");
+}

@@ -27,6 +27,73 @@ impl fmt::Display for Cancelled {
 
 impl std::error::Error for Cancelled {}
 
+impl Cancelled {
+    /// Lets the caught cancellation go on from here: Python's bare `raise`
+    /// in `except CancelledError:`, after async cleanup.
+    ///
+    /// Awaited in a task, this does not return: the cancellation is
+    /// pending again (no new request: [`cancelling`](crate::JoinHandle::cancelling)
+    /// does not change) and is delivered where the task suspends, here:
+    /// to the innermost enclosing [`cancellable`], or, outside any, the
+    /// task ends cancelled, and a task awaiting it is cancelled too. It
+    /// returns this `Cancelled` at once where the cancellation cannot go
+    /// on: outside a task, or inside a [`shield`] (which would hold it
+    /// forever).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use runner_core::{cancellable, sleep, spawn, yield_now};
+    ///
+    /// let (outcome, log) = runner_core::run(async {
+    ///     let log = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    ///     let l = log.clone();
+    ///     let worker = spawn(async move {
+    ///         if let Err(cancelled) = cancellable(sleep(Duration::from_secs(3600))).await {
+    ///             sleep(Duration::from_millis(1)).await; // async cleanup
+    ///             l.borrow_mut().push("cleaned up");
+    ///             cancelled.resume().await;
+    ///             l.borrow_mut().push("never");
+    ///         }
+    ///     });
+    ///     yield_now().await;
+    ///     worker.cancel();
+    ///     (worker.await, log.take())
+    /// })
+    /// .unwrap();
+    /// assert!(outcome.unwrap_err().is_cancelled());
+    /// assert_eq!(log, ["cleaned up"]);
+    /// ```
+    pub fn resume(self) -> Resume {
+        Resume { resumed: false }
+    }
+}
+
+/// The future of [`Cancelled::resume`].
+#[must_use = "futures do nothing unless awaited"]
+#[derive(Debug)]
+pub struct Resume {
+    resumed: bool,
+}
+
+impl Future for Resume {
+    type Output = Cancelled;
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<Cancelled> {
+        if self.resumed {
+            // Polled again: the cancellation was delivered to a scope that
+            // does not enclose this future (a sibling in a join).
+            return Poll::Ready(Cancelled);
+        }
+        if sched::with_current_task(|core| core.resume_cancel()) == Some(true) {
+            // The task is scheduled again when this poll ends, and the
+            // cancellation delivered then.
+            self.resumed = true;
+            return Poll::Pending;
+        }
+        Poll::Ready(Cancelled)
+    }
+}
+
 /// Lets the current task catch its cancellation as a value.
 ///
 /// If the task is cancelled while suspended inside `fut`, `fut` is dropped
@@ -162,7 +229,11 @@ impl<F: Future> Future for Shield<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
+        let in_task = sched::with_current_task(|core| core.enter_shield()).is_some();
         let poll = self.project().inner.poll(cx);
+        if in_task {
+            sched::with_current_task(|core| core.leave_shield());
+        }
         if poll.is_pending() {
             sched::with_current_task(|core| core.shield_pending());
         }

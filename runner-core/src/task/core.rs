@@ -115,6 +115,8 @@ struct Scratch {
     catch_depth: Cell<u16>,
     /// A `shield` returned `Pending`.
     shielded: Cell<bool>,
+    /// How many `shield`s enclose the code being polled.
+    shields: Cell<u16>,
 }
 
 thread_local! {
@@ -125,6 +127,7 @@ thread_local! {
             catch_scope: Cell::new(0),
             catch_depth: Cell::new(0),
             shielded: Cell::new(false),
+            shields: Cell::new(0),
         }
     };
 }
@@ -387,6 +390,7 @@ impl TaskCore {
             s.depth.set(0);
             s.catch_scope.set(0);
             s.shielded.set(false);
+            s.shields.set(0);
         });
     }
 
@@ -445,6 +449,29 @@ impl TaskCore {
     /// A `shield` returned `Pending`.
     pub(crate) fn shield_pending(&self) {
         SCRATCH.with(|s| s.shielded.set(true));
+    }
+
+    /// A `shield` polls its section: the code inside cannot resume a
+    /// caught cancellation (see [`resume_cancel`](Self::resume_cancel)).
+    pub(crate) fn enter_shield(&self) {
+        SCRATCH.with(|s| s.shields.set(s.shields.get().saturating_add(1)));
+    }
+
+    pub(crate) fn leave_shield(&self) {
+        SCRATCH.with(|s| s.shields.set(s.shields.get().saturating_sub(1)));
+    }
+
+    /// A caught cancellation goes on (Python's bare `raise` in `except
+    /// CancelledError:`): pending again, without a new request, delivered
+    /// where the task suspends as any other (one already pending is that
+    /// one). `false` when it cannot: the task is done, or the code runs
+    /// inside a `shield`, which would hold it forever.
+    pub(crate) fn resume_cancel(&self) -> bool {
+        if self.is_done() || SCRATCH.with(|s| s.shields.get()) > 0 {
+            return false;
+        }
+        self.set_flag(CANCEL_PENDING, true);
+        true
     }
 
     /// Who the task is, for reports (`name` from the loop's side table).

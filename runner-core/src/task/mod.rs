@@ -52,7 +52,7 @@ pub(crate) mod sched;
 use std::future::IntoFuture;
 use std::panic::Location;
 
-pub use self::cancel::{cancellable, shield, Cancellable, Cancelled, Shield};
+pub use self::cancel::{cancellable, shield, Cancellable, Cancelled, Resume, Shield};
 pub use self::cancel_handle::CancelHandle;
 pub use self::completed::{as_completed, AsCompleted};
 pub use self::group::{task_group, BoxError, Failure, TaskGroup, TaskGroupError, TaskResult};
