@@ -6,16 +6,11 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::OnDrop;
 use runner_core::{
     as_completed, cancellable, current_task, run, shield, sleep, spawn, timeout, yield_now, Cancelled, EventLoop,
 };
-
-struct OnDrop<F: FnMut()>(F);
-impl<F: FnMut()> Drop for OnDrop<F> {
-    fn drop(&mut self) {
-        (self.0)()
-    }
-}
 
 #[test]
 fn cancelling_a_task_blocked_on_a_timer_drops_it_and_runs_its_cleanup() {

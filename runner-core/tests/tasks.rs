@@ -6,16 +6,11 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::OnDrop;
 use runner_core::{
     cancellable, run, sleep, spawn, timeout, yield_now, Cancelled, Context, ContextVar, EventLoop, JoinHandle,
 };
-
-struct OnDrop<F: FnMut()>(F);
-impl<F: FnMut()> Drop for OnDrop<F> {
-    fn drop(&mut self) {
-        (self.0)()
-    }
-}
 
 #[test]
 fn spawned_task_output_is_returned_by_its_handle() {

@@ -279,11 +279,7 @@ impl TaskCore {
             return Requested::Done;
         }
         self.cancel_requests.set(self.cancel_requests.get().saturating_add(1));
-        let awaited = self.awaiting.take();
-        let forwarded = !self.is_forced()
-            && self.suspended() != Suspended::Shielded
-            && awaited.as_ref().is_some_and(TaskRef::cancel);
-        self.awaiting.set(awaited);
+        let forwarded = !self.is_forced() && self.suspended() != Suspended::Shielded && self.cancel_awaited();
         if forwarded {
             self.set_state_bit(FORWARDED, true);
             Requested::Forwarded
@@ -306,9 +302,7 @@ impl TaskCore {
     /// and returned, or panicked): the request was consumed there, and
     /// this task goes on with that outcome, as in asyncio.
     pub(crate) fn settle_forwarded(&self) {
-        let awaited = self.awaiting.take();
-        let outcome = awaited.as_ref().map(|a| a.raw().core().outcome());
-        self.awaiting.set(awaited);
+        let outcome = self.with_awaited(|a| a.core().outcome());
         self.set_state_bit(FORWARDED, false);
         if !matches!(outcome, Some(Outcome::Completed | Outcome::Panicked | Outcome::Failed)) {
             self.set_flag(CANCEL_PENDING, true);
@@ -321,17 +315,27 @@ impl TaskCore {
     /// task, as asyncio cancels the future a task blocks on; `true` then
     /// (the task waits for that one instead of being scheduled).
     pub(crate) fn forward_pending(&self) -> bool {
-        if self.is_forced() {
+        if self.is_forced() || !self.cancel_awaited() {
             return false;
         }
+        self.set_flag(CANCEL_PENDING, false);
+        self.set_state_bit(FORWARDED, true);
+        true
+    }
+
+    /// Cancels the task this one awaits, if any; `true` when it took the
+    /// request (it was not done).
+    fn cancel_awaited(&self) -> bool {
+        self.with_awaited(TaskRef::cancel).unwrap_or(false)
+    }
+
+    /// `f` of the task this one awaits, if any (the cell is `Cell`: the
+    /// reference is taken out for the call and put back).
+    fn with_awaited<R>(&self, f: impl FnOnce(&TaskRef) -> R) -> Option<R> {
         let awaited = self.awaiting.take();
-        let forwarded = awaited.as_ref().is_some_and(TaskRef::cancel);
+        let r = awaited.as_ref().map(f);
         self.awaiting.set(awaited);
-        if forwarded {
-            self.set_flag(CANCEL_PENDING, false);
-            self.set_state_bit(FORWARDED, true);
-        }
-        forwarded
+        r
     }
 
     /// Makes the next poll drop the future whatever its scopes say (the

@@ -23,3 +23,14 @@ pub fn thread_cpu() -> std::time::Duration {
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     std::time::Duration::from_millis(ticks * 10)
 }
+
+/// Runs its closure when dropped: a destructor to observe (a cancelled
+/// task's future is dropped, so its destructors are its `finally`).
+#[allow(dead_code)] // not every test file uses every helper
+pub struct OnDrop<F: FnMut()>(pub F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)()
+    }
+}
