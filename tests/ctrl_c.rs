@@ -80,6 +80,17 @@ fn main_task_can_catch_ctrl_c_and_await_async_cleanup() {
 }
 
 #[test]
+fn main_task_that_resumes_a_caught_ctrl_c_after_cleanup_ends_interrupted() {
+    let mut f = Fixture::start(FIXTURE, "cleans-up-then-resumes");
+    f.expect_line("ready");
+    f.sigint();
+    let (status, out, stderr) = f.wait();
+    assert_eq!(out, ["ready", "cleanup: done"], "{stderr}");
+    assert!(died_by_sigint(&status), "{status:?} {stderr}");
+    assert!(stderr.contains("KeyboardInterrupt"), "{stderr}");
+}
+
+#[test]
 fn main_task_cancelled_by_another_task_then_ctrl_c_is_cancelled_not_keyboard_interrupt() {
     let mut f = Fixture::start(FIXTURE, "cancelled-elsewhere");
     f.expect_line("caught the other cancellation");
