@@ -362,6 +362,11 @@ pub(crate) enum Unpacked<T> {
 /// ([`TaskOrRc`], [`Slot`]): never set in a task pointer (aligned to 8).
 const TAG_BIT: usize = 1;
 
+/// The task a word points at, when its tag bit is clear.
+fn untagged_task(word: NonNull<()>) -> Option<RawTask> {
+    (word.as_ptr().addr() & TAG_BIT == 0).then_some(RawTask { ptr: word.cast() })
+}
+
 #[allow(unsafe_code)]
 impl<T> TaskOrRc<T> {
     const ALIGNED: () = assert!(
@@ -388,8 +393,8 @@ impl<T> TaskOrRc<T> {
 
     pub(crate) fn unpack(self) -> Unpacked<T> {
         let word = ManuallyDrop::new(self).word;
-        if word.as_ptr().addr() & TAG_BIT == 0 {
-            Unpacked::Task(RawTask { ptr: word.cast() })
+        if let Some(task) = untagged_task(word) {
+            Unpacked::Task(task)
         } else {
             let ptr = word.as_ptr().map_addr(|a| a & !TAG_BIT).cast::<T>();
             // SAFETY: `rc` made this word from `Rc::into_raw` (the tag bit
@@ -432,7 +437,7 @@ impl Slot {
     }
 
     pub(crate) fn task(self) -> Option<RawTask> {
-        (self.0.as_ptr().addr() & TAG_BIT == 0).then_some(RawTask { ptr: self.0.cast() })
+        untagged_task(self.0)
     }
 
     /// For a free slot, the next free one.
@@ -594,9 +599,11 @@ unsafe fn poll<F: Future, C: ContextMode, S: Settle<F::Output>>(ptr: NonNull<Pre
     // destructor panics).
     let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(fut) }));
     ctx.store(core);
-    // SAFETY: moved out once; the stage is overwritten right after.
-    let ctx = unsafe { std::ptr::read(ctx) };
     let outcome = harness::finish(core, S::settle(outcome), dropped);
+    // SAFETY: moved out once, after anything that could unwind (so the
+    // stage, still `RUNNING`, keeps it for `dealloc_task` to drop then);
+    // the stage is overwritten right after.
+    let ctx = unsafe { std::ptr::read(ctx) };
     // SAFETY: the borrows of the stage above have ended; the future was
     // dropped and the context mode moved out, so nothing is overwritten
     // that needed dropping.
