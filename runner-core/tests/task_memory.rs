@@ -498,3 +498,92 @@ fn a_runners_main_task_hands_back_its_context_and_frees_its_output() {
     drop(runner);
     assert_eq!(alive.load(Ordering::SeqCst), 0);
 }
+
+/// A waker that is not a runner task's: counts its wakes, and its clones
+/// alive through the `Arc`'s count.
+struct CountingWaker(AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_handle_wakes_only_the_last_waker_it_was_polled_with_and_drops_the_others() {
+    let lp = EventLoop::new().unwrap();
+    let (first, second) = (
+        Arc::new(CountingWaker(AtomicUsize::new(0))),
+        Arc::new(CountingWaker(AtomicUsize::new(0))),
+    );
+    let (f, s) = (first.clone(), second.clone());
+    let out = lp
+        .run_until_complete(async move {
+            let go = Arc::new(AtomicBool::new(false));
+            let parked = Arc::new(Mutex::new(None));
+            let mut handle = spawn(Parked {
+                waker: parked.clone(),
+                go: go.clone(),
+            });
+            yield_now().await;
+            // Polled as a combinator would, with wakers of its own (boxed
+            // in the slot): twice with the first (kept, not cloned again),
+            // then with the second (the first is dropped).
+            for w in [&f, &f, &s] {
+                let waker = Waker::from(w.clone());
+                let mut cx = Context::from_waker(&waker);
+                assert!(Pin::new(&mut handle).poll(&mut cx).is_pending());
+            }
+            assert_eq!(
+                Arc::strong_count(&f),
+                2,
+                "the first waker's clone was dropped when replaced"
+            );
+            assert_eq!(Arc::strong_count(&s), 3, "the second waker is held once by the handle");
+            // Then by this task itself (its own waker: no box), which the
+            // end of the awaited task wakes.
+            go.store(true, Ordering::SeqCst);
+            parked.lock().unwrap().take().unwrap().wake();
+            handle.await.unwrap();
+            (f.0.load(Ordering::SeqCst), s.0.load(Ordering::SeqCst))
+        })
+        .unwrap();
+    assert_eq!(out, (0, 0), "replaced wakers are not woken");
+    assert_eq!(
+        Arc::strong_count(&second),
+        1,
+        "the second waker's clone was dropped when the task awaited"
+    );
+    lp.close().unwrap();
+    assert_eq!(Arc::strong_count(&first), 1);
+    assert_eq!(Arc::strong_count(&second), 1);
+}
+
+#[test]
+fn a_foreign_waker_in_the_slot_is_woken_when_the_task_ends_or_dropped_with_the_handle() {
+    let lp = EventLoop::new().unwrap();
+    let woken = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let dropped = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let (w, d) = (woken.clone(), dropped.clone());
+    lp.run_until_complete(async move {
+        let poll_with = |handle: &mut JoinHandle<()>, by: &Arc<CountingWaker>| {
+            let waker = Waker::from(by.clone());
+            Pin::new(handle).poll(&mut Context::from_waker(&waker)).is_pending()
+        };
+        let mut ends = spawn(YieldOnce(false));
+        assert!(poll_with(&mut ends, &w));
+        let mut kept = spawn(std::future::pending::<()>());
+        assert!(poll_with(&mut kept, &d));
+        yield_now().await;
+        yield_now().await;
+        assert!(ends.is_done());
+        assert_eq!(w.0.load(Ordering::SeqCst), 1, "the task's end woke the foreign waker");
+        assert_eq!(Arc::strong_count(&w), 2, "and let go of it");
+        drop(kept);
+        assert_eq!(Arc::strong_count(&d), 2, "a dropped handle lets go of its waker");
+        assert_eq!(d.0.load(Ordering::SeqCst), 0);
+    })
+    .unwrap();
+    lp.close().unwrap();
+    assert_eq!(Arc::strong_count(&woken), 1);
+}

@@ -174,12 +174,7 @@ impl<T: 'static> Future for JoinHandle<T> {
             "task {} awaited its own JoinHandle, which can never complete; await the handle from another task",
             this.id()
         );
-        let join = this.task.join_waker();
-        let stored = join.take();
-        join.set(match stored {
-            Some(w) if w.will_wake(cx.waker()) => Some(w),
-            _ => Some(cx.waker().clone()),
-        });
+        this.task.join_slot().register(cx.waker());
         // Awaited by a task itself (not through a combinator that polls
         // handles with wakers of its own, like `as_completed`): cancelling
         // that task is handed to this one first, as asyncio cancels the
@@ -213,7 +208,7 @@ impl<T: 'static> Drop for JoinHandle<T> {
                 // Still running: detached; it reports its panic and drops
                 // its output when it finishes.
                 self.core().mark_detached();
-                drop(self.task.join_waker().take());
+                self.task.join_slot().clear();
             }
         }
         if self.is_done() && self.core().is_named() {

@@ -1,12 +1,14 @@
 //! A task's memory: one allocation, laid out here, and the only `unsafe`
-//! of the task layer; also the one-word forms of a task pointer the loop
-//! keeps ([`TaskOrRc`] for the ready queue, [`Slot`] for the registry).
+//! of the task layer, with its child module `words`: the one-word forms
+//! of a task pointer the loop keeps ([`TaskOrRc`] for the ready queue,
+//! [`Slot`] for the registry) and the one-word slot for whoever awaits a
+//! task's handle ([`JoinSlot`]).
 //!
 //! ```text
 //! Prefix (the same for every task; wakers point at it)
 //!   Header    refs, remote_queued, vtable, the loop's Shared   any thread
 //!             + the stage's tag (in what would be padding)      loop thread
-//!   join      the waker of whoever awaits the JoinHandle        loop thread
+//!   join      who awaits the JoinHandle: one word (`JoinSlot`)  loop thread
 //!   core      TaskCore: cancellation, context, flags             loop thread
 //! stage       a union: the future (and its context mode), then its output,
 //!             then nothing                                       loop thread
@@ -59,10 +61,13 @@ use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::rc::Rc;
 use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+
+mod words;
+
+pub(crate) use words::{JoinSlot, Slot, TaskOrRc, Unpacked};
 
 use super::core::TaskCore;
 use super::handle::JoinError;
@@ -89,8 +94,8 @@ struct Header {
 #[repr(C)]
 pub(crate) struct Prefix {
     header: Header,
-    /// The waker of the task (or code) awaiting the `JoinHandle`.
-    join: Cell<Option<Waker>>,
+    /// Who awaits the `JoinHandle`, to wake when the task ends.
+    join: JoinSlot,
     core: TaskCore,
 }
 
@@ -157,7 +162,7 @@ where
                 },
                 shared,
             },
-            join: Cell::new(None),
+            join: JoinSlot::empty(),
             core,
         },
         stage: UnsafeCell::new(Stage {
@@ -267,8 +272,8 @@ impl RawTask {
         std::ptr::eq(waker.data(), self.ptr.as_ptr().cast()) && std::ptr::eq(waker.vtable(), &VTABLE)
     }
 
-    /// The waker stored by whoever awaits the handle.
-    pub(crate) fn join_waker(&self) -> &Cell<Option<Waker>> {
+    /// Who awaits the task's handle.
+    pub(crate) fn join_slot(&self) -> &JoinSlot {
         &self.prefix().join
     }
 
@@ -340,110 +345,6 @@ impl Drop for RemoteWake {
     fn drop(&mut self) {
         // SAFETY: the reference the remote queue's message held.
         unsafe { self.raw.release() }
-    }
-}
-
-/// A task or an `Rc<T>` in one word (the ready queue's item: a task or a
-/// loop callback): the pointer, its lowest bit set for an `Rc`. Both are
-/// aligned to at least 2, so that bit is free. The `Rc`'s reference is
-/// owned; the task is not (the registry's reference covers a queued task).
-pub(crate) struct TaskOrRc<T> {
-    word: NonNull<()>,
-    _owns: PhantomData<Rc<T>>,
-}
-
-/// What a [`TaskOrRc`] held.
-pub(crate) enum Unpacked<T> {
-    Task(RawTask),
-    Rc(Rc<T>),
-}
-
-/// The low bit of a word that is a task pointer or something else
-/// ([`TaskOrRc`], [`Slot`]): never set in a task pointer (aligned to 8).
-const TAG_BIT: usize = 1;
-
-/// The task a word points at, when its tag bit is clear.
-fn untagged_task(word: NonNull<()>) -> Option<RawTask> {
-    (word.as_ptr().addr() & TAG_BIT == 0).then_some(RawTask { ptr: word.cast() })
-}
-
-#[allow(unsafe_code)]
-impl<T> TaskOrRc<T> {
-    const ALIGNED: () = assert!(
-        std::mem::align_of::<T>() >= 2 && std::mem::align_of::<Prefix>() >= 2,
-        "the tag bit must be free"
-    );
-
-    pub(crate) fn task(task: RawTask) -> TaskOrRc<T> {
-        TaskOrRc {
-            word: task.ptr.cast(),
-            _owns: PhantomData,
-        }
-    }
-
-    pub(crate) fn rc(rc: Rc<T>) -> TaskOrRc<T> {
-        let () = Self::ALIGNED;
-        let ptr = Rc::into_raw(rc).cast_mut().cast::<()>().map_addr(|a| a | TAG_BIT);
-        TaskOrRc {
-            // SAFETY: the tag bit is set: not null.
-            word: unsafe { NonNull::new_unchecked(ptr) },
-            _owns: PhantomData,
-        }
-    }
-
-    pub(crate) fn unpack(self) -> Unpacked<T> {
-        let word = ManuallyDrop::new(self).word;
-        if let Some(task) = untagged_task(word) {
-            Unpacked::Task(task)
-        } else {
-            let ptr = word.as_ptr().map_addr(|a| a & !TAG_BIT).cast::<T>();
-            // SAFETY: `rc` made this word from `Rc::into_raw` (the tag bit
-            // set), and `ManuallyDrop` above keeps the word from being
-            // used again: the reference is taken back once.
-            Unpacked::Rc(unsafe { Rc::from_raw(ptr) })
-        }
-    }
-}
-
-impl<T> Drop for TaskOrRc<T> {
-    fn drop(&mut self) {
-        let this: TaskOrRc<T> = TaskOrRc {
-            word: self.word,
-            _owns: PhantomData,
-        };
-        drop(this.unpack());
-    }
-}
-
-/// A slot of the loop's registry in one word: a task (the registry's
-/// reference to it), or a free slot with the index of the next free one,
-/// shifted left with the lowest bit set (no task pointer has it).
-#[derive(Clone, Copy)]
-pub(crate) struct Slot(NonNull<()>);
-
-impl Slot {
-    /// The end of the free chain.
-    const NONE: u32 = u32::MAX;
-
-    pub(crate) fn used(task: RawTask) -> Slot {
-        Slot(task.ptr.cast())
-    }
-
-    /// A free slot; `next`: the next free slot, if any.
-    pub(crate) fn free(next: Option<u32>) -> Slot {
-        let next = next.unwrap_or(Self::NONE) as usize;
-        let word = std::ptr::without_provenance_mut((next << 1) | TAG_BIT);
-        Slot(NonNull::new(word).expect("the tag bit is set"))
-    }
-
-    pub(crate) fn task(self) -> Option<RawTask> {
-        untagged_task(self.0)
-    }
-
-    /// For a free slot, the next free one.
-    pub(crate) fn next_free(self) -> Option<u32> {
-        let next = u32::try_from(self.0.as_ptr().addr() >> 1).ok()?;
-        (self.0.as_ptr().addr() & TAG_BIT != 0 && next != Self::NONE).then_some(next)
     }
 }
 
@@ -675,7 +576,7 @@ mod tests {
     /// holds a `u64` and returns it. smol's (async-task) is 80 bytes for
     /// the same future, tokio's 128 (dhat, docs/benchmarks.md).
     #[test]
-    fn a_small_task_is_one_block_of_at_most_104_bytes() {
+    fn a_small_task_is_one_block_of_at_most_96_bytes() {
         fn size_of_task<F: Future>(_: &F) -> usize
         where
             F::Output: 'static,
@@ -684,7 +585,7 @@ mod tests {
         }
         let n = 7u64;
         let size = size_of_task(&async move { n });
-        assert_eq!(std::mem::size_of::<Prefix>(), 88, "header 24 + join waker 16 + core 48");
-        assert!(size <= 104, "a task of a small future takes {size} bytes");
+        assert_eq!(std::mem::size_of::<Prefix>(), 80, "header 24 + join slot 8 + core 48");
+        assert!(size <= 96, "a task of a small future takes {size} bytes");
     }
 }

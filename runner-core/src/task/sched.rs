@@ -310,9 +310,7 @@ impl Scheduler {
     fn complete(&self, task: RawTask) {
         let core = task.core();
         self.deregister(core);
-        if let Some(waker) = task.join_waker().take() {
-            waker.wake();
-        }
+        task.join_slot().wake();
         if core.is_detached() {
             // Nobody will take the output: it is dropped here, on the
             // loop's thread (the allocation may be freed on another).
