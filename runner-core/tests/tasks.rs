@@ -504,3 +504,84 @@ fn a_join_handle_is_one_word_as_tokios_and_smols_are() {
         std::mem::size_of::<usize>()
     );
 }
+
+/// One future type spawned from many places, and many types from one
+/// place: each handle names its own spawn site (tasks share one record
+/// per type and site, found through a small cache that these overflow).
+#[test]
+fn spawned_at_names_each_spawn_site_for_any_mix_of_future_types_and_sites() {
+    async fn job(n: u32) -> u32 {
+        n
+    }
+    macro_rules! spawn_job_here {
+        ($n:expr) => {
+            (spawn(job($n)), line!())
+        };
+    }
+    #[track_caller]
+    fn spawn_boxed(n: u32) -> JoinHandle<u32> {
+        spawn(Box::pin(async move { n }))
+    }
+    run(async {
+        let mut handles = vec![
+            spawn_job_here!(1),
+            spawn_job_here!(2),
+            spawn_job_here!(3),
+            spawn_job_here!(4),
+            spawn_job_here!(5),
+            spawn_job_here!(6),
+            spawn_job_here!(7),
+            spawn_job_here!(8),
+            spawn_job_here!(9),
+            spawn_job_here!(10),
+            spawn_job_here!(11),
+            spawn_job_here!(12),
+            spawn_job_here!(13),
+            spawn_job_here!(14),
+            spawn_job_here!(15),
+            spawn_job_here!(16),
+            spawn_job_here!(17),
+            spawn_job_here!(18),
+        ];
+        // Twice over: the second round finds the records made by the first.
+        for round in 0..2 {
+            handles.push((spawn(job(100 + round)), line!()));
+            handles.push((spawn(async move { 200 + round }), line!()));
+            handles.push((spawn_boxed(300 + round), line!()));
+            handles.push(spawn_job_here!(400 + round));
+        }
+        // Many types from one site (a generic function's own spawn): each
+        // task keeps its own type's vtable.
+        fn spawn_inside<F: std::future::Future + 'static>(fut: F) -> (JoinHandle<F::Output>, u32) {
+            (spawn(fut), line!())
+        }
+        for round in 0..2 {
+            let (number, at) = spawn_inside(async move { 7u64 + round });
+            let (text, same) = spawn_inside(async move { format!("text {round}") });
+            let (unit, also) = spawn_inside(async {});
+            assert_eq!((at, at), (same, also));
+            assert_eq!(number.spawned_at(), text.spawned_at());
+            assert_eq!(number.await.unwrap(), 7 + round);
+            assert_eq!(text.await.unwrap(), format!("text {round}"));
+            assert_eq!(unit.spawned_at().line(), at);
+            unit.await.unwrap();
+        }
+        let mut lines = std::collections::HashSet::new();
+        for (handle, line) in handles {
+            assert!(
+                handle.spawned_at().file().ends_with("tasks.rs"),
+                "{}",
+                handle.spawned_at()
+            );
+            assert_eq!(
+                handle.spawned_at().line(),
+                line,
+                "task {} output",
+                handle.await.unwrap()
+            );
+            lines.insert(line);
+        }
+        assert_eq!(lines.len(), 22, "18 sites of one type, then 4 sites each spawned twice");
+    })
+    .unwrap();
+}

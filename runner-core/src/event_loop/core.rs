@@ -319,7 +319,7 @@ impl LoopCore {
             let started = debug.then(Instant::now);
             match item {
                 Ready::Task(task) => {
-                    let info = debug.then(|| self.sched.info(task.core()));
+                    let info = debug.then(|| self.sched.info(task));
                     self.sched.run_task(task);
                     if let Some(started) = started {
                         self.check_slow(started, info);

@@ -53,7 +53,7 @@ impl EventLoop {
                      your tasks before closing; Runner::close does)"
                 ),
                 panic: None,
-                task: Some(self.core.sched.info(core)),
+                task: Some(self.core.sched.info(task.raw())),
             });
         }
         let sources = self.core.reactor.source_count();

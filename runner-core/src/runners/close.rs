@@ -221,7 +221,7 @@ impl Closing<'_> {
             let pending: Vec<String> = tasks
                 .iter()
                 .filter(|t| !t.core().is_done())
-                .map(|t| sched.info(t.core()).to_string())
+                .map(|t| sched.info(t.raw()).to_string())
                 .collect();
             let mut what = format!(
                 "{} task(s) that did not finish after cancellation ({})",
@@ -276,7 +276,7 @@ impl Closing<'_> {
                      (its destructors ran, its async cleanup did not)"
                 ),
                 panic: None,
-                task: Some(sched.info(task.core())),
+                task: Some(sched.info(task.raw())),
             });
             self.event_loop.drop_task(task);
         }

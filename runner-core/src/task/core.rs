@@ -81,11 +81,10 @@ pub(crate) enum Suspended {
     Shielded,
 }
 
-/// The type-independent state of a task: 48 bytes.
+/// The type-independent state of a task: 40 bytes.
 pub(crate) struct TaskCore {
     /// The task's context; its id is the task's id.
     pub(crate) ctx: TaskContext,
-    pub(crate) spawned_at: &'static Location<'static>,
     /// The task whose `JoinHandle` this one awaits (asyncio cancels the
     /// awaited task with the awaiting one).
     awaiting: Cell<Option<TaskRef>>,
@@ -98,7 +97,7 @@ pub(crate) struct TaskCore {
     cancel_requests: Cell<u16>,
     flags: Cell<u8>,
     /// Scheduling bits, the forwarded-cancellation bit, and the outcome
-    /// (`OUTCOME_SHIFT`): one byte, so that the core stays 48 bytes.
+    /// (`OUTCOME_SHIFT`): one byte, so that the core stays 40 bytes.
     state: Cell<u8>,
 }
 
@@ -133,10 +132,9 @@ thread_local! {
 }
 
 impl TaskCore {
-    pub(crate) fn new(id: u64, map: Map, spawned_at: &'static Location<'static>) -> TaskCore {
+    pub(crate) fn new(id: u64, map: Map) -> TaskCore {
         TaskCore {
             ctx: TaskContext::new(id, map),
-            spawned_at,
             awaiting: Cell::new(None),
             index: Cell::new(u32::MAX),
             suspended: Cell::new(BARE),
@@ -478,12 +476,13 @@ impl TaskCore {
         true
     }
 
-    /// Who the task is, for reports (`name` from the loop's side table).
-    pub(crate) fn info(&self, name: Option<String>) -> TaskInfo {
+    /// Who the task is, for reports (`name` from the loop's side table,
+    /// `spawned_at` from the task's header).
+    pub(crate) fn info(&self, name: Option<String>, spawned_at: &'static Location<'static>) -> TaskInfo {
         TaskInfo {
             id: self.id(),
             name,
-            spawned_at: self.spawned_at,
+            spawned_at,
         }
     }
 }

@@ -119,7 +119,7 @@ impl<T: 'static> JoinHandle<T> {
 
     /// Where the task was spawned.
     pub fn spawned_at(&self) -> &'static Location<'static> {
-        self.core().spawned_at
+        self.task.spawned_at()
     }
 
     /// Names the task "main" (a runner's main task), without the name
@@ -199,7 +199,7 @@ impl<T: 'static> Drop for JoinHandle<T> {
                             sched.report(ExceptionContext {
                                 message: sched.unretrieved_panic_message().into(),
                                 panic: e.panic_message(),
-                                task: Some(sched.info(self.core())),
+                                task: Some(sched.info(self.task)),
                             });
                         }
                     }

@@ -131,6 +131,7 @@ pub(crate) fn poll_task<F: Future>(
 /// what must not outlive it on another thread.
 pub(crate) fn finish<T>(
     core: &TaskCore,
+    spawned_at: &'static Location<'static>,
     outcome: Result<T, JoinError>,
     dropped: Result<(), Box<dyn Any + Send>>,
 ) -> Result<T, JoinError> {
@@ -160,7 +161,7 @@ pub(crate) fn finish<T>(
     drop(core.ctx.replace(Map::default()));
     core.set_awaiting(None);
     if let Err(e) = &outcome {
-        sched::report_panic_if_owed(core, e);
+        sched::report_panic_if_owed(core, spawned_at, e);
     }
     outcome
 }
@@ -244,9 +245,9 @@ where
     C: ContextMode + 'static,
     S: Settle<F::Output>,
 {
-    let core = TaskCore::new(sched::next_task_id(), map, spawned_at);
+    let core = TaskCore::new(sched::next_task_id(), map);
     // Two references: the registry's and the handle's.
-    let task = raw::allocate::<F, C, S>(sched.shared.clone(), core, fut, ctx);
+    let task = raw::allocate::<F, C, S>(sched.shared.clone(), core, fut, ctx, spawned_at);
     sched.register(task);
     if sched.is_closed() {
         // A closed loop: the future is dropped without being polled.

@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! Prefix (the same for every task; wakers point at it)
-//!   Header    refs, remote_queued, vtable, the loop's Shared   any thread
+//!   Header    refs, remote_queued, vtable and spawn location    any thread
+//!             (one pointer: `meta`), the loop's Shared
 //!             + the stage's tag (in what would be padding)      loop thread
 //!   join      who awaits the JoinHandle: one word (`JoinSlot`)  loop thread
 //!   core      TaskCore: cancellation, context, flags             loop thread
@@ -58,6 +59,7 @@ use std::cell::{Cell, UnsafeCell};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
+use std::panic::Location;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
@@ -65,8 +67,10 @@ use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
+mod meta;
 mod words;
 
+use meta::Meta;
 pub(crate) use words::{JoinSlot, Slot, TaskOrRc, Unpacked};
 
 use super::core::TaskCore;
@@ -86,7 +90,8 @@ struct Header {
     /// no tag of its own; like the stage, touched only on the loop's
     /// thread (the one field of the header no other thread reads).
     stage: Cell<u8>,
-    vtable: &'static Vtable,
+    /// The vtable and the spawn location.
+    meta: &'static Meta,
     shared: Arc<Shared>,
 }
 
@@ -129,6 +134,7 @@ struct Running<F, C> {
 }
 
 /// What differs with the future's type.
+#[derive(Clone, Copy)]
 struct Vtable {
     /// Polls once (`harness` delivers cancellations around it); `true`
     /// when the task finished.
@@ -142,7 +148,14 @@ struct Vtable {
 
 /// Creates a task: the allocation, with two references (the registry's
 /// and the handle's); not yet queued.
-pub(crate) fn allocate<F, C, S>(shared: Arc<Shared>, core: TaskCore, fut: F, ctx: C) -> RawTask
+#[inline(always)]
+pub(crate) fn allocate<F, C, S>(
+    shared: Arc<Shared>,
+    core: TaskCore,
+    fut: F,
+    ctx: C,
+    spawned_at: &'static Location<'static>,
+) -> RawTask
 where
     F: Future + 'static,
     C: ContextMode + 'static,
@@ -154,12 +167,15 @@ where
                 refs: AtomicU32::new(2),
                 remote_queued: AtomicBool::new(false),
                 stage: Cell::new(RUNNING),
-                vtable: &Vtable {
-                    poll: poll::<F, C, S>,
-                    take_output: take_output::<F, C, S>,
-                    drop_output: drop_output::<F, C, S>,
-                    dealloc: dealloc_task::<F, C, S>,
-                },
+                meta: Meta::of(
+                    &Vtable {
+                        poll: poll::<F, C, S>,
+                        take_output: take_output::<F, C, S>,
+                        drop_output: drop_output::<F, C, S>,
+                        dealloc: dealloc_task::<F, C, S>,
+                    },
+                    spawned_at,
+                ),
                 shared,
             },
             join: JoinSlot::empty(),
@@ -212,6 +228,11 @@ impl RawTask {
         &self.prefix().header.shared
     }
 
+    /// Where the task was spawned.
+    pub(crate) fn spawned_at(&self) -> &'static Location<'static> {
+        self.prefix().header.meta.spawned_at
+    }
+
     /// Polls the task once, on its loop's thread; `true` when it finished.
     pub(crate) fn poll(&self) -> bool {
         // A waker borrowed for the poll: it takes no reference (the
@@ -224,7 +245,7 @@ impl RawTask {
         );
         let mut cx = Context::from_waker(&waker);
         // SAFETY: `poll` belongs to this task's vtable, for its own type.
-        unsafe { (self.prefix().header.vtable.poll)(self.ptr, &mut cx) }
+        unsafe { (self.prefix().header.meta.vtable.poll)(self.ptr, &mut cx) }
     }
 
     /// Moves the output of a finished task into `dst`.
@@ -235,13 +256,13 @@ impl RawTask {
     pub(crate) unsafe fn take_output<T>(&self, dst: &mut Option<Result<T, JoinError>>) {
         // SAFETY: the caller vouches for `T`; `take_output` writes an
         // `Option<Result<T, JoinError>>` there.
-        unsafe { (self.prefix().header.vtable.take_output)(self.ptr, (dst as *mut Option<_>).cast()) }
+        unsafe { (self.prefix().header.meta.vtable.take_output)(self.ptr, (dst as *mut Option<_>).cast()) }
     }
 
     /// Drops the output of a finished task, if it is there.
     pub(crate) fn drop_output(&self) {
         // SAFETY: `drop_output` belongs to this task's vtable.
-        unsafe { (self.prefix().header.vtable.drop_output)(self.ptr) }
+        unsafe { (self.prefix().header.meta.vtable.drop_output)(self.ptr) }
     }
 
     /// Takes a reference.
@@ -262,7 +283,7 @@ impl RawTask {
             fence(Ordering::Acquire);
             // SAFETY: that was the last reference: nobody else can reach
             // the task; `dealloc` belongs to its vtable.
-            unsafe { (self.prefix().header.vtable.dealloc)(self.ptr) }
+            unsafe { (self.prefix().header.meta.vtable.dealloc)(self.ptr) }
         }
     }
 
@@ -500,7 +521,7 @@ unsafe fn poll<F: Future, C: ContextMode, S: Settle<F::Output>>(ptr: NonNull<Pre
     // destructor panics).
     let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(fut) }));
     ctx.store(core);
-    let outcome = harness::finish(core, S::settle(outcome), dropped);
+    let outcome = harness::finish(core, task.prefix.header.meta.spawned_at, S::settle(outcome), dropped);
     // SAFETY: moved out once, after anything that could unwind (so the
     // stage, still `RUNNING`, keeps it for `dealloc_task` to drop then);
     // the stage is overwritten right after.
@@ -576,7 +597,7 @@ mod tests {
     /// holds a `u64` and returns it. smol's (async-task) is 80 bytes for
     /// the same future, tokio's 128 (dhat, docs/benchmarks.md).
     #[test]
-    fn a_small_task_is_one_block_of_at_most_96_bytes() {
+    fn a_small_task_is_one_block_of_at_most_88_bytes() {
         fn size_of_task<F: Future>(_: &F) -> usize
         where
             F::Output: 'static,
@@ -585,7 +606,7 @@ mod tests {
         }
         let n = 7u64;
         let size = size_of_task(&async move { n });
-        assert_eq!(std::mem::size_of::<Prefix>(), 80, "header 24 + join slot 8 + core 48");
-        assert!(size <= 96, "a task of a small future takes {size} bytes");
+        assert_eq!(std::mem::size_of::<Prefix>(), 72, "header 24 + join slot 8 + core 40");
+        assert!(size <= 88, "a task of a small future takes {size} bytes");
     }
 }

@@ -13,6 +13,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+use std::panic::Location;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -318,7 +319,7 @@ impl Scheduler {
                 self.report(ExceptionContext {
                     message: "dropping the output of a detached task panicked".into(),
                     panic: Some(super::panic_message(payload.as_ref())),
-                    task: Some(self.info(core)),
+                    task: Some(self.info(task)),
                 });
             }
         }
@@ -361,8 +362,8 @@ impl Scheduler {
         }
     }
 
-    pub(crate) fn info(&self, core: &TaskCore) -> TaskInfo {
-        core.info(self.name(core))
+    pub(crate) fn info(&self, task: RawTask) -> TaskInfo {
+        task.core().info(self.name(task.core()), task.spawned_at())
     }
 
     // --- shutting down ---
@@ -542,7 +543,7 @@ pub(crate) fn with_current_task<R>(f: impl FnOnce(&TaskCore) -> R) -> Option<R> 
 /// nobody else will: its handle was dropped before, or the loop is closing
 /// (close step 1 reports every task that panicked, as asyncio's
 /// `asyncio.run` does at shutdown; the handle then does not again).
-pub(crate) fn report_panic_if_owed(core: &TaskCore, e: &JoinError) {
+pub(crate) fn report_panic_if_owed(core: &TaskCore, spawned_at: &'static Location<'static>, e: &JoinError) {
     if !e.is_panic() || core.panic_reported() {
         return;
     }
@@ -556,12 +557,12 @@ pub(crate) fn report_panic_if_owed(core: &TaskCore, e: &JoinError) {
         Some(sched) => sched.report(ExceptionContext {
             message: sched.unretrieved_panic_message().into(),
             panic: e.panic_message(),
-            task: Some(sched.info(core)),
+            task: Some(core.info(sched.name(core), spawned_at)),
         }),
         None => log_report(&ExceptionContext {
             message: UNRETRIEVED.into(),
             panic: e.panic_message(),
-            task: Some(core.info(None)),
+            task: Some(core.info(None, spawned_at)),
         }),
     }
 }

@@ -198,6 +198,7 @@ impl JoinSlot {
 }
 
 impl Drop for JoinSlot {
+    #[inline]
     fn drop(&mut self) {
         self.clear();
     }
