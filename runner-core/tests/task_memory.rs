@@ -587,3 +587,70 @@ fn a_foreign_waker_in_the_slot_is_woken_when_the_task_ends_or_dropped_with_the_h
     lp.close().unwrap();
     assert_eq!(Arc::strong_count(&woken), 1);
 }
+
+/// References taken on the loop's thread while a task runs are counted
+/// without atomics (`raw`'s biased counting) and folded into the atomic
+/// count as it finishes: clones made on the loop, dropped on other threads
+/// before and after that, and clones made on other threads, dropped on the
+/// loop, all come out even (Miri reports a task freed early or never).
+#[test]
+fn waker_references_taken_on_the_loop_and_dropped_elsewhere_come_out_even() {
+    let lp = EventLoop::new().unwrap();
+    let later = Arc::new(Mutex::new(Vec::new()));
+    let keep = later.clone();
+    let woken_from_afar = lp
+        .run_until_complete(async move {
+            let task = spawn(async move {
+                let mut polls = 0;
+                std::future::poll_fn(|cx| {
+                    polls += 1;
+                    if polls == 3 {
+                        return Poll::Ready(polls);
+                    }
+                    // Six clones on the loop's thread: two dropped on
+                    // another thread now (the task still runs), one that
+                    // thread uses to wake it, three kept past its end.
+                    let clones: Vec<Waker> = (0..6).map(|_| cx.waker().clone()).collect();
+                    let (now, rest) = clones.split_at(3);
+                    let now = now.to_vec();
+                    keep.lock().unwrap().extend(rest.iter().cloned());
+                    drop(clones);
+                    // Clones made on that thread come back to be dropped
+                    // here (on the loop's thread, while the task runs).
+                    let back = thread::spawn(move || {
+                        let made_there: Vec<Waker> = now.iter().map(Waker::clone).collect();
+                        let mut now = now.into_iter();
+                        drop(now.next());
+                        drop(now.next());
+                        now.next().unwrap().wake();
+                        made_there
+                    })
+                    .join()
+                    .unwrap();
+                    drop(back);
+                    Poll::Pending
+                })
+                .await
+            });
+            task.await.unwrap()
+        })
+        .unwrap();
+    assert_eq!(woken_from_afar, 3, "each wake from the other thread scheduled a poll");
+    lp.close().unwrap();
+    // The six clones the task's two pending polls kept outlive it and its
+    // loop: dropped on other threads, the last one frees the task.
+    let kept: Vec<Waker> = later.lock().unwrap().drain(..).collect();
+    assert_eq!(kept.len(), 6);
+    let handles: Vec<_> = kept
+        .into_iter()
+        .map(|w| {
+            thread::spawn(move || {
+                w.wake_by_ref();
+                drop(w);
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}

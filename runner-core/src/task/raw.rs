@@ -23,10 +23,12 @@
 //! wake-and-poll, and a `yield_now` cost 36 ns where tokio's costs 38. A
 //! runner task is only ever polled on its loop's thread, so its scheduling
 //! state can be plain cells; atomics are left for what other threads do
-//! (holding and dropping wakers, waking from afar). A local wake and poll
+//! (waking from afar, holding and dropping wakers). A local wake and poll
 //! make no atomic operation at all: a `yield_now` went to 16 ns, spawn +
 //! join of a task that returns at once from 119 to 81 ns (criterion, one
-//! run each; docs/benchmarks.md has the tables).
+//! run each; docs/benchmarks.md has the tables). References taken and
+//! released on the loop's thread while the task runs (a waker cloned into
+//! a channel, then dropped by the wake) make none either: see below.
 //!
 //! Miri checks this module through `runner-core/tests/task_memory.rs`
 //! (no sockets, no signals): `cargo +nightly miri test -p runner-core
@@ -34,25 +36,44 @@
 //!
 //! # References
 //!
-//! `refs` counts: the loop's registry (one, while the task is alive: not
-//! finished), the [`JoinHandle`](super::JoinHandle), every waker clone,
-//! [`TaskRef`]s, and a wake in the loop's remote queue. The ready queue
-//! holds none: a queued task is alive, so the registry's reference covers
-//! it. The one exception — a task that woke itself in its last poll is
-//! queued and finished — keeps the registry's reference until it is popped
-//! (`RELEASE_ON_POP`). The allocation is freed when `refs` drops to zero,
-//! on whatever thread drops the last reference; by then nothing `!Send` is
-//! left in it: the future is dropped when the task finishes, its context
-//! map emptied, and its output taken or dropped by the handle (on the
-//! loop's thread: a `JoinHandle` is `!Send`).
+//! A task is referenced by: the loop's registry (one, while the task is
+//! alive: not finished), the [`JoinHandle`](super::JoinHandle), every
+//! waker clone, [`TaskRef`]s, and a wake in the loop's remote queue. The
+//! ready queue holds none: a queued task is alive, so the registry's
+//! reference covers it. The one exception — a task that woke itself in
+//! its last poll is queued and finished — keeps the registry's reference
+//! until it is popped (`RELEASE_ON_POP`).
+//!
+//! They are counted in two places (biased reference counting, after Choi,
+//! Shull and Torrellas, PACT 2018): while the task runs (its stage is
+//! `RUNNING`), the thread running its loop counts in `local_refs`, a plain
+//! cell; any other thread, and that one once the task finished, counts in
+//! `refs`, atomically. A reference is a reference wherever it was taken:
+//! one cloned on the loop and dropped elsewhere adds one here and takes one
+//! there, so either count alone may be negative; only their sum means
+//! anything. The registry's reference keeps that sum above zero until the
+//! task finishes, and as it finishes (`Scheduler::complete`, on the loop's
+//! thread) `local_refs` is folded into `refs` with the `MERGED` bit, in one
+//! atomic operation that also releases the registry's reference. Only
+//! then may `refs` reach zero: the allocation is freed by whoever drops
+//! the last reference, on whatever thread. A waker cloned into a channel
+//! and dropped by the wake, on the loop's thread, so costs no atomic
+//! operation (a ping-pong over a `Mutex` baton went from 117 to 101 ns
+//! per round trip).
+//!
+//! When the task is freed nothing `!Send` is left in it: the future is
+//! dropped when the task finishes, its context map emptied, and its output
+//! taken or dropped by the handle (on the loop's thread: a `JoinHandle` is
+//! `!Send`).
 //!
 //! # Threads
 //!
 //! Another thread touches only the `Header` (atomics, and the `Shared` set
-//! before the task was shared). Everything after it is touched only on the
-//! loop's thread: by the loop, by `!Send` handles, and by wakers, which
-//! check that they run on the thread of the task's loop, while it runs,
-//! before they look (`sched::push_local`).
+//! before the task was shared), but its `local_refs`. Everything after it
+//! is touched only on the loop's thread: by the loop, by `!Send` handles,
+//! and by wakers, which check that they run on the thread of the task's
+//! loop, while it runs, before they look (`sched::push_local`,
+//! `sched::runs_here`).
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::{Cell, UnsafeCell};
@@ -63,7 +84,7 @@ use std::panic::Location;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::{fence, AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
@@ -79,17 +100,29 @@ use super::harness::{self, ContextMode, Settle};
 use super::sched;
 use crate::runtime::{Remote, RemoteTask, Shared};
 
-/// What any thread may touch (but `stage`).
+/// What any thread may touch (but `local_refs`, and `stage` only to read).
 #[repr(C)]
 struct Header {
-    refs: AtomicU32,
+    /// The references counted atomically, in steps of [`ONE`]; the low
+    /// bit, [`MERGED`], says `local_refs` was folded in (the task
+    /// finished): from then on this is the whole count. Before, it may be
+    /// negative (references taken on the loop's thread, released on
+    /// another).
+    refs: AtomicI32,
     /// A wake from afar is in the loop's remote queue (one is enough).
     remote_queued: AtomicBool,
     /// What the task's [`Stage`] holds: `RUNNING`, `FINISHED` or
     /// `CONSUMED`. Here, in what would be padding, so that the stage needs
-    /// no tag of its own; like the stage, touched only on the loop's
-    /// thread (the one field of the header no other thread reads).
-    stage: Cell<u8>,
+    /// no tag of its own; written only on the loop's thread, with the
+    /// stage. Atomic (relaxed: a plain byte load and store) so that any
+    /// thread may look at it first when it counts a reference, before it
+    /// asks whether it runs the task's loop.
+    stage: AtomicU8,
+    /// References taken and released on the loop's thread while the loop
+    /// runs and the task has not finished, without an atomic operation
+    /// (biased reference counting); may be negative. Also in what would
+    /// be padding; touched only on the loop's thread.
+    local_refs: Cell<i16>,
     /// The vtable and the spawn location.
     meta: &'static Meta,
     shared: Arc<Shared>,
@@ -118,6 +151,11 @@ union Stage<F: Future, C, S: Settle<F::Output>> {
     running: ManuallyDrop<Running<F, C>>,
     finished: ManuallyDrop<Result<S::Out, JoinError>>,
 }
+
+/// One reference in `Header::refs`, whose low bit is [`MERGED`].
+const ONE: i32 = 2;
+/// `Header::refs`: `local_refs` was folded in.
+const MERGED: i32 = 1;
 
 /// `Header::stage` values.
 const RUNNING: u8 = 0;
@@ -164,9 +202,10 @@ where
     let task = Task {
         prefix: Prefix {
             header: Header {
-                refs: AtomicU32::new(2),
+                refs: AtomicI32::new(2 * ONE),
                 remote_queued: AtomicBool::new(false),
-                stage: Cell::new(RUNNING),
+                stage: AtomicU8::new(RUNNING),
+                local_refs: Cell::new(0),
                 meta: Meta::of(
                     &Vtable {
                         poll: poll::<F, C, S>,
@@ -265,12 +304,57 @@ impl RawTask {
         unsafe { (self.prefix().header.meta.vtable.drop_output)(self.ptr) }
     }
 
+    /// Whether this thread counts the task's references in `local_refs`:
+    /// it runs the task's loop now (no other thread can), and the task has
+    /// not finished (then `local_refs` is merged into `refs`, or is about
+    /// to be: meanwhile references are counted in `refs`, which cannot
+    /// free the task before the merge).
+    #[inline]
+    fn counts_locally(&self) -> bool {
+        // A task that finished counts atomically, whatever the thread (the
+        // stage, as read by another thread, may be old: it then asks
+        // `runs_here`, which says no).
+        self.prefix().header.stage.load(Ordering::Relaxed) == RUNNING && sched::runs_here(self.shared())
+    }
+
     /// Takes a reference.
+    #[inline]
     pub(crate) fn retain(&self) {
-        let old = self.prefix().header.refs.fetch_add(1, Ordering::Relaxed);
-        if old > u32::MAX / 2 {
+        let header = &self.prefix().header;
+        if self.counts_locally() {
+            let n = header.local_refs.get();
+            if n < i16::MAX {
+                header.local_refs.set(n + 1);
+                return;
+            }
+        }
+        let old = header.refs.fetch_add(ONE, Ordering::Relaxed);
+        if old > i32::MAX / 2 {
             // As `Arc`: a count this high means clones are leaking.
             std::process::abort();
+        }
+    }
+
+    /// Folds `local_refs` into `refs` as the task finishes (on the loop's
+    /// thread, its stage no longer `RUNNING`, before the registry lets go
+    /// of it): every reference is counted atomically from then on, so
+    /// that the last one, on whatever thread, frees the task. With
+    /// `release`, the registry's reference is released in the same
+    /// operation.
+    ///
+    /// # Safety
+    /// Called once per task; with `release`, the caller owns the
+    /// registry's reference and uses this `RawTask` no more.
+    pub(crate) unsafe fn merge_refs(self, release: bool) {
+        let header = &self.prefix().header;
+        let local = i32::from(header.local_refs.replace(0));
+        let delta = local * ONE + MERGED - if release { ONE } else { 0 };
+        let old = header.refs.fetch_add(delta, Ordering::Release);
+        debug_assert_eq!(old & MERGED, 0, "a task's references are merged once");
+        if release && old + delta == MERGED {
+            fence(Ordering::Acquire);
+            // SAFETY: that was the last reference (see `release`).
+            unsafe { (header.meta.vtable.dealloc)(self.ptr) }
         }
     }
 
@@ -278,8 +362,21 @@ impl RawTask {
     ///
     /// # Safety
     /// The caller owns a reference, and uses this `RawTask` no more.
+    #[inline]
     pub(crate) unsafe fn release(self) {
-        if self.prefix().header.refs.fetch_sub(1, Ordering::Release) == 1 {
+        let header = &self.prefix().header;
+        if self.counts_locally() {
+            let n = header.local_refs.get();
+            if n > i16::MIN {
+                // Not the last reference: the registry's is still held
+                // (the task has not finished).
+                header.local_refs.set(n - 1);
+                return;
+            }
+        }
+        // Before the merge the low bit is clear and the count never
+        // reaches `ONE + MERGED`: a task is freed only after it finished.
+        if header.refs.fetch_sub(ONE, Ordering::Release) == ONE + MERGED {
             fence(Ordering::Acquire);
             // SAFETY: that was the last reference: nobody else can reach
             // the task; `dealloc` belongs to its vtable.
@@ -500,7 +597,7 @@ fn task<'a, F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>) -> &'a Tas
 unsafe fn poll<F: Future, C: ContextMode, S: Settle<F::Output>>(ptr: NonNull<Prefix>, cx: &mut Context<'_>) -> bool {
     let task = task::<F, C, S>(ptr);
     let core = &task.prefix.core;
-    if task.prefix.header.stage.get() != RUNNING {
+    if task.prefix.header.stage.load(Ordering::Relaxed) != RUNNING {
         return true;
     }
     let stage = task.stage.get();
@@ -534,7 +631,7 @@ unsafe fn poll<F: Future, C: ContextMode, S: Settle<F::Output>>(ptr: NonNull<Pre
             finished: ManuallyDrop::new(outcome),
         });
     }
-    task.prefix.header.stage.set(FINISHED);
+    task.prefix.header.stage.store(FINISHED, Ordering::Relaxed);
     drop(ctx);
     true
 }
@@ -542,10 +639,10 @@ unsafe fn poll<F: Future, C: ContextMode, S: Settle<F::Output>>(ptr: NonNull<Pre
 #[allow(unsafe_code)]
 unsafe fn take_output<F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>, dst: *mut ()) {
     let task = task::<F, C, S>(ptr);
-    if task.prefix.header.stage.get() != FINISHED {
+    if task.prefix.header.stage.load(Ordering::Relaxed) != FINISHED {
         return;
     }
-    task.prefix.header.stage.set(CONSUMED);
+    task.prefix.header.stage.store(CONSUMED, Ordering::Relaxed);
     // SAFETY: the stage held the output (`FINISHED`), moved out once
     // (`CONSUMED` now); loop thread, no other borrow of the stage is live.
     let output = unsafe { ManuallyDrop::take(&mut (*task.stage.get()).finished) };
@@ -557,10 +654,10 @@ unsafe fn take_output<F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>, 
 #[allow(unsafe_code)]
 unsafe fn drop_output<F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>) {
     let task = task::<F, C, S>(ptr);
-    if task.prefix.header.stage.get() != FINISHED {
+    if task.prefix.header.stage.load(Ordering::Relaxed) != FINISHED {
         return;
     }
-    task.prefix.header.stage.set(CONSUMED);
+    task.prefix.header.stage.store(CONSUMED, Ordering::Relaxed);
     // SAFETY: the stage held the output (`FINISHED`), dropped once
     // (`CONSUMED` now, also if its destructor panics); loop thread.
     unsafe { ManuallyDrop::drop(&mut (*task.stage.get()).finished) };
@@ -578,7 +675,7 @@ unsafe fn dealloc_task<F: Future, C, S: Settle<F::Output>>(ptr: NonNull<Prefix>)
     unsafe {
         let task = &mut *ptr.as_ptr();
         let stage = task.stage.get_mut();
-        match task.prefix.header.stage.get() {
+        match task.prefix.header.stage.load(Ordering::Relaxed) {
             RUNNING => std::ptr::drop_in_place(&mut stage.running.ctx),
             FINISHED => ManuallyDrop::drop(&mut stage.finished),
             _ => {}

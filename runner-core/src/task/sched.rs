@@ -323,14 +323,21 @@ impl Scheduler {
                 });
             }
         }
+        // From here on every reference is counted atomically (`raw`).
         if core.is_scheduled() {
             // It woke itself as it finished: the queue entry releases.
             core.set_release_on_pop();
-        } else {
-            // SAFETY: the registry's reference, given up by `deregister`.
+            // SAFETY: once, as the task finishes; nothing released.
             #[allow(unsafe_code)]
             unsafe {
-                task.release()
+                task.merge_refs(false)
+            };
+        } else {
+            // SAFETY: once, as the task finishes; with the registry's
+            // reference, given up by `deregister`.
+            #[allow(unsafe_code)]
+            unsafe {
+                task.merge_refs(true)
             };
         }
     }
@@ -423,6 +430,10 @@ thread_local! {
     static CURRENT: RefCell<Option<Rc<Scheduler>>> = const { RefCell::new(None) };
     /// The task being polled.
     static POLLED: Cell<Option<RawTask>> = const { Cell::new(None) };
+    /// The shared part of the loop running on this thread (null: none),
+    /// for the cheapest test of "this thread runs that task's loop"
+    /// (`raw`'s reference counts make it at every waker clone and drop).
+    static RUNS_HERE: Cell<*const Shared> = const { Cell::new(std::ptr::null()) };
     /// The schedulers of the loops that exist on this thread (created
     /// here: a loop never moves), for handles used while their loop does
     /// not run.
@@ -454,6 +465,7 @@ pub(crate) fn next_task_id() -> u64 {
 /// Makes `sched` the thread's current scheduler until the guard drops.
 pub(crate) fn enter(sched: &Rc<Scheduler>) -> EnterGuard {
     let prev = CURRENT.with(|c| c.replace(Some(sched.clone())));
+    RUNS_HERE.with(|r| r.set(Arc::as_ptr(&sched.shared)));
     EnterGuard { prev }
 }
 
@@ -465,8 +477,18 @@ pub(crate) struct EnterGuard {
 impl Drop for EnterGuard {
     fn drop(&mut self) {
         let prev = self.prev.take();
+        let _ = RUNS_HERE.try_with(|r| r.set(prev.as_ref().map_or(std::ptr::null(), |s| Arc::as_ptr(&s.shared))));
         let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
     }
+}
+
+/// Whether the loop whose shared part is `shared` runs on this thread now
+/// (the same answer as [`is_current`], cheaper).
+#[inline]
+pub(crate) fn runs_here(shared: &Arc<Shared>) -> bool {
+    RUNS_HERE
+        .try_with(|r| std::ptr::eq(r.get(), Arc::as_ptr(shared)))
+        .unwrap_or(false)
 }
 
 /// The scheduler of `task`'s loop, while that loop exists (on this thread:
