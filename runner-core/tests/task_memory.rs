@@ -654,3 +654,46 @@ fn waker_references_taken_on_the_loop_and_dropped_elsewhere_come_out_even() {
         h.join().unwrap();
     }
 }
+
+/// More references than the loop thread's plain count holds (it is 16
+/// bits wide): beyond it, references are counted atomically, both ways.
+/// Not under Miri (over a minute there): the overflow goes to the atomic
+/// count, which the tests above take Miri through.
+#[test]
+#[cfg_attr(miri, ignore)]
+fn tens_of_thousands_of_waker_clones_either_way_come_out_even() {
+    const MANY: usize = 40_000;
+    let lp = EventLoop::new().unwrap();
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let keep = kept.clone();
+    lp.run_until_complete(async move {
+        spawn(std::future::poll_fn(move |cx| {
+            if !keep.lock().unwrap().is_empty() {
+                return Poll::Ready(());
+            }
+            // Taken and dropped here: the plain count overflows upwards.
+            let here: Vec<Waker> = (0..MANY).map(|_| cx.waker().clone()).collect();
+            drop(here);
+            // Taken there, dropped here: it overflows downwards.
+            let one = cx.waker().clone();
+            let there = thread::spawn(move || (0..MANY).map(|_| one.clone()).collect::<Vec<Waker>>())
+                .join()
+                .unwrap();
+            drop(there);
+            // Taken here, dropped there, as many again.
+            let here: Vec<Waker> = (0..MANY).map(|_| cx.waker().clone()).collect();
+            thread::spawn(move || drop(here)).join().unwrap();
+            // One kept past the task's end, to wake it now and free it last.
+            let last = cx.waker().clone();
+            last.wake_by_ref();
+            keep.lock().unwrap().push(last);
+            Poll::Pending
+        }))
+        .await
+        .unwrap();
+    })
+    .unwrap();
+    lp.close().unwrap();
+    let last = kept.lock().unwrap().pop().unwrap();
+    thread::spawn(move || drop(last)).join().unwrap();
+}
