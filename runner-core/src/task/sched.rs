@@ -268,7 +268,7 @@ impl Scheduler {
             return;
         }
         core.set_scheduled(true);
-        self.push(Ready::Task(task));
+        self.ready.borrow_mut().push_back(TaskOrRc::task(task));
     }
 
     /// Schedules a task another thread woke, and lets go of the reference
