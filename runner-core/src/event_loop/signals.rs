@@ -3,7 +3,7 @@
 //! [`EventLoop::add_signal_handler`] (asyncio's), also as a stream
 //! ([`SignalStream`]).
 //!
-//! The handler counts each delivery (see [`signal`](crate::signal)); the
+//! The handler counts each delivery (see [`crate::signal`]); the
 //! loop takes them, in order per signal, before its next task step and
 //! whenever a signal woke it (a loop that listens publishes its poller's
 //! wake-up descriptor when it blocks). No thread is involved.

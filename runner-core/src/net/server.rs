@@ -80,7 +80,7 @@ impl Server {
     ///
     /// # Panics
     /// Outside a running loop (it spawns the accepting task), as
-    /// [`spawn`](crate::spawn) does; [`start`](Self::start) is awaited
+    /// [`spawn`](crate::spawn()) does; [`start`](Self::start) is awaited
     /// inside one anyway.
     pub fn from_listener<H, Fut>(listener: TcpListener, mut handler: H) -> io::Result<Server>
     where

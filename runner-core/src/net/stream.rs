@@ -1,7 +1,7 @@
 //! The byte-stream half shared by TCP and Unix streams (a macro: the two
 //! types differ only in the std stream they wrap).
 
-/// The byte-stream half shared by [`TcpStream`] and [`UnixStream`]: async
+/// The byte-stream half shared by [`TcpStream`](crate::net::TcpStream) and [`UnixStream`](crate::net::UnixStream): async
 /// `read`/`write` helpers and futures-io's `AsyncRead`/`AsyncWrite`, for the
 /// stream and for `&stream`.
 macro_rules! stream_io {

@@ -1,4 +1,4 @@
-//! Time: [`sleep`], [`interval`], [`timeout`], [`wait_for`], [`yield_now`], and the
+//! Time: [`sleep`], [`interval`](fn@interval), [`timeout`], [`wait_for`], [`yield_now`], and the
 //! virtual clock's controls, on the loop's timer queue (`driver`).
 //!
 //! A `Sleep` registers its waker on first poll and removes its entry when
