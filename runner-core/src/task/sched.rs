@@ -323,7 +323,8 @@ impl Scheduler {
                 });
             }
         }
-        // From here on every reference is counted atomically (`raw`).
+        // The references the loop's thread counted in a plain cell while
+        // the task ran join the atomic count (`raw`'s module docs).
         if core.is_scheduled() {
             // It woke itself as it finished: the queue entry releases.
             core.set_release_on_pop();
