@@ -6,10 +6,11 @@
 //! be: 8 bytes off every task. Uses `raw`'s `Vtable` (its parent module).
 //!
 //! Finding the record is a look in a small per-thread cache of recent
-//! pairs (two pointer comparisons), and on a miss in the process-wide
-//! table behind a lock.
+//! pairs (two pointer comparisons); on a miss, in the thread's own table
+//! of the pairs it has spawned (no lock); only a pair the thread has never
+//! spawned goes to the process-wide table, behind a lock.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::{Mutex, OnceLock};
@@ -28,14 +29,17 @@ pub(crate) struct Meta {
 /// finds its record here.
 const RECENT: usize = 16;
 
+/// Records by the addresses of the pair.
+type Records = HashMap<(usize, usize), &'static Meta>;
+
 thread_local! {
     static CACHE: [Cell<Option<&'static Meta>>; RECENT] = const { [const { Cell::new(None) }; RECENT] };
+    /// Every record this thread has used.
+    static SEEN: RefCell<Records> = RefCell::new(Records::new());
 }
 
-/// Every record made, by the addresses of the pair.
-type Table = Mutex<HashMap<(usize, usize), &'static Meta>>;
-
-static TABLE: OnceLock<Table> = OnceLock::new();
+/// Every record made.
+static TABLE: OnceLock<Mutex<Records>> = OnceLock::new();
 
 impl Meta {
     /// The record of tasks of the type of `vtable` spawned at `at`.
@@ -55,7 +59,18 @@ impl Meta {
 
     #[cold]
     fn lookup(key: (usize, usize), vtable: &'static Vtable, at: &'static Location<'static>) -> &'static Meta {
-        let table = TABLE.get_or_init(Table::default);
+        // The thread's table is gone only while the thread exits.
+        let seen = SEEN.try_with(|seen| seen.borrow().get(&key).copied()).ok().flatten();
+        seen.unwrap_or_else(|| {
+            let meta = Meta::lookup_shared(key, vtable, at);
+            let _ = SEEN.try_with(|seen| seen.borrow_mut().insert(key, meta));
+            meta
+        })
+    }
+
+    #[cold]
+    fn lookup_shared(key: (usize, usize), vtable: &'static Vtable, at: &'static Location<'static>) -> &'static Meta {
+        let table = TABLE.get_or_init(Mutex::default);
         // A panic while the lock was held cannot leave the map half
         // changed (an insert of a ready value): a poisoned lock is used.
         let mut table = table.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
