@@ -118,7 +118,7 @@ impl Slot {
     }
 }
 
-/// Who awaits a task's handle, in one word (a `Option<Waker>` takes two):
+/// Who awaits a task's handle, in one word (an `Option<Waker>` takes two):
 /// nothing (null); a runner task that awaits the handle itself, as the
 /// task pointer (with a reference: what a clone of its waker would hold);
 /// or any other waker, boxed, its pointer with the tag bit set. Awaiting
@@ -129,6 +129,9 @@ impl Slot {
 pub(crate) struct JoinSlot {
     word: Cell<*mut ()>,
 }
+
+// A boxed waker's pointer leaves the tag bit free too.
+const _: () = assert!(std::mem::align_of::<Waker>() >= 2);
 
 #[allow(unsafe_code)]
 impl JoinSlot {
