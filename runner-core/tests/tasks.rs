@@ -585,3 +585,34 @@ fn spawned_at_names_each_spawn_site_for_any_mix_of_future_types_and_sites() {
     })
     .unwrap();
 }
+
+/// Loops on several threads spawn from the same sites at once: each
+/// thread finds the shared records (made once, behind a lock) and every
+/// handle still names its site.
+#[test]
+fn spawned_at_is_right_on_loops_of_several_threads_spawning_from_the_same_sites() {
+    fn spawn_two(n: u64) -> [(JoinHandle<u64>, u32); 2] {
+        [
+            (spawn(async move { n }), line!()),
+            (spawn(async move { n * 2 }), line!()),
+        ]
+    }
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            std::thread::spawn(move || {
+                run(async move {
+                    for i in 0..50 {
+                        for (k, (handle, line)) in spawn_two(t * 100 + i).into_iter().enumerate() {
+                            assert_eq!(handle.spawned_at().line(), line);
+                            assert_eq!(handle.await.unwrap(), (t * 100 + i) * (k as u64 + 1));
+                        }
+                    }
+                })
+                .unwrap()
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+}
