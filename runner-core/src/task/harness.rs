@@ -130,11 +130,11 @@ pub(crate) fn poll_task<F: Future>(
 /// that went; its destructors are the task's `finally`), and lets go of
 /// what must not outlive it on another thread.
 pub(crate) fn finish<T>(
-    core: &TaskCore,
-    spawned_at: &'static Location<'static>,
+    task: RawTask,
     outcome: Result<T, JoinError>,
     dropped: Result<(), Box<dyn Any + Send>>,
 ) -> Result<T, JoinError> {
+    let core = task.core();
     let outcome = match (outcome, dropped) {
         // A destructor panicked: the task panicked (a panic of the poll
         // itself comes first).
@@ -161,7 +161,7 @@ pub(crate) fn finish<T>(
     drop(core.ctx.replace(Map::default()));
     core.set_awaiting(None);
     if let Err(e) = &outcome {
-        sched::report_panic_if_owed(core, spawned_at, e);
+        sched::report_panic_if_owed(task, e);
     }
     outcome
 }

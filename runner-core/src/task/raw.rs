@@ -528,7 +528,7 @@ impl SendRef {
 
     /// The task, when this thread runs its loop now.
     pub(crate) fn on_loop_thread(&self) -> Option<RawTask> {
-        sched::is_current(self.raw.shared()).then_some(self.raw)
+        sched::runs_here(self.raw.shared()).then_some(self.raw)
     }
 }
 
@@ -619,7 +619,7 @@ unsafe fn poll<F: Future, C: ContextMode, S: Settle<F::Output>>(ptr: NonNull<Pre
     // destructor panics).
     let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(fut) }));
     ctx.store(core);
-    let outcome = harness::finish(core, task.prefix.header.meta.spawned_at, S::settle(outcome), dropped);
+    let outcome = harness::finish(RawTask { ptr }, S::settle(outcome), dropped);
     // SAFETY: moved out once, after anything that could unwind (so the
     // stage, still `RUNNING`, keeps it for `dealloc_task` to drop then);
     // the stage is overwritten right after.

@@ -13,7 +13,6 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
-use std::panic::Location;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -483,8 +482,7 @@ impl Drop for EnterGuard {
     }
 }
 
-/// Whether the loop whose shared part is `shared` runs on this thread now
-/// (the same answer as [`is_current`], cheaper).
+/// Whether the loop whose shared part is `shared` runs on this thread now.
 #[inline]
 pub(crate) fn runs_here(shared: &Arc<Shared>) -> bool {
     RUNS_HERE
@@ -526,13 +524,6 @@ pub(crate) fn push_local(task: RawTask) -> bool {
         .unwrap_or(false)
 }
 
-/// Whether the loop whose shared part is `shared` runs on this thread now.
-pub(crate) fn is_current(shared: &Arc<Shared>) -> bool {
-    CURRENT
-        .try_with(|c| c.borrow().as_ref().is_some_and(|s| Arc::ptr_eq(&s.shared, shared)))
-        .unwrap_or(false)
-}
-
 /// Makes `task` the polled one until the guard drops.
 pub(crate) fn enter_task(task: RawTask) -> TaskGuard {
     TaskGuard {
@@ -566,7 +557,8 @@ pub(crate) fn with_current_task<R>(f: impl FnOnce(&TaskCore) -> R) -> Option<R> 
 /// nobody else will: its handle was dropped before, or the loop is closing
 /// (close step 1 reports every task that panicked, as asyncio's
 /// `asyncio.run` does at shutdown; the handle then does not again).
-pub(crate) fn report_panic_if_owed(core: &TaskCore, spawned_at: &'static Location<'static>, e: &JoinError) {
+pub(crate) fn report_panic_if_owed(task: RawTask, e: &JoinError) {
+    let core = task.core();
     if !e.is_panic() || core.panic_reported() {
         return;
     }
@@ -580,12 +572,12 @@ pub(crate) fn report_panic_if_owed(core: &TaskCore, spawned_at: &'static Locatio
         Some(sched) => sched.report(ExceptionContext {
             message: sched.unretrieved_panic_message().into(),
             panic: e.panic_message(),
-            task: Some(core.info(sched.name(core), spawned_at)),
+            task: Some(sched.info(task)),
         }),
         None => log_report(&ExceptionContext {
             message: UNRETRIEVED.into(),
             panic: e.panic_message(),
-            task: Some(core.info(None, spawned_at)),
+            task: Some(core.info(None, task.spawned_at())),
         }),
     }
 }
