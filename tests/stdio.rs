@@ -6,7 +6,8 @@
 #![cfg(target_os = "linux")]
 
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 mod common;
@@ -14,16 +15,23 @@ mod common;
 const FIXTURE: &str = env!("CARGO_BIN_EXE_stdio-fixture");
 const PATIENCE: Duration = Duration::from_secs(20);
 
-#[test]
-fn stdin_from_a_pipe_gives_lines_as_they_come_and_the_blocking_flag_is_put_back() {
+/// The fixture in `mode`, its stdin a pipe this side writes, its stdout
+/// read line by line.
+fn start_piped(mode: &str) -> (Child, ChildStdin, mpsc::Receiver<String>) {
     let mut child = Command::new(FIXTURE)
-        .arg("echo-lines")
+        .arg(mode)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let lines = common::lines_of(child.stdout.take().unwrap());
-    let mut input = child.stdin.take().unwrap();
+    let input = child.stdin.take().unwrap();
+    (child, input, lines)
+}
+
+#[test]
+fn stdin_from_a_pipe_gives_lines_as_they_come_and_the_blocking_flag_is_put_back() {
+    let (mut child, mut input, lines) = start_piped("echo-lines");
     let next = || lines.recv_timeout(PATIENCE).expect("a line from the fixture");
     assert_eq!(next(), "nonblocking before: false");
     assert_eq!(next(), "Stdin { polled: true }");
@@ -58,14 +66,7 @@ fn stdin_from_a_regular_file_is_read_directly() {
 
 #[test]
 fn the_process_exits_when_main_returns_while_a_read_waits_on_open_stdin() {
-    let mut child = Command::new(FIXTURE)
-        .arg("exit-while-open")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = common::lines_of(child.stdout.take().unwrap());
-    let mut input = child.stdin.take().unwrap();
+    let (mut child, mut input, lines) = start_piped("exit-while-open");
     input.write_all(b"hi").unwrap();
     assert_eq!(lines.recv_timeout(PATIENCE).unwrap(), "first read: 2");
     assert_eq!(lines.recv_timeout(PATIENCE).unwrap(), "main returns");
