@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use super::EventLoop;
 use crate::reactor::Direction;
 use crate::runtime::{LoopHandle, Remote};
-use crate::task::sched::{Callback, Ready};
+use crate::task::sched::Callback;
 use crate::time::driver::{TimeDriver, TimerEntry, TimerKey};
 use crate::Error;
 
@@ -100,7 +100,7 @@ impl EventLoop {
     pub fn call_soon(&self, f: impl FnOnce() + 'static) -> Result<CallbackHandle, Error> {
         self.check_open()?;
         let cell = once(Box::new(f));
-        self.core.sched.push(Ready::Callback(cell.clone()));
+        self.core.sched.push_callback(cell.clone());
         Ok(CallbackHandle { cell })
     }
 

@@ -164,7 +164,7 @@ impl LoopCore {
         while let Some(msg) = self.shared.try_recv() {
             match msg {
                 Remote::Wake(task) => self.sched.schedule_remote(task),
-                Remote::Call(f) => self.sched.push(Ready::Callback(super::callbacks::once(f))),
+                Remote::Call(f) => self.sched.push_callback(super::callbacks::once(f)),
             }
         }
     }
@@ -175,7 +175,7 @@ impl LoopCore {
             match entry {
                 None => break,
                 Some(TimerEntry::Waker(w)) => w.wake(),
-                Some(TimerEntry::Callback(cb)) => self.sched.push(Ready::Callback(cb)),
+                Some(TimerEntry::Callback(cb)) => self.sched.push_callback(cb),
             }
         }
     }
@@ -227,7 +227,7 @@ impl LoopCore {
         let fired = reactor.take_fired();
         drop(reactor);
         for cb in fired {
-            self.sched.push(Ready::Callback(cb));
+            self.sched.push_callback(cb);
         }
         if let Err(e) = result {
             // The poller itself failed (not a timeout, not EINTR): report and

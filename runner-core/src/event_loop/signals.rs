@@ -18,7 +18,7 @@ use super::core::LoopCore;
 use super::EventLoop;
 use crate::signal::{self, Signal};
 use crate::task::raw::TaskRef;
-use crate::task::sched::{Callback, Ready};
+use crate::task::sched::Callback;
 use crate::Error;
 
 /// A run's (or a close's) Ctrl-C state, shared by the runner and its loop.
@@ -179,7 +179,7 @@ impl LoopCore {
             let now = signal::handled(h.sig);
             while h.seen.get() != now {
                 h.seen.set(h.seen.get().wrapping_add(1));
-                self.sched.push(Ready::Callback(h.callback.clone()));
+                self.sched.push_callback(h.callback.clone());
             }
         }
     }

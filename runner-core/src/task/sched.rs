@@ -181,12 +181,9 @@ impl Scheduler {
 
     // --- the ready queue ---
 
-    pub(crate) fn push(&self, item: Ready) {
-        let word = match item {
-            Ready::Task(task) => TaskOrRc::task(task),
-            Ready::Callback(cb) => TaskOrRc::rc(cb),
-        };
-        self.ready.borrow_mut().push_back(word);
+    /// Queues a loop callback (tasks are queued by [`schedule`](Self::schedule)).
+    pub(crate) fn push_callback(&self, cb: Rc<Callback>) {
+        self.ready.borrow_mut().push_back(TaskOrRc::rc(cb));
     }
 
     pub(crate) fn pop(&self) -> Option<Ready> {
