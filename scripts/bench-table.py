@@ -17,6 +17,7 @@ groups = sys.argv[1:] or [
     "yield_100x10k",
     "ping_pong_100k",
     "ping_pong_channel_100k",
+    "ping_pong_channel_main_100k",
     "timers_10k",
     "run_fresh_10k",
     "run_reused_10k",

@@ -12,6 +12,9 @@
 //!   times through a one-slot baton (the same `Send` baton type for every
 //!   runtime, so no runtime gets a cheaper channel).
 //! - `ping_pong_channel_100k`: the same over two async-channel channels.
+//! - `ping_pong_channel_main_100k`: the same, with one player the future
+//!   the runtime runs (`run`, `block_on`, `run_until`) and the other
+//!   spawned: the shape where `LocalPool` is the fastest peer.
 //! - `timers_10k`: 10,000 tasks each sleep 1 to 10 ms (real time).
 //! - `run_fresh_10k`: 10,000 times, a fresh loop (runtime, executor) runs
 //!   a trivial future and is closed.
@@ -527,6 +530,59 @@ fn bench_ping_pong_channel(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_ping_pong_channel_main(c: &mut Criterion) {
+    let mut g = c.benchmark_group("ping_pong_channel_main_100k");
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            let (a_tx, a_rx, b_tx, b_rx) = channels();
+            runner_core::run(async move {
+                let p = runner_core::spawn(pong_ch(b_tx, a_rx));
+                let last = ping_ch(a_tx, b_rx).await;
+                p.await.unwrap();
+                last
+            })
+            .unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| {
+            let (a_tx, a_rx, b_tx, b_rx) = channels();
+            tokio_rt().block_on(async move {
+                let p = tokio::spawn(pong_ch(b_tx, a_rx));
+                let last = ping_ch(a_tx, b_rx).await;
+                p.await.unwrap();
+                last
+            })
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            let (a_tx, a_rx, b_tx, b_rx) = channels();
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                let p = ex.spawn(pong_ch(b_tx, a_rx));
+                let last = ping_ch(a_tx, b_rx).await;
+                p.await;
+                last
+            }))
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("futures_localpool"), |b| {
+        use futures::task::LocalSpawnExt;
+        b.iter(|| {
+            let (a_tx, a_rx, b_tx, b_rx) = channels();
+            let mut pool = futures::executor::LocalPool::new();
+            let p = pool.spawner().spawn_local_with_handle(pong_ch(b_tx, a_rx)).unwrap();
+            pool.run_until(async move {
+                let last = ping_ch(a_tx, b_rx).await;
+                p.await;
+                last
+            })
+        })
+    });
+    g.finish();
+}
+
 const TIMERS: u64 = 10_000;
 
 /// 1 to 10 ms, spread over the tasks.
@@ -659,6 +715,6 @@ criterion_group! {
     name = benches;
     config = config();
     targets = bench_spawn_join, bench_spawn_join_ready, bench_yield, bench_yield_many_tasks, bench_ping_pong,
-        bench_ping_pong_channel, bench_timers, bench_run_fresh, bench_run_reused
+        bench_ping_pong_channel, bench_ping_pong_channel_main, bench_timers, bench_run_fresh, bench_run_reused
 }
 criterion_main!(benches);
