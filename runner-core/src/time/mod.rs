@@ -31,6 +31,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use pin_project_lite::pin_project;
+
 use self::driver::{TimerEntry, TimerKey};
 use crate::task::{JoinError, JoinHandle};
 use crate::Error;
@@ -202,7 +204,7 @@ impl std::error::Error for Elapsed {}
 /// ```
 pub fn timeout<F: IntoFuture>(duration: Duration, fut: F) -> Timeout<F::IntoFuture> {
     Timeout {
-        inner: Box::pin(fut.into_future()),
+        inner: fut.into_future(),
         sleep: sleep(duration),
         duration: Some(duration),
     }
@@ -225,18 +227,22 @@ pub fn timeout<F: IntoFuture>(duration: Duration, fut: F) -> Timeout<F::IntoFutu
 /// ```
 pub fn timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> Timeout<F::IntoFuture> {
     Timeout {
-        inner: Box::pin(fut.into_future()),
+        inner: fut.into_future(),
         sleep: sleep_until(deadline),
         duration: None,
     }
 }
 
-/// The future of [`timeout`].
-#[must_use = "futures do nothing unless awaited"]
-pub struct Timeout<F> {
-    inner: Pin<Box<F>>,
-    sleep: Sleep,
-    duration: Option<Duration>,
+pin_project! {
+    /// The future of [`timeout`]: the wrapped future inline (no
+    /// allocation), and its timer.
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Timeout<F> {
+        #[pin]
+        inner: F,
+        sleep: Sleep,
+        duration: Option<Duration>,
+    }
 }
 
 impl<F> fmt::Debug for Timeout<F> {
@@ -250,13 +256,14 @@ impl<F> fmt::Debug for Timeout<F> {
 impl<F: Future> Future for Timeout<F> {
     type Output = Result<F::Output, Elapsed>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Poll::Ready(v) = self.inner.as_mut().poll(cx) {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.inner.poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        match Pin::new(&mut self.sleep).poll(cx) {
+        match Pin::new(this.sleep).poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed {
-                duration: self.duration,
+                duration: *this.duration,
             })),
             Poll::Pending => Poll::Pending,
         }

@@ -1,0 +1,145 @@
+//! How many allocations the hot paths make, counted by dhat's global
+//! allocator: a yield, a wake and poll through a waker kept by a future,
+//! and a `timeout` make none; a spawn + join makes one (the task's block).
+//!
+//! One test in its own binary: the count is the process's, so nothing
+//! else may run beside it. Each path runs twice with the same code (so the
+//! same spawn sites and future types): first to grow what the loop keeps
+//! (the registry, the ready queue, the timers, the spawn-site records),
+//! then counted.
+
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use runner_core::{spawn, timeout, yield_now};
+
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+const N: u64 = 500;
+
+fn allocations() -> u64 {
+    dhat::HeapStats::get().total_blocks
+}
+
+/// Allocations made by `f().await`.
+async fn counted<F: std::future::Future<Output = u64>>(f: impl Fn() -> F) -> u64 {
+    assert!(f().await > 0, "the warm-up did its work");
+    let before = allocations();
+    let out = f().await;
+    let made = allocations() - before;
+    assert!(out > 0, "the counted run did its work");
+    made
+}
+
+async fn yields() -> u64 {
+    for _ in 0..N {
+        yield_now().await;
+    }
+    N
+}
+
+async fn spawn_join_ready() -> u64 {
+    let mut sum = 0;
+    for i in 0..N {
+        sum += spawn(async move { i + 1 }).await.unwrap();
+    }
+    sum
+}
+
+async fn spawn_join_suspending() -> u64 {
+    let mut sum = 0;
+    for i in 0..N {
+        sum += spawn(async move {
+            yield_now().await;
+            i + 1
+        })
+        .await
+        .unwrap();
+    }
+    sum
+}
+
+async fn timeouts() -> u64 {
+    let mut sum = 0;
+    for i in 0..N {
+        sum += timeout(Duration::from_secs(60), async move {
+            yield_now().await;
+            i + 1
+        })
+        .await
+        .unwrap();
+    }
+    sum
+}
+
+/// Two tasks hand a number back and forth through a slot that keeps the
+/// waiting side's waker: a waker clone and a wake per hand-over.
+async fn baton() -> u64 {
+    type Slot = Rc<RefCell<(Option<u64>, Option<Waker>)>>;
+    fn take(slot: &Slot) -> impl std::future::Future<Output = u64> + '_ {
+        poll_fn(move |cx| {
+            let mut s = slot.borrow_mut();
+            match s.0.take() {
+                Some(v) => Poll::Ready(v),
+                None => {
+                    s.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+    fn give(slot: &Slot, v: u64) {
+        let mut s = slot.borrow_mut();
+        s.0 = Some(v);
+        if let Some(w) = s.1.take() {
+            drop(s);
+            w.wake();
+        }
+    }
+    let there: Slot = Rc::default();
+    let back: Slot = Rc::default();
+    let (t, b) = (there.clone(), back.clone());
+    let other = spawn(async move {
+        for _ in 0..N {
+            let v = take(&t).await;
+            give(&b, v + 1);
+        }
+    });
+    let mut last = 0;
+    for i in 0..N {
+        give(&there, i);
+        last = take(&back).await;
+    }
+    other.await.unwrap();
+    last
+}
+
+#[test]
+fn hot_paths_allocate_only_the_task_block() {
+    let _profiler = dhat::Profiler::builder().testing().build();
+    runner_core::run(async {
+        assert_eq!(counted(yields).await, 0, "{N} yields");
+        // The two slots and the other task's block; nothing per hand-over.
+        assert_eq!(counted(baton).await, 3, "{N} hand-overs through a kept waker");
+        assert_eq!(
+            counted(timeouts).await,
+            0,
+            "{N} timeouts around a future that suspends once"
+        );
+        assert_eq!(
+            counted(spawn_join_ready).await,
+            N,
+            "{N} spawns + joins of tasks that return at once"
+        );
+        assert_eq!(
+            counted(spawn_join_suspending).await,
+            N,
+            "{N} spawns + joins of tasks that suspend once"
+        );
+    })
+    .unwrap();
+}
