@@ -1,9 +1,11 @@
 //! How many allocations the hot paths make, counted by dhat's global
 //! allocator: a yield, a wake and poll through a waker kept by a future,
-//! and a `timeout` make none; a spawn + join makes one (the task's block).
+//! a `timeout`, a sleep, `cancellable` and `shield` make none; a spawn +
+//! join makes one (the task's block), and so does a task group's child.
 //!
-//! One test in its own binary: the count is the process's, so nothing
-//! else may run beside it. Each path runs twice with the same code (so the
+//! A test binary of its own without libtest's harness (`harness = false`
+//! in Cargo.toml): the count is the process's, so nothing else may run
+//! beside it, not even the harness's threads. Each path runs twice with the same code (so the
 //! same spawn sites and future types): first to grow what the loop keeps
 //! (the registry, the ready queue, the timers, the spawn-site records),
 //! then counted.
@@ -14,7 +16,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
-use runner_core::{spawn, timeout, yield_now};
+use runner_core::{cancellable, shield, sleep, spawn, task_group, timeout, yield_now};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -76,6 +78,42 @@ async fn timeouts() -> u64 {
     sum
 }
 
+async fn scopes() -> u64 {
+    let mut sum = 0;
+    for i in 0..N {
+        sum += cancellable(shield(async move {
+            yield_now().await;
+            i + 1
+        }))
+        .await
+        .unwrap();
+    }
+    sum
+}
+
+async fn sleeps() -> u64 {
+    for _ in 0..N {
+        sleep(Duration::from_micros(1)).await;
+    }
+    N
+}
+
+/// One group, `N` children that suspend once: their blocks, and the
+/// group's own state (its shared part, the children's list as it grows).
+async fn group() -> u64 {
+    task_group(|tg| async move {
+        for i in 0..N {
+            tg.spawn(async move {
+                yield_now().await;
+                Ok::<_, std::io::Error>(i)
+            });
+        }
+        Ok::<_, std::io::Error>(N)
+    })
+    .await
+    .unwrap()
+}
+
 /// Two tasks hand a number back and forth through a slot that keeps the
 /// waiting side's waker: a waker clone and a wake per hand-over.
 async fn baton() -> u64 {
@@ -118,8 +156,7 @@ async fn baton() -> u64 {
     last
 }
 
-#[test]
-fn hot_paths_allocate_only_the_task_block() {
+fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
     runner_core::run(async {
         assert_eq!(counted(yields).await, 0, "{N} yields");
@@ -129,6 +166,15 @@ fn hot_paths_allocate_only_the_task_block() {
             counted(timeouts).await,
             0,
             "{N} timeouts around a future that suspends once"
+        );
+        assert_eq!(counted(scopes).await, 0, "{N} cancellable(shield(..)) scopes");
+        assert_eq!(counted(sleeps).await, 0, "{N} sleeps");
+        let made = counted(group).await;
+        assert!(
+            // One per child; the group's state and its list of children,
+            // which grows by doubling (517 when this was written).
+            (N..N + 32).contains(&made),
+            "a group of {N} children made {made} allocations: one per child and a few for the group"
         );
         assert_eq!(
             counted(spawn_join_ready).await,
@@ -142,4 +188,5 @@ fn hot_paths_allocate_only_the_task_block() {
         );
     })
     .unwrap();
+    println!("allocations: the hot paths allocate only the task's block: ok");
 }
