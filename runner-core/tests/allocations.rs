@@ -1,14 +1,15 @@
 //! How many allocations the hot paths make, counted by dhat's global
 //! allocator: a yield, a wake and poll through a waker kept by a future,
-//! a `timeout`, a sleep, `cancellable` and `shield` make none; a spawn +
-//! join makes one (the task's block), and so does a task group's child.
+//! a `timeout`, a sleep, `cancellable`, `shield` and a TCP round trip make
+//! none; a spawn + join makes one (the task's block), and so does a task
+//! group's child.
 //!
 //! A test binary of its own without libtest's harness (`harness = false`
 //! in Cargo.toml): the count is the process's, so nothing else may run
-//! beside it, not even the harness's threads. Each path runs twice with the same code (so the
-//! same spawn sites and future types): first to grow what the loop keeps
-//! (the registry, the ready queue, the timers, the spawn-site records),
-//! then counted.
+//! beside it, not even the harness's threads. Each path runs twice with
+//! the same code (so the same spawn sites and future types): first to grow
+//! what the loop keeps (the registry, the ready queue, the timers, the
+//! spawn-site records), then counted.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -16,6 +17,7 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use runner_core::net::{TcpListener, TcpStream};
 use runner_core::{cancellable, shield, sleep, spawn, task_group, timeout, yield_now};
 
 #[global_allocator]
@@ -114,6 +116,30 @@ async fn group() -> u64 {
     .unwrap()
 }
 
+/// `n` round trips of 64 bytes between two tasks over a TCP connection on
+/// 127.0.0.1: both sides wait in the reactor at every turn. The listener,
+/// the two sockets and the other task are made here, so they count.
+async fn tcp_round_trips(n: u64) -> u64 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let echo = spawn(async move {
+        let (conn, _) = listener.accept().await.unwrap();
+        let mut buf = [0u8; 64];
+        for _ in 0..n {
+            conn.read_exact(&mut buf).await.unwrap();
+            conn.write_all(&buf).await.unwrap();
+        }
+    });
+    let conn = TcpStream::connect(addr).await.unwrap();
+    let mut buf = [7u8; 64];
+    for _ in 0..n {
+        conn.write_all(&buf).await.unwrap();
+        conn.read_exact(&mut buf).await.unwrap();
+    }
+    echo.await.unwrap();
+    n
+}
+
 /// Two tasks hand a number back and forth through a slot that keeps the
 /// waiting side's waker: a waker clone and a wake per hand-over.
 async fn baton() -> u64 {
@@ -169,6 +195,15 @@ fn main() {
         );
         assert_eq!(counted(scopes).await, 0, "{N} cancellable(shield(..)) scopes");
         assert_eq!(counted(sleeps).await, 0, "{N} sleeps");
+        // A connection's set-up allocates (the task, the sockets'
+        // registrations); its round trips do not: as many for 4 × N.
+        let made = counted(|| tcp_round_trips(N)).await;
+        let made_4x = counted(|| tcp_round_trips(4 * N)).await;
+        assert!(
+            made == made_4x && made < 16,
+            "TCP: {made} allocations for {N} round trips, {made_4x} for {}",
+            4 * N
+        );
         let made = counted(group).await;
         assert!(
             // One per child; the group's state and its list of children,
