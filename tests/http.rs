@@ -309,7 +309,11 @@ fn a_client_connecting_after_the_drain_began_is_refused_at_once() {
         spawn_blocking(move || wait_half.recv().unwrap()).await.unwrap();
         runner_core::sleep(Duration::from_millis(50)).await;
         server.cancel();
-        runner_core::yield_now().await;
+        // The server task awaits the accepting task, so the cancellation
+        // is handed to that one first (as asyncio does); the server closes
+        // its listener when it comes back, two loop turns later. A sleep
+        // lets every ready task run first (one yield did not: flaky).
+        runner_core::sleep(Duration::from_millis(20)).await;
         draining.send(()).unwrap();
         let out = client.await.unwrap();
         server.await.unwrap();
