@@ -16,6 +16,10 @@
 //!   the runtime runs (`run`, `block_on`, `run_until`) and the other
 //!   spawned: the shape where `LocalPool` is the fastest peer.
 //! - `timers_10k`: 10,000 tasks each sleep 1 to 10 ms (real time).
+//! - `timeouts_100k`: 100,000 timeouts of 60 s around a future that
+//!   yields once (each timer inserted, then cancelled: the pattern of
+//!   per-request timeouts), while 10,000 other timers wait (idle
+//!   connections' timeouts).
 //! - `run_fresh_10k`: 10,000 times, a fresh loop (runtime, executor) runs
 //!   a trivial future and is closed.
 //! - `run_reused_10k`: 10,000 runs of a trivial future: on one `Runner`
@@ -637,6 +641,90 @@ fn bench_timers(c: &mut Criterion) {
     g.finish();
 }
 
+const TIMEOUTS: u64 = 100_000;
+const IDLE_TIMERS: u64 = 10_000;
+
+/// The long timers that wait while the timeouts come and go.
+fn idle_delay(i: u64) -> Duration {
+    Duration::from_secs(3600 + i)
+}
+
+fn bench_timeouts(c: &mut Criterion) {
+    let mut g = c.benchmark_group("timeouts_100k");
+    let limit = Duration::from_secs(60);
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            runner_core::run(async move {
+                for i in 0..IDLE_TIMERS {
+                    drop(runner_core::spawn(runner_core::sleep(idle_delay(i))));
+                }
+                let mut sum = 0;
+                for i in 0..TIMEOUTS {
+                    sum += runner_core::timeout(limit, async move {
+                        yield_once().await;
+                        i
+                    })
+                    .await
+                    .unwrap();
+                }
+                sum
+            })
+            .unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| {
+            let rt = tokio_rt();
+            let sum = rt.block_on(async move {
+                for i in 0..IDLE_TIMERS {
+                    drop(tokio::spawn(tokio::time::sleep(idle_delay(i))));
+                }
+                let mut sum = 0;
+                for i in 0..TIMEOUTS {
+                    sum += tokio::time::timeout(limit, async move {
+                        yield_once().await;
+                        i
+                    })
+                    .await
+                    .unwrap();
+                }
+                sum
+            });
+            drop(rt);
+            sum
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        use futures_lite::FutureExt;
+        b.iter(|| {
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                for i in 0..IDLE_TIMERS {
+                    ex.spawn(async move {
+                        async_io::Timer::after(idle_delay(i)).await;
+                    })
+                    .detach();
+                }
+                let mut sum = 0;
+                for i in 0..TIMEOUTS {
+                    sum += async move {
+                        yield_once().await;
+                        Some(i)
+                    }
+                    .or(async {
+                        async_io::Timer::after(limit).await;
+                        None
+                    })
+                    .await
+                    .unwrap();
+                }
+                sum
+            }))
+        })
+    });
+    g.finish();
+}
+
 const RUNS: u64 = 10_000;
 
 fn bench_run_fresh(c: &mut Criterion) {
@@ -715,6 +803,6 @@ criterion_group! {
     name = benches;
     config = config();
     targets = bench_spawn_join, bench_spawn_join_ready, bench_yield, bench_yield_many_tasks, bench_ping_pong,
-        bench_ping_pong_channel, bench_ping_pong_channel_main, bench_timers, bench_run_fresh, bench_run_reused
+        bench_ping_pong_channel, bench_ping_pong_channel_main, bench_timers, bench_timeouts, bench_run_fresh, bench_run_reused
 }
 criterion_main!(benches);
