@@ -480,13 +480,27 @@ fn channels() -> Channels {
 }
 
 fn bench_ping_pong_channel(c: &mut Criterion) {
-    let mut g = c.benchmark_group("ping_pong_channel_100k");
+    ping_pong_channel(c, "ping_pong_channel_100k", false);
+}
+
+fn bench_ping_pong_channel_main(c: &mut Criterion) {
+    ping_pong_channel(c, "ping_pong_channel_main_100k", true);
+}
+
+/// Ping-pong over async-channel: the ping player spawned, or (`in_main`)
+/// the future the runtime runs itself.
+fn ping_pong_channel(c: &mut Criterion, group: &str, in_main: bool) {
+    let mut g = c.benchmark_group(group);
     g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
         b.iter(|| {
             let (a_tx, a_rx, b_tx, b_rx) = channels();
             runner_core::run(async move {
                 let p = runner_core::spawn(pong_ch(b_tx, a_rx));
-                let last = runner_core::spawn(ping_ch(a_tx, b_rx)).await.unwrap();
+                let last = if in_main {
+                    ping_ch(a_tx, b_rx).await
+                } else {
+                    runner_core::spawn(ping_ch(a_tx, b_rx)).await.unwrap()
+                };
                 p.await.unwrap();
                 last
             })
@@ -498,7 +512,11 @@ fn bench_ping_pong_channel(c: &mut Criterion) {
             let (a_tx, a_rx, b_tx, b_rx) = channels();
             tokio_rt().block_on(async move {
                 let p = tokio::spawn(pong_ch(b_tx, a_rx));
-                let last = tokio::spawn(ping_ch(a_tx, b_rx)).await.unwrap();
+                let last = if in_main {
+                    ping_ch(a_tx, b_rx).await
+                } else {
+                    tokio::spawn(ping_ch(a_tx, b_rx)).await.unwrap()
+                };
                 p.await.unwrap();
                 last
             })
@@ -510,7 +528,11 @@ fn bench_ping_pong_channel(c: &mut Criterion) {
             let ex = async_executor::LocalExecutor::new();
             async_io::block_on(ex.run(async {
                 let p = ex.spawn(pong_ch(b_tx, a_rx));
-                let last = ex.spawn(ping_ch(a_tx, b_rx)).await;
+                let last = if in_main {
+                    ping_ch(a_tx, b_rx).await
+                } else {
+                    ex.spawn(ping_ch(a_tx, b_rx)).await
+                };
                 p.await;
                 last
             }))
@@ -523,65 +545,20 @@ fn bench_ping_pong_channel(c: &mut Criterion) {
             let mut pool = futures::executor::LocalPool::new();
             let sp = pool.spawner();
             let p = sp.spawn_local_with_handle(pong_ch(b_tx, a_rx)).unwrap();
-            let pi = sp.spawn_local_with_handle(ping_ch(a_tx, b_rx)).unwrap();
-            pool.run_until(async move {
-                let last = pi.await;
-                p.await;
-                last
-            })
-        })
-    });
-    g.finish();
-}
-
-fn bench_ping_pong_channel_main(c: &mut Criterion) {
-    let mut g = c.benchmark_group("ping_pong_channel_main_100k");
-    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
-        b.iter(|| {
-            let (a_tx, a_rx, b_tx, b_rx) = channels();
-            runner_core::run(async move {
-                let p = runner_core::spawn(pong_ch(b_tx, a_rx));
-                let last = ping_ch(a_tx, b_rx).await;
-                p.await.unwrap();
-                last
-            })
-            .unwrap()
-        })
-    });
-    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
-        b.iter(|| {
-            let (a_tx, a_rx, b_tx, b_rx) = channels();
-            tokio_rt().block_on(async move {
-                let p = tokio::spawn(pong_ch(b_tx, a_rx));
-                let last = ping_ch(a_tx, b_rx).await;
-                p.await.unwrap();
-                last
-            })
-        })
-    });
-    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
-        b.iter(|| {
-            let (a_tx, a_rx, b_tx, b_rx) = channels();
-            let ex = async_executor::LocalExecutor::new();
-            async_io::block_on(ex.run(async {
-                let p = ex.spawn(pong_ch(b_tx, a_rx));
-                let last = ping_ch(a_tx, b_rx).await;
-                p.await;
-                last
-            }))
-        })
-    });
-    g.bench_function(BenchmarkId::from_parameter("futures_localpool"), |b| {
-        use futures::task::LocalSpawnExt;
-        b.iter(|| {
-            let (a_tx, a_rx, b_tx, b_rx) = channels();
-            let mut pool = futures::executor::LocalPool::new();
-            let p = pool.spawner().spawn_local_with_handle(pong_ch(b_tx, a_rx)).unwrap();
-            pool.run_until(async move {
-                let last = ping_ch(a_tx, b_rx).await;
-                p.await;
-                last
-            })
+            if in_main {
+                pool.run_until(async move {
+                    let last = ping_ch(a_tx, b_rx).await;
+                    p.await;
+                    last
+                })
+            } else {
+                let pi = sp.spawn_local_with_handle(ping_ch(a_tx, b_rx)).unwrap();
+                pool.run_until(async move {
+                    let last = pi.await;
+                    p.await;
+                    last
+                })
+            }
         })
     });
     g.finish();
