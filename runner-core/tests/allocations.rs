@@ -184,7 +184,10 @@ async fn baton() -> u64 {
 
 fn main() {
     let _profiler = dhat::Profiler::builder().testing().build();
-    runner_core::run(async {
+    // Bounded, as every wait in a test is: a stuck round trip fails the
+    // test instead of hanging it. The bound's own timer is set before any
+    // count begins.
+    let bounded = timeout(Duration::from_secs(120), async {
         assert_eq!(counted(yields).await, 0, "{N} yields");
         // The two slots and the other task's block; nothing per hand-over.
         assert_eq!(counted(baton).await, 3, "{N} hand-overs through a kept waker");
@@ -221,7 +224,9 @@ fn main() {
             N,
             "{N} spawns + joins of tasks that suspend once"
         );
-    })
-    .unwrap();
+    });
+    runner_core::run(bounded)
+        .unwrap()
+        .expect("the counted paths finish within 120 s");
     println!("allocations: the hot paths allocate only the task's block: ok");
 }
