@@ -195,6 +195,10 @@ impl std::error::Error for Elapsed {}
 /// dropping (cancelling) it when the time is up (asyncio's `wait_for` /
 /// `timeout`).
 ///
+/// The returned [`Timeout`] holds `fut` inline: no allocation per call.
+/// Like `fut` itself, it is `Unpin` only when `fut` is; to poll it through
+/// `&mut` (in a `select!`, say), pin it first with [`std::pin::pin!`].
+///
 /// ```
 /// use std::time::Duration;
 /// use runner_core::{sleep, timeout};
