@@ -651,8 +651,7 @@ fn bench_timeouts(c: &mut Criterion) {
     });
     g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
         b.iter(|| {
-            let rt = tokio_rt();
-            let sum = rt.block_on(async move {
+            tokio_rt().block_on(async move {
                 for i in 0..IDLE_TIMERS {
                     drop(tokio::spawn(tokio::time::sleep(idle_delay(i))));
                 }
@@ -666,9 +665,7 @@ fn bench_timeouts(c: &mut Criterion) {
                     .unwrap();
                 }
                 sum
-            });
-            drop(rt);
-            sum
+            })
         })
     });
     g.bench_function(BenchmarkId::from_parameter("smol"), |b| {

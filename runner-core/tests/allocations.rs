@@ -39,6 +39,13 @@ async fn counted<F: std::future::Future<Output = u64>>(f: impl Fn() -> F) -> u64
     made
 }
 
+/// A future that suspends once (as a read that waits would), then
+/// returns `i + 1`.
+async fn yield_then(i: u64) -> u64 {
+    yield_now().await;
+    i + 1
+}
+
 async fn yields() -> u64 {
     for _ in 0..N {
         yield_now().await;
@@ -57,12 +64,7 @@ async fn spawn_join_ready() -> u64 {
 async fn spawn_join_suspending() -> u64 {
     let mut sum = 0;
     for i in 0..N {
-        sum += spawn(async move {
-            yield_now().await;
-            i + 1
-        })
-        .await
-        .unwrap();
+        sum += spawn(yield_then(i)).await.unwrap();
     }
     sum
 }
@@ -70,12 +72,7 @@ async fn spawn_join_suspending() -> u64 {
 async fn timeouts() -> u64 {
     let mut sum = 0;
     for i in 0..N {
-        sum += timeout(Duration::from_secs(60), async move {
-            yield_now().await;
-            i + 1
-        })
-        .await
-        .unwrap();
+        sum += timeout(Duration::from_secs(60), yield_then(i)).await.unwrap();
     }
     sum
 }
@@ -83,12 +80,7 @@ async fn timeouts() -> u64 {
 async fn scopes() -> u64 {
     let mut sum = 0;
     for i in 0..N {
-        sum += cancellable(shield(async move {
-            yield_now().await;
-            i + 1
-        }))
-        .await
-        .unwrap();
+        sum += cancellable(shield(yield_then(i))).await.unwrap();
     }
     sum
 }
