@@ -1,7 +1,16 @@
 //! A child process driven by a test: its stdout and stderr read line by
 //! line with deadlines, signals sent with kill(1), its exit awaited within
 //! a bound (a child that does not answer is killed and the test fails).
+//!
+//! A child starts with SIGINT at its default disposition, whatever the
+//! test process inherited: `cargo test` run as a background job of a
+//! script (or under `nohup`) has SIGINT ignored, the child would inherit
+//! that, and every Ctrl-C test would fail for a reason that is not the
+//! code's. A test that wants it ignored says so
+//! ([`Fixture::start_with_sigint_ignored`]).
 
+use std::io;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
@@ -30,6 +39,18 @@ impl Fixture {
     }
 
     pub fn spawn(cmd: &mut Command) -> Fixture {
+        // SAFETY: the closure runs in the child between fork and exec,
+        // where only async-signal-safe calls are allowed: it calls
+        // signal(2), which is one, and allocates nothing (the error is
+        // built from errno).
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::signal(libc::SIGINT, libc::SIG_DFL) == libc::SIG_ERR {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
