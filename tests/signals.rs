@@ -1,5 +1,5 @@
 //! Shutdown signals (SIGTERM acting as Ctrl-C) and signal handlers on the
-//! loop, with real signals sent by kill(1) to a real child process
+//! loop, with real signals sent by kill(2) to a real child process
 //! (`tests/fixtures/signals.rs`). Every wait is bounded.
 
 #![cfg(unix)]
@@ -34,7 +34,7 @@ fn sigterm_that_escapes_main_ends_the_process_by_sigterm_after_the_cleanup() {
     f.expect_line("ready");
     f.signal("TERM");
     let (status, out, stderr) = f.wait();
-    assert_eq!(status.signal(), Some(libc_sigterm()), "{status:?} {stderr}");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?} {stderr}");
     assert!(out.iter().any(|l| l == "the main task's destructors ran"), "{out:?}");
     assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
 }
@@ -57,7 +57,7 @@ fn a_second_sigterm_is_final() {
     f.expect_line("cleanup: started");
     f.signal("TERM");
     let (status, _, stderr) = f.wait_within(Duration::from_secs(5));
-    assert_eq!(status.signal(), Some(libc_sigterm()), "{status:?} {stderr}");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?} {stderr}");
     assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
 }
 
@@ -67,7 +67,7 @@ fn without_the_option_sigterm_keeps_its_default() {
     f.expect_line("ready");
     f.signal("TERM");
     let (status, out, _) = f.wait();
-    assert_eq!(status.signal(), Some(libc_sigterm()), "{status:?}");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "{status:?}");
     assert!(!out.iter().any(|l| l == "cleanup ran"), "{out:?}");
 }
 
@@ -84,7 +84,7 @@ fn a_library_run_ended_by_sigterm_says_which_signal() {
         "{out:?}"
     );
     assert!(
-        out.iter().any(|l| l == &format!("signal: Some({})", libc_sigterm())),
+        out.iter().any(|l| l == &format!("signal: Some({})", libc::SIGTERM)),
         "{out:?}"
     );
 }
@@ -151,8 +151,4 @@ fn a_handler_takes_a_shutdown_signal_while_added_and_gives_it_back() {
     f.expect_line("cancelled by SIGTERM");
     let (status, _, stderr) = f.wait();
     assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
-}
-
-fn libc_sigterm() -> i32 {
-    15
 }

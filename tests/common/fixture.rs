@@ -1,5 +1,5 @@
 //! A child process driven by a test: its stdout and stderr read line by
-//! line with deadlines, signals sent with kill(1), its exit awaited within
+//! line with deadlines, signals sent with kill(2), its exit awaited within
 //! a bound (a child that does not answer is killed and the test fails).
 //!
 //! A child starts with SIGINT at its default disposition, whatever the
@@ -91,13 +91,24 @@ impl Fixture {
         self.signal("INT");
     }
 
-    /// Sends the signal `name` (`"TERM"`, `"USR1"`, ...) with kill(1).
+    /// Sends the signal `name` (`"TERM"`, `"USR1"`, ...) with kill(2), as
+    /// kill(1) would (without needing the program: a minimal image may
+    /// lack it).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{name}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let signal = match name {
+            "INT" => libc::SIGINT,
+            "TERM" => libc::SIGTERM,
+            "HUP" => libc::SIGHUP,
+            "USR1" => libc::SIGUSR1,
+            "USR2" => libc::SIGUSR2,
+            other => panic!("the fixture knows no signal {other:?}: add it to Fixture::signal"),
+        };
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
+        // SAFETY: kill(2) takes plain integers; the pid is our own child's,
+        // not yet reaped (`Child` reaps it only in `wait`/`try_wait`, and a
+        // test signals before it waits), so it cannot name another process.
+        let sent = unsafe { libc::kill(pid, signal) };
+        assert_eq!(sent, 0, "kill -{name} {pid}: {}", io::Error::last_os_error());
     }
 
     pub fn id(&self) -> u32 {
