@@ -2,12 +2,13 @@
 //! line with deadlines, signals sent with kill(2), its exit awaited within
 //! a bound (a child that does not answer is killed and the test fails).
 //!
-//! A child starts with SIGINT at its default disposition, whatever the
-//! test process inherited: `cargo test` run as a background job of a
-//! script (or under `nohup`) has SIGINT ignored, the child would inherit
-//! that, and every Ctrl-C test would fail for a reason that is not the
-//! code's. A test that wants it ignored says so
-//! ([`Fixture::start_with_sigint_ignored`]).
+//! A child starts with the signals the tests send at their default
+//! disposition, whatever the test process inherited: `cargo test` run as
+//! a background job of a script has SIGINT ignored, under `nohup` SIGHUP,
+//! the child would inherit that (an ignored signal stays ignored across
+//! exec, and runner leaves an ignored signal alone, as it should), and the
+//! signal tests would fail for a reason that is not the code's. A test
+//! that wants SIGINT ignored says so ([`Fixture::start_with_sigint_ignored`]).
 
 use std::io;
 use std::os::unix::process::CommandExt;
@@ -17,6 +18,16 @@ use std::time::{Duration, Instant};
 
 /// How long any one step may take.
 pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The signals the tests send, by kill(1)'s names: reset to their default
+/// in every child.
+const SIGNALS: [(&str, libc::c_int); 5] = [
+    ("INT", libc::SIGINT),
+    ("TERM", libc::SIGTERM),
+    ("HUP", libc::SIGHUP),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+];
 
 pub struct Fixture {
     pub child: Child,
@@ -45,8 +56,10 @@ impl Fixture {
         // built from errno).
         unsafe {
             cmd.pre_exec(|| {
-                if libc::signal(libc::SIGINT, libc::SIG_DFL) == libc::SIG_ERR {
-                    return Err(io::Error::last_os_error());
+                for (_, signal) in SIGNALS {
+                    if libc::signal(signal, libc::SIG_DFL) == libc::SIG_ERR {
+                        return Err(io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -95,13 +108,8 @@ impl Fixture {
     /// kill(1) would (without needing the program: a minimal image may
     /// lack it).
     pub fn signal(&self, name: &str) {
-        let signal = match name {
-            "INT" => libc::SIGINT,
-            "TERM" => libc::SIGTERM,
-            "HUP" => libc::SIGHUP,
-            "USR1" => libc::SIGUSR1,
-            "USR2" => libc::SIGUSR2,
-            other => panic!("the fixture knows no signal {other:?}: add it to Fixture::signal"),
+        let Some(&(_, signal)) = SIGNALS.iter().find(|(known, _)| *known == name) else {
+            panic!("the fixture knows no signal {name:?}: add it to SIGNALS");
         };
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid fits pid_t");
         // SAFETY: kill(2) takes plain integers; the pid is our own child's,
