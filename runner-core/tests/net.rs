@@ -181,6 +181,34 @@ fn a_reset_by_the_peer_is_connection_reset() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
 }
 
+/// Closing (futures-io's `close`, hyper's `poll_shutdown`) a stream the
+/// peer has reset succeeds: it is closed. The system call itself says
+/// `NotConnected`, which `shutdown` passes on.
+#[test]
+fn closing_a_stream_the_peer_reset_succeeds() {
+    use futures::AsyncWriteExt;
+    let (shutdown, close) = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let s = std::net::TcpStream::connect(addr).unwrap();
+            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+            drop(s);
+        });
+        let (mut stream, _) = listener.accept().await.unwrap();
+        client.join().unwrap();
+        // The reset has arrived once a read says so.
+        let mut buf = [0u8; 8];
+        let reset = timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap();
+        assert_eq!(reset.unwrap_err().kind(), std::io::ErrorKind::ConnectionReset);
+        let shutdown = stream.shutdown(Shutdown::Write);
+        (shutdown, stream.close().await)
+    })
+    .unwrap();
+    assert_eq!(shutdown.unwrap_err().kind(), std::io::ErrorKind::NotConnected);
+    close.unwrap();
+}
+
 #[test]
 fn a_read_timeout_leaves_the_socket_usable() {
     let got = runner_core::run(async {

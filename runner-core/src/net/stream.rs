@@ -93,8 +93,18 @@ macro_rules! stream_io {
                 Poll::Ready(Ok(()))
             }
 
+            /// Shuts the write half down. A stream that is no longer
+            /// connected (the peer reset it, or, on macOS and the BSDs, it
+            /// was shut down already) is closed: `NotConnected` is success
+            /// here, so that hyper does not report "error shutting down
+            /// connection" for every client that resets its connection
+            /// (wrk does at its end). [`shutdown`](Self::shutdown) gives
+            /// the system call's answer unchanged.
             fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-                Poll::Ready(self.inner.get_ref().shutdown(Shutdown::Write))
+                Poll::Ready(match self.inner.get_ref().shutdown(Shutdown::Write) {
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+                    done => done,
+                })
             }
         }
 
