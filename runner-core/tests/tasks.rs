@@ -2,6 +2,7 @@
 //! its own file, `cancellation.rs`.
 
 use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::rc::Rc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -388,6 +389,53 @@ fn awaiting_own_handle_is_reported_as_a_panic_not_a_hang() {
     let reports = reports.borrow();
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert!(reports[0].contains("awaited its own JoinHandle"), "{reports:?}");
+}
+
+/// A handle awaited inside a run of another loop (its task's loop cannot
+/// run meanwhile) answers at once with an error that says so, as asyncio
+/// raises "attached to a different loop"; the task is left alone and its
+/// handle still completes in a run of its own loop. Polled where no loop
+/// runs, it waits for that run.
+#[test]
+// The first run returns the handle un-awaited: that is the point.
+#[allow(clippy::async_yields_async)]
+fn a_handle_awaited_in_another_loops_run_says_so_at_once() {
+    let first = runner_core::Runner::new();
+    let handle = first
+        .run(async {
+            spawn(async {
+                sleep(Duration::from_millis(1)).await;
+                7
+            })
+        })
+        .unwrap();
+    let second = runner_core::Runner::new();
+    let (handle, err, took) = second
+        .run(async move {
+            let mut handle = handle;
+            let start = Instant::now();
+            let err = timeout(Duration::from_secs(10), &mut handle).await;
+            (handle, err, start.elapsed())
+        })
+        .unwrap();
+    let err = err.expect("no wait for the bound").unwrap_err();
+    assert!(err.is_other_loop() && !err.is_cancelled() && !err.is_panic(), "{err:?}");
+    assert!(err.to_string().contains("await it inside a run of the loop"), "{err}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(!handle.is_done());
+    // A poll where no loop runs leaves it waiting.
+    let mut handle = handle;
+    let waker = std::task::Waker::noop();
+    let polled = std::pin::Pin::new(&mut handle).poll(&mut std::task::Context::from_waker(waker));
+    assert!(polled.is_pending());
+    assert_eq!(
+        first
+            .run(timeout(Duration::from_secs(10), handle))
+            .unwrap()
+            .unwrap()
+            .unwrap(),
+        7
+    );
 }
 
 static PER_REQUEST: ContextVar<Vec<u8>> = ContextVar::new("per_request").not_inherited();

@@ -25,6 +25,12 @@ type Output<T> = Result<T, JoinError>;
 /// cancelled or panicked. Dropping it detaches the task: it keeps running,
 /// and if it panics, the panic is reported to the loop's exception handler.
 ///
+/// A task runs only while its loop runs: awaited inside a run of another
+/// loop, the handle answers at once with a [`JoinError`] that says so
+/// ([`is_other_loop`](JoinError::is_other_loop)) rather than wait forever.
+/// Polled where no loop runs (by another executor), it waits for its loop's
+/// next run.
+///
 /// ```
 /// let out = runner_core::run(async {
 ///     let task = runner_core::spawn(async { 6 * 7 });
@@ -174,6 +180,9 @@ impl<T: 'static> Future for JoinHandle<T> {
             "task {} awaited its own JoinHandle, which can never complete; await the handle from another task",
             this.id()
         );
+        if sched::runs_another_loop(this.task.shared()) {
+            return Poll::Ready(Err(JoinError::other_loop(this.id())));
+        }
         this.task.join_slot().register(cx.waker());
         // Awaited by a task itself (not through a combinator that polls
         // handles with wakers of its own, like `as_completed`): cancelling
@@ -299,7 +308,8 @@ impl fmt::Debug for CurrentTask {
 }
 
 /// Why awaiting a [`JoinHandle`] gave no output: the task was cancelled or
-/// panicked.
+/// panicked (or, a mistake, the handle was awaited inside a run of another
+/// loop: [`is_other_loop`](Self::is_other_loop)).
 ///
 /// `Send + Sync` (the panic payload is kept so that it can only be taken
 /// out by value), so `?` converts it into `Box<dyn Error + Send + Sync>`
@@ -325,9 +335,18 @@ struct Ended {
     /// The panic's message (taken from the payload when it was caught), or
     /// the error's.
     message: String,
-    /// The panic payload; `None` for a `TaskGroup` child that returned an
-    /// error (the error itself is in the group's error).
-    payload: Option<SyncWrapper<Box<dyn Any + Send + 'static>>>,
+    kind: Kind,
+}
+
+enum Kind {
+    /// The panic payload.
+    Panicked(SyncWrapper<Box<dyn Any + Send + 'static>>),
+    /// A `TaskGroup` child that returned an error (the error itself is in
+    /// the group's error).
+    Failed,
+    /// The handle was awaited inside a run of another loop (the task goes
+    /// on, on its own loop).
+    OtherLoop,
 }
 
 impl JoinError {
@@ -335,21 +354,35 @@ impl JoinError {
         JoinError { ended: None }
     }
 
-    pub(crate) fn panicked(payload: Box<dyn Any + Send + 'static>) -> JoinError {
+    fn ended(message: String, kind: Kind) -> JoinError {
         JoinError {
-            ended: Some(Box::new(Ended {
-                message: panic_message(payload.as_ref()),
-                payload: Some(SyncWrapper::new(payload)),
-            })),
+            ended: Some(Box::new(Ended { message, kind })),
         }
+    }
+
+    pub(crate) fn panicked(payload: Box<dyn Any + Send + 'static>) -> JoinError {
+        JoinError::ended(
+            panic_message(payload.as_ref()),
+            Kind::Panicked(SyncWrapper::new(payload)),
+        )
     }
 
     /// A `TaskGroup` child that returned an error: its message here, the
     /// error in the group's.
     pub(crate) fn failed(message: String) -> JoinError {
-        JoinError {
-            ended: Some(Box::new(Ended { message, payload: None })),
-        }
+        JoinError::ended(message, Kind::Failed)
+    }
+
+    /// The handle of task `id` was awaited inside a run of another loop.
+    fn other_loop(id: TaskId) -> JoinError {
+        JoinError::ended(
+            format!(
+                "the handle of task {id} was awaited inside a run of another event loop, where it \
+                 could never complete (its own loop cannot run meanwhile); await it inside a run \
+                 of the loop (Runner) that spawned it. The task itself goes on, on its own loop"
+            ),
+            Kind::OtherLoop,
+        )
     }
 
     /// Whether the task was cancelled.
@@ -357,16 +390,51 @@ impl JoinError {
         self.ended.is_none()
     }
 
+    fn kind(&self) -> Option<&Kind> {
+        self.ended.as_ref().map(|e| &e.kind)
+    }
+
     /// Whether the task panicked.
     pub fn is_panic(&self) -> bool {
-        self.ended.as_ref().is_some_and(|e| e.payload.is_some())
+        matches!(self.kind(), Some(Kind::Panicked(_)))
     }
 
     /// Whether the task was a [`TaskGroup`](crate::TaskGroup) child that
     /// returned an error; the error itself is in the group's
     /// [`TaskGroupError`](crate::TaskGroupError).
     pub fn is_failed(&self) -> bool {
-        self.ended.as_ref().is_some_and(|e| e.payload.is_none())
+        matches!(self.kind(), Some(Kind::Failed))
+    }
+
+    /// Whether this is no outcome of the task but a mistake: its
+    /// [`JoinHandle`] was awaited inside a run of another event loop than
+    /// the task's (a handle returned from one `Runner`'s `run` and awaited
+    /// in another's), where it could never complete. asyncio raises
+    /// `RuntimeError` there ("attached to a different loop"). The task
+    /// itself is left alone; the handle can still be awaited in a run of
+    /// its own loop.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use runner_core::{spawn, timeout, yield_now, Runner};
+    ///
+    /// let first = Runner::new();
+    /// let handle = first.run(async { spawn(async { yield_now().await; 7 }) }).unwrap();
+    /// let second = Runner::new();
+    /// let (handle, err) = second
+    ///     .run(async move {
+    ///         let mut handle = handle;
+    ///         // At once, not after the bound.
+    ///         let err = timeout(Duration::from_secs(10), &mut handle).await.unwrap().unwrap_err();
+    ///         (handle, err)
+    ///     })
+    ///     .unwrap();
+    /// assert!(err.is_other_loop());
+    /// // In a run of its own loop it completes.
+    /// assert_eq!(first.run(handle).unwrap().unwrap(), 7);
+    /// ```
+    pub fn is_other_loop(&self) -> bool {
+        matches!(self.kind(), Some(Kind::OtherLoop))
     }
 
     /// The panic's message, when the task panicked (with a string; other
@@ -374,7 +442,7 @@ impl JoinError {
     pub fn panic_message(&self) -> Option<String> {
         self.ended
             .as_ref()
-            .filter(|e| e.payload.is_some())
+            .filter(|e| matches!(e.kind, Kind::Panicked(_)))
             .map(|e| e.message.clone())
     }
 
@@ -392,8 +460,11 @@ impl JoinError {
     /// The panic payload, or the error back when the task did not panic.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.ended {
-            Some(e) if e.payload.is_some() => Ok(e.payload.expect("checked").into_inner()),
-            ended => Err(JoinError { ended }),
+            Some(e) => match e.kind {
+                Kind::Panicked(payload) => Ok(payload.into_inner()),
+                kind => Err(JoinError::ended(e.message, kind)),
+            },
+            None => Err(JoinError::cancelled()),
         }
     }
 }
@@ -413,8 +484,11 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.ended {
             None => f.write_str("JoinError::Cancelled"),
-            Some(e) if e.payload.is_some() => write!(f, "JoinError::Panicked({:?})", e.message),
-            Some(e) => write!(f, "JoinError::Failed({:?})", e.message),
+            Some(e) => match e.kind {
+                Kind::Panicked(_) => write!(f, "JoinError::Panicked({:?})", e.message),
+                Kind::Failed => write!(f, "JoinError::Failed({:?})", e.message),
+                Kind::OtherLoop => write!(f, "JoinError::OtherLoop({:?})", e.message),
+            },
         }
     }
 }
@@ -423,12 +497,15 @@ impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.ended {
             None => f.write_str("the task was cancelled before it produced its output"),
-            Some(e) if e.payload.is_some() => write!(f, "the task panicked: {}", e.message),
-            Some(e) => write!(
-                f,
-                "the task failed: {} (the error itself is in its TaskGroup's error)",
-                e.message
-            ),
+            Some(e) => match e.kind {
+                Kind::Panicked(_) => write!(f, "the task panicked: {}", e.message),
+                Kind::Failed => write!(
+                    f,
+                    "the task failed: {} (the error itself is in its TaskGroup's error)",
+                    e.message
+                ),
+                Kind::OtherLoop => f.write_str(&e.message),
+            },
         }
     }
 }

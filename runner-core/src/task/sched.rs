@@ -487,6 +487,17 @@ pub(crate) fn runs_here(shared: &Arc<Shared>) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a loop other than the one whose shared part is `shared` runs on
+/// this thread now (so that one cannot run until this one's run ends).
+pub(crate) fn runs_another_loop(shared: &Arc<Shared>) -> bool {
+    RUNS_HERE
+        .try_with(|r| {
+            let here = r.get();
+            !here.is_null() && !std::ptr::eq(here, Arc::as_ptr(shared))
+        })
+        .unwrap_or(false)
+}
+
 /// The scheduler of `task`'s loop, while that loop exists (on this thread:
 /// the loop's).
 pub(crate) fn of(task: RawTask) -> Option<Rc<Scheduler>> {
