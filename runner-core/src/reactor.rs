@@ -55,7 +55,7 @@ use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
@@ -160,6 +160,19 @@ impl Drop for EnterGuard {
 /// The reactor driver of the loop running on this thread.
 pub(crate) fn current() -> Option<Rc<ReactorDriver>> {
     CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
+}
+
+/// Whether a loop other than `driver`'s runs on this thread now (so that
+/// `driver`'s cannot run, and nothing registered with it can be woken,
+/// until that run ends).
+pub(crate) fn runs_another(driver: &Weak<ReactorDriver>) -> bool {
+    CURRENT
+        .try_with(|c| {
+            c.borrow()
+                .as_ref()
+                .is_some_and(|current| !std::ptr::eq(Rc::as_ptr(current), driver.as_ptr()))
+        })
+        .unwrap_or(false)
 }
 
 /// Which readiness a task waits for.

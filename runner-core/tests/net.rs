@@ -670,6 +670,49 @@ fn sockets_go_to_std_and_back() {
     .unwrap();
 }
 
+/// A socket made in one loop and waited on inside a run of another (which
+/// keeps its own loop from running) fails at once, saying so, as asyncio
+/// raises "attached to a different loop"; moved with `into_std` and
+/// `from_std`, it works in the other loop.
+#[test]
+fn a_socket_waited_on_in_another_loops_run_fails_at_once_and_can_be_moved() {
+    let first = runner_core::Runner::new();
+    let listener = first
+        .run(async { TcpListener::bind(localhost()).await.unwrap() })
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let second = runner_core::Runner::new();
+    let (got, client) = second
+        .run(async move {
+            // No client yet: the accept has to wait. Bounded: a wait that
+            // never ends would fail here, not hang.
+            let err = timeout(Duration::from_secs(10), listener.accept())
+                .await
+                .expect("the accept answers at once")
+                .unwrap_err();
+            assert!(err.to_string().contains("registered with another event loop"), "{err}");
+            let listener = TcpListener::from_std(listener.into_std().unwrap()).unwrap();
+            let client = std::thread::spawn(move || {
+                let mut s = std::net::TcpStream::connect(addr).unwrap();
+                s.write_all(b"moved").unwrap();
+                s.shutdown(Shutdown::Write).unwrap();
+            });
+            let (stream, _) = timeout(Duration::from_secs(10), listener.accept())
+                .await
+                .unwrap()
+                .unwrap();
+            let mut buf = [0u8; 5];
+            timeout(Duration::from_secs(10), stream.read_exact(&mut buf))
+                .await
+                .unwrap()
+                .unwrap();
+            (buf, client)
+        })
+        .unwrap();
+    client.join().unwrap();
+    assert_eq!(&got, b"moved");
+}
+
 #[test]
 fn a_child_process_pipes_are_async_read_and_write_through_async() {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};

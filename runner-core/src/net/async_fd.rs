@@ -260,6 +260,14 @@ fn poll_wait(
             "the event loop this socket belongs to was closed",
         )));
     }
+    if reactor::runs_another(reactor) {
+        return Poll::Ready(Err(io::Error::other(
+            "this socket is registered with another event loop than the one running, and that loop \
+             cannot run meanwhile, so the wait could never end: use the socket inside a run of the \
+             loop (Runner) that created it, or move it to this one with into_std() then from_std() \
+             (for an Async: into_inner() then Async::new)",
+        )));
+    }
     source.add_waiter(dir, cx.waker());
     Poll::Pending
 }
