@@ -161,21 +161,30 @@ fn connecting_to_a_closed_port_is_connection_refused() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
 }
 
+/// The server side of a connection whose client closed it with SO_LINGER
+/// 0, which sends RST instead of FIN.
+async fn a_connection_the_peer_reset() -> TcpStream {
+    let listener = TcpListener::bind(localhost()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::thread::spawn(move || {
+        let s = std::net::TcpStream::connect(addr).unwrap();
+        socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
+        drop(s);
+    });
+    let (stream, _) = listener.accept().await.unwrap();
+    client.join().unwrap();
+    stream
+}
+
 #[test]
 fn a_reset_by_the_peer_is_connection_reset() {
-    // The client closes with SO_LINGER 0, which sends RST instead of FIN.
     let err = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = std::thread::spawn(move || {
-            let s = std::net::TcpStream::connect(addr).unwrap();
-            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
-            drop(s);
-        });
-        let (stream, _) = listener.accept().await.unwrap();
-        client.join().unwrap();
+        let stream = a_connection_the_peer_reset().await;
         let mut buf = [0u8; 8];
-        stream.read(&mut buf).await.unwrap_err()
+        timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .unwrap()
+            .unwrap_err()
     })
     .unwrap();
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
@@ -188,15 +197,7 @@ fn a_reset_by_the_peer_is_connection_reset() {
 fn closing_a_stream_the_peer_reset_succeeds() {
     use futures::AsyncWriteExt;
     let (shutdown, close) = runner_core::run(async {
-        let listener = TcpListener::bind(localhost()).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = std::thread::spawn(move || {
-            let s = std::net::TcpStream::connect(addr).unwrap();
-            socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)).unwrap();
-            drop(s);
-        });
-        let (mut stream, _) = listener.accept().await.unwrap();
-        client.join().unwrap();
+        let mut stream = a_connection_the_peer_reset().await;
         // The reset has arrived once a read says so.
         let mut buf = [0u8; 8];
         let reset = timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap();
