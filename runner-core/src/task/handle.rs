@@ -460,11 +460,11 @@ impl JoinError {
     /// The panic payload, or the error back when the task did not panic.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.ended {
-            Some(e) => match e.kind {
+            Some(e) if matches!(e.kind, Kind::Panicked(_)) => match e.kind {
                 Kind::Panicked(payload) => Ok(payload.into_inner()),
-                kind => Err(JoinError::ended(e.message, kind)),
+                _ => unreachable!("checked by the guard"),
             },
-            None => Err(JoinError::cancelled()),
+            ended => Err(JoinError { ended }),
         }
     }
 }
