@@ -98,7 +98,7 @@ macro_rules! stream_io {
             /// was shut down already) is closed: `NotConnected` is success
             /// here, so that hyper does not report "error shutting down
             /// connection" for every client that resets its connection
-            /// (wrk does at its end). [`shutdown`](Self::shutdown) gives
+            /// (wrk does at its end). The stream's own `shutdown` gives
             /// the system call's answer unchanged.
             fn poll_close(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 Poll::Ready(match self.inner.get_ref().shutdown(Shutdown::Write) {
