@@ -137,11 +137,15 @@ impl ReactorDriver {
 
 thread_local! {
     static CURRENT: RefCell<Option<Rc<ReactorDriver>>> = const { RefCell::new(None) };
+    /// `CURRENT`'s address (null: none), for the cheapest test of "this
+    /// source's loop runs here", made at every wait.
+    static RUNNING: Cell<*const ReactorDriver> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Makes `driver` the thread's current one until the guard drops.
 pub(crate) fn enter(driver: &Rc<ReactorDriver>) -> EnterGuard {
     let prev = CURRENT.with(|c| c.replace(Some(driver.clone())));
+    RUNNING.with(|r| r.set(Rc::as_ptr(driver)));
     EnterGuard { prev }
 }
 
@@ -153,6 +157,7 @@ pub(crate) struct EnterGuard {
 impl Drop for EnterGuard {
     fn drop(&mut self) {
         let prev = self.prev.take();
+        let _ = RUNNING.try_with(|r| r.set(prev.as_ref().map_or(std::ptr::null(), Rc::as_ptr)));
         let _ = CURRENT.try_with(|c| *c.borrow_mut() = prev);
     }
 }
@@ -162,17 +167,31 @@ pub(crate) fn current() -> Option<Rc<ReactorDriver>> {
     CURRENT.try_with(|c| c.borrow().clone()).ok().flatten()
 }
 
-/// Whether a loop other than `driver`'s runs on this thread now (so that
-/// `driver`'s cannot run, and nothing registered with it can be woken,
-/// until that run ends).
-pub(crate) fn runs_another(driver: &Weak<ReactorDriver>) -> bool {
-    CURRENT
-        .try_with(|c| {
-            c.borrow()
-                .as_ref()
-                .is_some_and(|current| !std::ptr::eq(Rc::as_ptr(current), driver.as_ptr()))
-        })
-        .unwrap_or(false)
+/// Which loop runs on this thread, seen from a source registered with
+/// `driver`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Running {
+    /// The source's own: it is open, and its events will be dispatched.
+    Its,
+    /// Another one: the source's cannot run (nor be woken) until that
+    /// run ends.
+    Another,
+    /// None.
+    Nothing,
+}
+
+/// See [`Running`]. (The address cannot be another driver's: the `Weak`
+/// keeps the allocation.)
+#[inline]
+pub(crate) fn running(driver: &Weak<ReactorDriver>) -> Running {
+    let here = RUNNING.try_with(Cell::get).unwrap_or(std::ptr::null());
+    if std::ptr::eq(here, driver.as_ptr()) {
+        Running::Its
+    } else if here.is_null() {
+        Running::Nothing
+    } else {
+        Running::Another
+    }
 }
 
 /// Which readiness a task waits for.

@@ -714,6 +714,34 @@ fn a_socket_waited_on_in_another_loops_run_fails_at_once_and_can_be_moved() {
     assert_eq!(&got, b"moved");
 }
 
+/// A socket whose loop was closed says so when waited on, in another
+/// loop's run or where no loop runs.
+#[test]
+fn a_socket_whose_loop_closed_says_so() {
+    let first = runner_core::Runner::new();
+    let listener = first
+        .run(async { TcpListener::bind(localhost()).await.unwrap() })
+        .unwrap();
+    first.close().unwrap();
+    let err = runner_core::run(async move {
+        let err = timeout(Duration::from_secs(10), listener.accept())
+            .await
+            .expect("the accept answers at once")
+            .unwrap_err();
+        (err, listener)
+    })
+    .unwrap();
+    let (err, listener) = err;
+    assert_eq!(err.kind(), std::io::ErrorKind::NotConnected, "{err}");
+    assert!(err.to_string().contains("was closed"), "{err}");
+    let waker = std::task::Waker::noop();
+    let accept = std::pin::pin!(listener.accept());
+    match std::future::Future::poll(accept, &mut std::task::Context::from_waker(waker)) {
+        std::task::Poll::Ready(Err(e)) => assert!(e.to_string().contains("was closed"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn a_child_process_pipes_are_async_read_and_write_through_async() {
     use futures_lite::{AsyncReadExt, AsyncWriteExt};
