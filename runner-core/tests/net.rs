@@ -671,26 +671,37 @@ fn sockets_go_to_std_and_back() {
     .unwrap();
 }
 
+/// A listener made in a run of its own `Runner`, returned out of it.
+fn a_listener_of_another_runner() -> (runner_core::Runner, TcpListener) {
+    let runner = runner_core::Runner::new();
+    let listener = runner
+        .run(async { TcpListener::bind(localhost()).await.unwrap() })
+        .unwrap();
+    (runner, listener)
+}
+
+/// The error of an accept that must answer at once. Bounded: a wait that
+/// never ends fails here, not hangs.
+async fn accept_error(listener: &TcpListener) -> std::io::Error {
+    timeout(Duration::from_secs(10), listener.accept())
+        .await
+        .expect("the accept answers at once")
+        .unwrap_err()
+}
+
 /// A socket made in one loop and waited on inside a run of another (which
 /// keeps its own loop from running) fails at once, saying so, as asyncio
 /// raises "attached to a different loop"; moved with `into_std` and
 /// `from_std`, it works in the other loop.
 #[test]
 fn a_socket_waited_on_in_another_loops_run_fails_at_once_and_can_be_moved() {
-    let first = runner_core::Runner::new();
-    let listener = first
-        .run(async { TcpListener::bind(localhost()).await.unwrap() })
-        .unwrap();
+    let (_first, listener) = a_listener_of_another_runner();
     let addr = listener.local_addr().unwrap();
     let second = runner_core::Runner::new();
     let (got, client) = second
         .run(async move {
-            // No client yet: the accept has to wait. Bounded: a wait that
-            // never ends would fail here, not hang.
-            let err = timeout(Duration::from_secs(10), listener.accept())
-                .await
-                .expect("the accept answers at once")
-                .unwrap_err();
+            // No client yet: the accept has to wait.
+            let err = accept_error(&listener).await;
             assert!(err.to_string().contains("registered with another event loop"), "{err}");
             let listener = TcpListener::from_std(listener.into_std().unwrap()).unwrap();
             let client = std::thread::spawn(move || {
@@ -718,20 +729,9 @@ fn a_socket_waited_on_in_another_loops_run_fails_at_once_and_can_be_moved() {
 /// loop's run or where no loop runs.
 #[test]
 fn a_socket_whose_loop_closed_says_so() {
-    let first = runner_core::Runner::new();
-    let listener = first
-        .run(async { TcpListener::bind(localhost()).await.unwrap() })
-        .unwrap();
+    let (first, listener) = a_listener_of_another_runner();
     first.close().unwrap();
-    let err = runner_core::run(async move {
-        let err = timeout(Duration::from_secs(10), listener.accept())
-            .await
-            .expect("the accept answers at once")
-            .unwrap_err();
-        (err, listener)
-    })
-    .unwrap();
-    let (err, listener) = err;
+    let (err, listener) = runner_core::run(async move { (accept_error(&listener).await, listener) }).unwrap();
     assert_eq!(err.kind(), std::io::ErrorKind::NotConnected, "{err}");
     assert!(err.to_string().contains("was closed"), "{err}");
     let waker = std::task::Waker::noop();
