@@ -9,7 +9,7 @@ import pathlib
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "target" / "criterion"
-RUNTIMES = ["runner", "runner_debug_on", "tokio_current_thread", "tokio_local_set", "smol", "futures_localpool"]
+RUNTIMES = ["runner", "runner_debug_on", "tokio_current_thread", "tokio_local_set", "smol", "futures_localpool", "floor_bare_executor"]
 groups = sys.argv[1:] or [
     "spawn_join_100k",
     "spawn_join_ready_100k",
