@@ -138,6 +138,87 @@ fn pause_clock_switches_a_running_program_to_virtual_time() {
     assert!(wall.elapsed() < Duration::from_secs(1));
 }
 
+/// What `other` has done when the main task comes back from `pause`:
+/// whether the pause let the other ready task run.
+fn others_turn_during(pause: impl std::future::Future<Output = ()> + 'static) -> Vec<&'static str> {
+    runner_core::run(async move {
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let l = log.clone();
+        let other = spawn(async move { l.borrow_mut().push("other ran") });
+        pause.await;
+        log.borrow_mut().push("main resumed");
+        other.await.unwrap();
+        log.take()
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_zero_or_past_sleep_still_gives_the_other_tasks_a_turn() {
+    // asyncio's sleep(0) is its yield; a loop of zero sleeps must not
+    // starve the others.
+    assert_eq!(others_turn_during(sleep(Duration::ZERO)), ["other ran", "main resumed"]);
+    let past = Instant::now() - Duration::from_secs(1);
+    assert_eq!(
+        others_turn_during(runner_core::sleep_until(past)),
+        ["other ran", "main resumed"]
+    );
+    // A task spinning on zero sleeps lets a timer-driven stop through.
+    let spins = runner_core::run(async {
+        let stop = Rc::new(std::cell::Cell::new(false));
+        let s = stop.clone();
+        get_running_loop()
+            .unwrap()
+            .call_later(Duration::from_millis(5), move || s.set(true))
+            .unwrap();
+        let mut spins = 0u64;
+        while !stop.get() {
+            sleep(Duration::ZERO).await;
+            spins += 1;
+        }
+        spins
+    })
+    .unwrap();
+    assert!(spins > 0);
+}
+
+#[test]
+fn a_finished_sleep_polled_again_stays_ready() {
+    runner_core::run(async {
+        let mut nap = std::pin::pin!(sleep(Duration::from_millis(1)));
+        nap.as_mut().await;
+        let again =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(std::future::Future::poll(nap.as_mut(), cx))).await;
+        assert!(again.is_ready(), "a finished sleep must stay finished");
+    })
+    .unwrap();
+}
+
+#[test]
+fn delays_too_large_for_the_clock_mean_the_far_future_never_a_panic() {
+    const YEARS_29: Duration = Duration::from_secs(86400 * 365 * 29);
+    runner_core::run(async {
+        let lp = get_running_loop().unwrap();
+        let handle = lp.call_later(Duration::MAX, || panic!("must never run")).unwrap();
+        assert!(handle.when() - lp.time() > YEARS_29);
+        handle.cancel();
+        assert!(timeout(Duration::from_millis(5), sleep(Duration::MAX)).await.is_err());
+        let mut every = time::interval(Duration::MAX);
+        every.tick().await;
+        assert!(timeout(Duration::from_millis(5), every.tick()).await.is_err());
+    })
+    .unwrap();
+    let lp = paused_loop();
+    let before = lp.time();
+    lp.advance(Duration::MAX).unwrap();
+    lp.advance(Duration::MAX).unwrap();
+    assert!(lp.time() - before > YEARS_29 * 2);
+    // A sleep of Duration::MAX on the virtual clock ends after the far
+    // future's 30 years, as on tokio's.
+    lp.run_until_complete(sleep(Duration::MAX)).unwrap();
+    lp.close().unwrap();
+}
+
 mod intervals {
     use std::time::Duration;
 
@@ -216,6 +297,34 @@ mod intervals {
         let (due, at) = after_a_stall(MissedTickBehavior::Skip);
         assert_eq!(due, [100, 200, 500, 600, 700].map(ms));
         assert_eq!(at, [450, 500, 600, 700].map(ms));
+    }
+
+    #[test]
+    fn a_zero_period_ticks_at_every_turn_of_the_loop() {
+        let lp = paused_loop();
+        let (turns, ticks) = lp
+            .run_until_complete(async {
+                let turns = std::rc::Rc::new(std::cell::Cell::new(0u32));
+                let t = turns.clone();
+                let counter = runner_core::spawn(async move {
+                    loop {
+                        t.set(t.get() + 1);
+                        runner_core::yield_now().await;
+                    }
+                });
+                let mut every = interval(Duration::ZERO);
+                let mut ticks = Vec::new();
+                for _ in 0..3 {
+                    every.tick().await;
+                    ticks.push(turns.get());
+                }
+                counter.cancel();
+                (turns.get(), ticks)
+            })
+            .unwrap();
+        // The other task ran between any two ticks: the ticks did not spin.
+        assert!(ticks.windows(2).all(|w| w[1] > w[0]), "{ticks:?}");
+        assert!(turns >= 3);
     }
 
     #[test]

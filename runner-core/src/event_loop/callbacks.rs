@@ -15,6 +15,7 @@ use super::EventLoop;
 use crate::reactor::Direction;
 use crate::runtime::{LoopHandle, Remote};
 use crate::task::sched::Callback;
+use crate::time;
 use crate::time::driver::{TimeDriver, TimerEntry, TimerKey};
 use crate::Error;
 
@@ -200,13 +201,11 @@ impl EventLoop {
         had
     }
 
-    /// Schedules `f` to run after `delay` (asyncio's `call_later`).
+    /// Schedules `f` to run after `delay` (asyncio's `call_later`). A
+    /// delay too large for the clock (`Duration::MAX`) means about 30
+    /// years, as for [`sleep`](crate::sleep): never, in practice.
     pub fn call_later(&self, delay: Duration, f: impl FnOnce() + 'static) -> Result<TimerHandle, Error> {
-        let when = self.time().checked_add(delay).ok_or(Error::Io(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "call_later delay is too large to be represented on the loop's clock; use a shorter delay",
-        )))?;
-        self.call_at(when, f)
+        self.call_at(time::later(self.time(), delay), f)
     }
 
     /// Schedules `f` to run when the loop's clock reaches `when` (asyncio's

@@ -161,8 +161,9 @@ impl EventLoop {
         self.core.time.clock.get_virtual().is_some()
     }
 
-    /// Moves the virtual clock forward by `duration`; the timers that come
-    /// due fire at the loop's next iteration. Fails with
+    /// Moves the virtual clock forward by `duration` (about 30 years when
+    /// `duration` is too large for the clock); the timers that come due
+    /// fire at the loop's next iteration. Fails with
     /// [`Error::ClockNotPaused`] on a real clock.
     pub fn advance(&self, duration: Duration) -> Result<(), Error> {
         if self.core.time.clock.advance(duration) {

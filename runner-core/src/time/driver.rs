@@ -104,11 +104,12 @@ impl Clock {
         }
     }
 
-    /// Moves virtual time forward; `false` on a real clock.
+    /// Moves virtual time forward (by at most about 30 years at once, as
+    /// `later` saturates); `false` on a real clock.
     pub(crate) fn advance(&self, by: Duration) -> bool {
         match self.virtual_.get() {
             Some(mut v) => {
-                v.now += by;
+                v.now = super::later(v.now, by);
                 self.virtual_.set(Some(v));
                 true
             }

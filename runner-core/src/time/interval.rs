@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use super::{driver, sleep_until, Sleep};
+use super::{driver, later, sleep_until, Sleep};
 
 /// What an [`Interval`] does when ticks were missed (the task awaited
 /// `tick` later than a tick was due).
@@ -48,15 +48,15 @@ pub enum MissedTickBehavior {
 /// assert_eq!(offsets, [100, 200, 300].map(Duration::from_millis));
 /// ```
 ///
+/// A zero period ticks at every turn of the loop: each tick first lets
+/// the other ready tasks run once, as `sleep(Duration::ZERO)` does (tokio
+/// panics on it instead). A period too large for the clock ticks once,
+/// then about 30 years later.
+///
 /// # Panics
-/// When `period` is zero (no schedule can tick every 0 s), and when the
-/// first `tick` is awaited outside a running loop.
-#[track_caller]
+/// When `tick` is awaited outside a running loop, as
+/// [`sleep`](crate::sleep) does.
 pub fn interval(period: Duration) -> Interval {
-    assert!(
-        !period.is_zero(),
-        "runner_core::time::interval needs a period longer than zero"
-    );
     Interval {
         period,
         start: None,
@@ -67,10 +67,6 @@ pub fn interval(period: Duration) -> Interval {
 }
 
 /// Ticks every `period`, the first at `start` (on the loop's clock).
-///
-/// # Panics
-/// When `period` is zero.
-#[track_caller]
 pub fn interval_at(start: Instant, period: Duration) -> Interval {
     let mut i = interval(period);
     i.start = Some(start);
@@ -101,7 +97,9 @@ impl Interval {
             .expect("Interval::tick must be awaited inside a running event loop")
             .now();
         let due = *self.next.get_or_insert(self.start.unwrap_or(now));
-        if due > now {
+        // A zero period goes through the (already due) sleep too: it
+        // suspends once, so a loop over ticks lets the others run.
+        if due > now || self.period.is_zero() {
             let sleep = self.sleep.get_or_insert_with(|| sleep_until(due));
             if Pin::new(sleep).poll(cx).is_pending() {
                 return Poll::Pending;
@@ -114,18 +112,22 @@ impl Interval {
 
     /// The tick after the one due at `due`, taken at `now`.
     fn after(&self, due: Instant, now: Instant) -> Instant {
-        let next = due + self.period;
+        if self.period.is_zero() {
+            // Nothing can be missed: the next tick is due at once.
+            return now;
+        }
+        let next = later(due, self.period);
         if next > now {
             return next;
         }
         match self.behavior {
             MissedTickBehavior::Burst => next,
-            MissedTickBehavior::Delay => now + self.period,
+            MissedTickBehavior::Delay => later(now, self.period),
             MissedTickBehavior::Skip => {
                 let behind = now.duration_since(due);
                 let periods = behind.as_nanos() / self.period.as_nanos() + 1;
                 let skip = u32::try_from(periods).unwrap_or(u32::MAX);
-                due + self.period.saturating_mul(skip)
+                later(due, self.period.saturating_mul(skip))
             }
         }
     }
@@ -149,7 +151,7 @@ impl Interval {
     /// Starts the schedule over: the next tick is one period from now.
     pub fn reset(&mut self) {
         if let Some(now) = driver::current().map(|d| d.now()) {
-            self.next = Some(now + self.period);
+            self.next = Some(later(now, self.period));
             self.sleep = None;
         }
     }

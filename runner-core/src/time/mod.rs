@@ -37,10 +37,25 @@ use self::driver::{TimerEntry, TimerKey};
 use crate::task::{JoinError, JoinHandle};
 use crate::Error;
 
+/// How far off "too late for the clock" is put: about 30 years, never in
+/// practice (tokio's far future is the same).
+const FAR_FUTURE: Duration = Duration::from_secs(86400 * 365 * 30);
+
+/// `at + by` on a loop's clock; a sum the clock cannot represent (a
+/// `Duration::MAX` sleep, say) is [`FAR_FUTURE`] from `at` instead, so
+/// that every too-large delay means "never", never an overflow panic.
+pub(crate) fn later(at: Instant, by: Duration) -> Instant {
+    at.checked_add(by).or_else(|| at.checked_add(FAR_FUTURE)).unwrap_or(at)
+}
+
 /// Waits until `duration` has passed (asyncio's `sleep`).
 ///
 /// Must be awaited inside a running loop; the timer is registered on first
-/// poll and removed when the future is dropped.
+/// poll and removed when the future is dropped. As asyncio's, it always
+/// suspends at least once: `sleep(Duration::ZERO)` (or a deadline already
+/// past) gives the other ready tasks their turn before it returns, as
+/// [`yield_now`] does. A duration too large for the clock
+/// (`Duration::MAX`) means about 30 years: never, in practice.
 ///
 /// ```
 /// use std::time::{Duration, Instant};
@@ -82,6 +97,8 @@ enum Deadline {
     /// Relative, resolved against the loop's clock at first poll.
     After(Duration),
     At(Instant),
+    /// The timer fired: every later poll is ready at once.
+    Passed(Instant),
 }
 
 /// The future of [`sleep`] and [`sleep_until`].
@@ -104,7 +121,7 @@ impl Sleep {
     /// deadline is fixed then).
     pub fn deadline(&self) -> Option<Instant> {
         match self.deadline {
-            Deadline::At(when) => Some(when),
+            Deadline::At(when) | Deadline::Passed(when) => Some(when),
             Deadline::After(_) => None,
         }
     }
@@ -123,6 +140,9 @@ impl Future for Sleep {
                 if !timers.contains(&key) {
                     drop(timers);
                     this.registered = None;
+                    if let Deadline::At(when) = this.deadline {
+                        this.deadline = Deadline::Passed(when);
+                    }
                     return Poll::Ready(());
                 }
                 timers.update_waker(&key, cx.waker());
@@ -133,15 +153,14 @@ impl Future for Sleep {
         }
         let now = driver.now();
         let when = match this.deadline {
+            Deadline::Passed(_) => return Poll::Ready(()),
             Deadline::At(when) => when,
-            Deadline::After(d) => now
-                .checked_add(d)
-                .unwrap_or(now + Duration::from_secs(86400 * 365 * 30)),
+            Deadline::After(d) => later(now, d),
         };
         this.deadline = Deadline::At(when);
-        if when <= now {
-            return Poll::Ready(());
-        }
+        // Registered even when already due: the loop fires it at its next
+        // iteration, so the task suspends once, as asyncio's sleep does
+        // (a loop of zero sleeps cannot starve the others).
         let key = driver
             .timers
             .borrow_mut()
@@ -368,8 +387,9 @@ impl Future for YieldNow {
 /// Moves the running loop's virtual clock forward by `duration`, then
 /// yields once so the tasks whose timers came due can run (tokio's
 /// `time::advance`). A `sleep` fixes its deadline when it is first polled:
-/// let a freshly spawned sleeper run once (`yield_now`) before advancing. Fails with [`Error::ClockNotPaused`]
-/// on a real clock, and [`Error::NoRunningLoop`]
+/// let a freshly spawned sleeper run once (`yield_now`) before advancing.
+/// A duration too large for the clock moves it about 30 years. Fails with
+/// [`Error::ClockNotPaused`] on a real clock, and [`Error::NoRunningLoop`]
 /// outside a loop.
 ///
 /// ```
