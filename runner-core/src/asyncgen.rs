@@ -156,21 +156,72 @@ struct Inner<T> {
     waiters: RefCell<Vec<std::task::Waker>>,
 }
 
+/// Finishes the generator when its body panics while polled (a body that
+/// panicked is never polled again, as a Python generator that raised is
+/// exhausted; its closers stop waiting). Defused with `mem::forget` when
+/// the poll returns.
+struct FinishOnPanic<'a, T: 'static>(&'a Inner<T>);
+
+impl<T: 'static> Drop for FinishOnPanic<'_, T> {
+    fn drop(&mut self) {
+        self.0.finish();
+    }
+}
+
+/// Ends a close whose future is dropped half-way (the task driving it was
+/// cancelled): the body is dropped where its cleanup stands, as Python's
+/// cancellation reaches the cleanup and ends the generator, and the
+/// generator is finished, so that no later closer waits for this one.
+struct AbandonedClose<'a, T: 'static>(&'a Inner<T>);
+
+impl<T: 'static> Drop for AbandonedClose<'_, T> {
+    fn drop(&mut self) {
+        if self.0.state.get() == State::Closing {
+            let body = self.0.body.try_borrow_mut().ok().and_then(|mut body| body.take());
+            drop(body);
+            self.0.finish();
+        }
+    }
+}
+
 impl<T: 'static> Inner<T> {
+    /// Marks the body finished and wakes the closers waiting for that.
+    fn finish(&self) {
+        self.state.set(State::Finished);
+        if let Ok(mut waiters) = self.waiters.try_borrow_mut() {
+            for waker in waiters.drain(..) {
+                waker.wake();
+            }
+        }
+    }
+
+    /// Polls the body once, finishing the generator if the poll panics.
+    fn poll_body(&self, fut: &mut Pin<Box<dyn Future<Output = ()>>>, cx: &mut Context<'_>) -> Poll<()> {
+        let guard = FinishOnPanic(self);
+        let poll = fut.as_mut().poll(cx);
+        std::mem::forget(guard);
+        poll
+    }
+
     /// Polls the body once: a value, the end, or not yet.
     fn resume(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        if self.state.get() == State::Fresh {
-            self.state.set(State::Running);
-            if let Some(lp) = EventLoop::running() {
-                let me: Rc<dyn AsyncGenFinalizer> = self.clone();
-                lp.core().track_asyncgen(Rc::downgrade(&me));
+        match self.state.get() {
+            State::Fresh => {
+                self.state.set(State::Running);
+                if let Some(lp) = EventLoop::running() {
+                    let me: Rc<dyn AsyncGenFinalizer> = self.clone();
+                    lp.core().track_asyncgen(Rc::downgrade(&me));
+                }
             }
+            // Returned, closed, or panicked: nothing more comes.
+            State::Finished => return Poll::Ready(None),
+            State::Running | State::Closing => {}
         }
         let mut body = self.body.borrow_mut();
         let Some(fut) = body.as_mut() else {
             return Poll::Ready(None);
         };
-        let poll = fut.as_mut().poll(cx);
+        let poll = self.poll_body(fut, cx);
         if let Some(value) = self.shared.slot.borrow_mut().take() {
             return Poll::Ready(Some(value));
         }
@@ -209,12 +260,13 @@ impl<T: 'static> Inner<T> {
         }
         self.state.set(State::Closing);
         self.shared.closing.set(true);
+        let _abandoned = AbandonedClose(&*self);
         std::future::poll_fn(|cx| {
             let mut body = self.body.borrow_mut();
             let Some(fut) = body.as_mut() else {
                 return Poll::Ready(());
             };
-            let poll = fut.as_mut().poll(cx);
+            let poll = self.poll_body(fut, cx);
             if self.shared.yielded_while_closing.get() || poll.is_ready() {
                 body.take();
                 return Poll::Ready(());
@@ -222,10 +274,7 @@ impl<T: 'static> Inner<T> {
             Poll::Pending
         })
         .await;
-        self.state.set(State::Finished);
-        for waker in self.waiters.borrow_mut().drain(..) {
-            waker.wake();
-        }
+        self.finish();
         if self.shared.yielded_while_closing.get() {
             if let Some(lp) = EventLoop::running() {
                 lp.call_exception_handler(&crate::ExceptionContext::new(
@@ -339,6 +388,13 @@ impl<T: 'static> AsyncGen<T> {
     /// `Err(Closing)`, and the body runs to its end (its async cleanup
     /// included). Closing a generator that never started, or finished, does
     /// nothing.
+    ///
+    /// A body that panics (while it yields values or in its cleanup) is
+    /// finished: it is never polled again, and later `next`s give `None`,
+    /// as a Python generator that raised is exhausted. A close whose task
+    /// is cancelled half-way drops the body where its cleanup stands (its
+    /// destructors run: Python's cancellation reaches the cleanup) and the
+    /// generator is finished.
     pub async fn aclose(&mut self) {
         self.inner.clone().close().await
     }

@@ -120,6 +120,91 @@ fn yielding_after_close_is_reported_and_the_body_dropped() {
 }
 
 #[test]
+fn a_generator_whose_body_panicked_is_finished_and_never_polled_again() {
+    let runner = Runner::new();
+    let reports = capture_reports(&runner.get_loop().unwrap());
+    runner
+        .run(async {
+            let g = Rc::new(RefCell::new(asyncgen(|mut y| async move {
+                let _ = y.yield_(1).await;
+                panic!("generator body failed");
+            })));
+            assert_eq!(g.borrow_mut().next().await, Some(1));
+            let g2 = g.clone();
+            let failed = spawn(async move { g2.borrow_mut().next().await }).await.unwrap_err();
+            assert_eq!(failed.panic_message().as_deref(), Some("generator body failed"));
+            // Python: a generator that raised is exhausted.
+            assert!(g.borrow().is_finished());
+            assert_eq!(g.borrow_mut().next().await, None);
+            g.borrow_mut().aclose().await;
+        })
+        .unwrap();
+    runner.close().unwrap();
+    // Neither closing it nor the loop's finalization polled the panicked
+    // body again (that would be a second panic, reported).
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+}
+
+#[test]
+fn a_cleanup_that_panics_finishes_the_generator() {
+    let runner = Runner::new();
+    let reports = capture_reports(&runner.get_loop().unwrap());
+    let failed = runner
+        .run(async {
+            let g = Rc::new(RefCell::new(asyncgen(|mut y| async move {
+                if y.yield_(1).await.is_err() {
+                    sleep(Duration::from_millis(1)).await;
+                    panic!("cleanup failed");
+                }
+            })));
+            assert_eq!(g.borrow_mut().next().await, Some(1));
+            let g2 = g.clone();
+            let failed = spawn(async move { g2.borrow_mut().aclose().await }).await.unwrap_err();
+            assert!(g.borrow().is_finished());
+            // A later close has nothing left to wait for.
+            let again = runner_core::timeout(Duration::from_secs(5), async { g.borrow_mut().aclose().await }).await;
+            assert!(again.is_ok(), "a second aclose waited for a cleanup that had panicked");
+            failed.panic_message()
+        })
+        .unwrap();
+    runner.close().unwrap();
+    assert_eq!(failed.as_deref(), Some("cleanup failed"));
+    assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
+}
+
+#[test]
+fn a_close_cancelled_half_way_ends_the_cleanup_and_the_generator() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    runner_core::run(async move {
+        let g = Rc::new(RefCell::new(asyncgen(move |mut y| async move {
+            if y.yield_(1).await.is_err() {
+                let _finally = common::OnDrop(move || l.borrow_mut().push("cleanup's destructors ran".to_string()));
+                sleep(Duration::from_secs(3600)).await;
+                unreachable!("the cleanup was cancelled while it slept");
+            }
+        })));
+        assert_eq!(g.borrow_mut().next().await, Some(1));
+        let g2 = g.clone();
+        let closer = spawn(async move { g2.borrow_mut().aclose().await });
+        sleep(Duration::from_millis(5)).await;
+        closer.cancel();
+        assert!(closer.await.unwrap_err().is_cancelled());
+        // Python: the cancellation reaches the cleanup and ends the
+        // generator; nothing is left for a later close to wait on.
+        assert!(g.borrow().is_finished());
+        let again = runner_core::timeout(Duration::from_secs(5), async { g.borrow_mut().aclose().await }).await;
+        assert!(
+            again.is_ok(),
+            "a second aclose waited for a close that had been cancelled"
+        );
+        assert_eq!(g.borrow_mut().next().await, None);
+    })
+    .unwrap();
+    assert_eq!(*log.borrow(), ["cleanup's destructors ran"]);
+}
+
+#[test]
 fn a_started_generator_dropped_unclosed_is_closed_by_the_loop() {
     let log: Log = Rc::default();
     let l = log.clone();
