@@ -634,16 +634,21 @@ fn bind_and_connect_take_what_std_net_takes_and_names_are_looked_up_off_the_loop
         let udp = UdpSocket::bind(("127.0.0.1", 0)).await.unwrap();
         // A name with no address is a clear error.
         let missing = TcpStream::connect("no-such-host.invalid:80").await.unwrap_err();
+        // So is an address without its port, saying what form it takes.
+        let no_port = TcpStream::connect("127.0.0.1").await.unwrap_err();
         (
             [a, b, c].map(|s| s.peer_addr().unwrap().port()),
             udp.local_addr().unwrap().ip().is_loopback(),
             missing.to_string(),
+            no_port,
         )
     })
     .unwrap();
     assert!(out.0.iter().all(|&p| p == out.0[0]));
     assert!(out.1);
     assert!(out.2.contains("no-such-host.invalid"), "{}", out.2);
+    assert_eq!(out.3.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(out.3.to_string().contains("\"host:port\""), "{}", out.3);
 }
 
 #[test]

@@ -48,7 +48,15 @@ pub(crate) async fn resolve(addr: impl ToAddrs) -> io::Result<Vec<SocketAddr>> {
     };
     let addrs = lookup
         .map_err(|e| io::Error::other(format!("looking up {what} failed: {e}")))?
-        .map_err(|e| io::Error::new(e.kind(), format!("looking up {what} failed: {e}; check the host name")))?;
+        .map_err(|e| {
+            let hint = if e.kind() == io::ErrorKind::InvalidInput {
+                // std's word for a string that is not `host:port`.
+                "give the address as \"host:port\", such as \"127.0.0.1:8080\""
+            } else {
+                "check the host name"
+            };
+            io::Error::new(e.kind(), format!("looking up {what} failed: {e}; {hint}"))
+        })?;
     if addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
