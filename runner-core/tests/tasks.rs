@@ -137,6 +137,62 @@ fn timeout_gives_output_when_in_time_and_elapsed_otherwise() {
     assert!(err.to_string().contains("timed out after 5ms"));
 }
 
+/// CPython's test_timeouts.py: test_timeout_zero, test_timeout_zero_sleep_zero,
+/// test_timeout_in_the_past_sleep_zero, and a block that never suspends.
+#[test]
+fn a_zero_or_past_timeout_interrupts_whatever_suspends_even_a_zero_sleep() {
+    let out = run(async {
+        let lp = runner_core::get_running_loop().unwrap();
+        let started = lp.time();
+        let zero = timeout(Duration::ZERO, sleep(Duration::from_secs(10))).await;
+        let took = lp.time() - started;
+        let zero_sleep_zero = timeout(Duration::ZERO, sleep(Duration::ZERO)).await;
+        let past = runner_core::timeout_at(lp.time() - Duration::from_secs(100), sleep(Duration::ZERO)).await;
+        let past_yield = runner_core::timeout_at(lp.time() - Duration::from_secs(100), yield_now()).await;
+        // A block that never suspends is never interrupted.
+        let ready = timeout(Duration::ZERO, async { 3 }).await;
+        (
+            zero.is_err(),
+            took,
+            zero_sleep_zero.is_err(),
+            past.is_err(),
+            past_yield.is_err(),
+            ready,
+        )
+    })
+    .unwrap();
+    assert!(out.0);
+    assert!(out.1 < Duration::from_secs(2), "{:?}", out.1);
+    assert!(out.2, "timeout(0) around sleep(0) must time out, as asyncio's");
+    assert!(out.3, "a past deadline around sleep(0) must time out");
+    assert!(out.4, "a past deadline around a yield must time out");
+    assert_eq!(out.5, Ok(3));
+}
+
+/// When the deadline's timer fires in the same iteration as the wrapped
+/// future's wake-up, the deadline wins (asyncio cancels the task before
+/// its next step), and the wrapped future is dropped unpolled: the item
+/// that woke it stays in the channel, nothing is lost.
+#[test]
+fn a_deadline_that_fires_with_the_wake_up_wins_and_loses_nothing() {
+    let lp = EventLoop::builder().start_paused(true).build().unwrap();
+    let (result, left) = lp
+        .run_until_complete(async {
+            let lp = runner_core::get_running_loop().unwrap();
+            let (tx, rx) = async_channel::bounded(1);
+            let deadline = lp.time() + Duration::from_millis(5);
+            // Due at the deadline too, and scheduled first: it sends just
+            // before the timeout's own timer fires, in the same iteration.
+            lp.call_at(deadline, move || tx.try_send(7).unwrap()).unwrap();
+            let result = runner_core::timeout_at(deadline, rx.recv()).await;
+            (result.map(|r| r.unwrap()), rx.try_recv().ok())
+        })
+        .unwrap();
+    lp.close().unwrap();
+    assert!(result.is_err(), "{result:?}");
+    assert_eq!(left, Some(7), "the item that arrived with the deadline was lost");
+}
+
 #[test]
 fn yield_now_lets_other_tasks_run_in_turn() {
     let order = Rc::new(RefCell::new(Vec::new()));

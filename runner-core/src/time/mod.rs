@@ -117,6 +117,11 @@ pub struct Sleep {
 }
 
 impl Sleep {
+    /// Whether the timer was registered (the sleep was polled) or fired.
+    fn is_started(&self) -> bool {
+        self.registered.is_some() || matches!(self.deadline, Deadline::Passed(_))
+    }
+
     /// The deadline, once the future was first polled (a relative sleep's
     /// deadline is fixed then).
     pub fn deadline(&self) -> Option<Instant> {
@@ -132,21 +137,24 @@ impl Future for Sleep {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = &mut *self;
-        let driver = driver::current()
-            .expect("sleep() must be awaited inside a running event loop: await it inside runner_core::run(..)");
+        driver::with_current(|driver| this.poll_on(driver, cx))
+            .expect("sleep() must be awaited inside a running event loop: await it inside runner_core::run(..)")
+    }
+}
+
+impl Sleep {
+    fn poll_on(&mut self, driver: &driver::TimeDriver, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self;
         if let Some((key, loop_id)) = this.registered {
             if loop_id == driver.id {
-                let mut timers = driver.timers.borrow_mut();
-                if !timers.contains(&key) {
-                    drop(timers);
-                    this.registered = None;
-                    if let Deadline::At(when) = this.deadline {
-                        this.deadline = Deadline::Passed(when);
-                    }
-                    return Poll::Ready(());
+                if driver.timers.borrow_mut().still_waiting(&key, cx.waker()) {
+                    return Poll::Pending;
                 }
-                timers.update_waker(&key, cx.waker());
-                return Poll::Pending;
+                this.registered = None;
+                if let Deadline::At(when) = this.deadline {
+                    this.deadline = Deadline::Passed(when);
+                }
+                return Poll::Ready(());
             }
             // Moved to another loop: the deadline stands, the timer moves.
             this.registered = None;
@@ -213,6 +221,13 @@ impl std::error::Error for Elapsed {}
 /// Runs `fut` for at most `duration`: its output, or `Err(Elapsed)` after
 /// dropping (cancelling) it when the time is up (asyncio's `wait_for` /
 /// `timeout`).
+///
+/// As asyncio's `timeout`: a future that is ready on its first poll is
+/// never interrupted (even with `Duration::ZERO`); once it has suspended,
+/// the deadline wins as soon as its timer fires, even over a wake-up that
+/// came in the same turn of the loop, and `fut` is then dropped without
+/// being polled again, so nothing it would have taken (a channel's item,
+/// say) is lost.
 ///
 /// The returned [`Timeout`] holds `fut` inline: no allocation per call.
 /// Like `fut` itself, it is `Unpin` only when `fut` is; to poll it through
@@ -281,13 +296,30 @@ impl<F: Future> Future for Timeout<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
+        let elapsed = Elapsed {
+            duration: *this.duration,
+        };
+        if this.sleep.is_started() {
+            // Once the wrapped future has suspended, a deadline whose timer
+            // fired wins over an output that came in the meantime, as
+            // asyncio's timeout cancels the task when its timer fires,
+            // before the task's next step (`timeout(Duration::ZERO,
+            // sleep(Duration::ZERO))` times out). The timer is looked at
+            // first, so the wrapped future is then dropped without being
+            // polled: no output it made is thrown away.
+            if Pin::new(&mut *this.sleep).poll(cx).is_ready() {
+                return Poll::Ready(Err(elapsed));
+            }
+            return this.inner.poll(cx).map(Ok);
+        }
+        // The first poll: a future that is ready at once is never
+        // interrupted, whatever the deadline (asyncio's block that never
+        // suspends).
         if let Poll::Ready(v) = this.inner.poll(cx) {
             return Poll::Ready(Ok(v));
         }
         match Pin::new(this.sleep).poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed {
-                duration: *this.duration,
-            })),
+            Poll::Ready(()) => Poll::Ready(Err(elapsed)),
             Poll::Pending => Poll::Pending,
         }
     }
