@@ -9,7 +9,9 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use common::capture_reports;
-use futures_lite::{Stream, StreamExt};
+use std::panic::AssertUnwindSafe;
+
+use futures_lite::{FutureExt, Stream, StreamExt};
 use runner_core::{asyncgen, cancellable, get_running_loop, sleep, spawn, yield_now, AsyncGen, Runner};
 
 type Log = Rc<RefCell<Vec<String>>>;
@@ -119,27 +121,36 @@ fn yielding_after_close_is_reported_and_the_body_dropped() {
         .contains("yielded a value after it was asked to close"));
 }
 
+/// The panic's message, from a payload `catch_unwind` caught.
+fn message(payload: Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
+
 #[test]
 fn a_generator_whose_body_panicked_is_finished_and_never_polled_again() {
     let runner = Runner::new();
     let reports = capture_reports(&runner.get_loop().unwrap());
-    runner
+    let failed = runner
         .run(async {
-            let g = Rc::new(RefCell::new(asyncgen(|mut y| async move {
+            let mut g = asyncgen(|mut y| async move {
                 let _ = y.yield_(1).await;
                 panic!("generator body failed");
-            })));
-            assert_eq!(g.borrow_mut().next().await, Some(1));
-            let g2 = g.clone();
-            let failed = spawn(async move { g2.borrow_mut().next().await }).await.unwrap_err();
-            assert_eq!(failed.panic_message().as_deref(), Some("generator body failed"));
+            });
+            assert_eq!(g.next().await, Some(1));
+            let failed = AssertUnwindSafe(g.next()).catch_unwind().await.unwrap_err();
             // Python: a generator that raised is exhausted.
-            assert!(g.borrow().is_finished());
-            assert_eq!(g.borrow_mut().next().await, None);
-            g.borrow_mut().aclose().await;
+            assert!(g.is_finished());
+            assert_eq!(g.next().await, None);
+            g.aclose().await;
+            message(failed)
         })
         .unwrap();
     runner.close().unwrap();
+    assert_eq!(failed, "generator body failed");
     // Neither closing it nor the loop's finalization polled the panicked
     // body again (that would be a second panic, reported).
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
@@ -151,24 +162,23 @@ fn a_cleanup_that_panics_finishes_the_generator() {
     let reports = capture_reports(&runner.get_loop().unwrap());
     let failed = runner
         .run(async {
-            let g = Rc::new(RefCell::new(asyncgen(|mut y| async move {
+            let mut g = asyncgen(|mut y| async move {
                 if y.yield_(1).await.is_err() {
                     sleep(Duration::from_millis(1)).await;
                     panic!("cleanup failed");
                 }
-            })));
-            assert_eq!(g.borrow_mut().next().await, Some(1));
-            let g2 = g.clone();
-            let failed = spawn(async move { g2.borrow_mut().aclose().await }).await.unwrap_err();
-            assert!(g.borrow().is_finished());
+            });
+            assert_eq!(g.next().await, Some(1));
+            let failed = AssertUnwindSafe(g.aclose()).catch_unwind().await.unwrap_err();
+            assert!(g.is_finished());
             // A later close has nothing left to wait for.
-            let again = runner_core::timeout(Duration::from_secs(5), async { g.borrow_mut().aclose().await }).await;
+            let again = runner_core::timeout(Duration::from_secs(5), g.aclose()).await;
             assert!(again.is_ok(), "a second aclose waited for a cleanup that had panicked");
-            failed.panic_message()
+            message(failed)
         })
         .unwrap();
     runner.close().unwrap();
-    assert_eq!(failed.as_deref(), Some("cleanup failed"));
+    assert_eq!(failed, "cleanup failed");
     assert!(reports.borrow().is_empty(), "{:?}", reports.borrow());
 }
 
@@ -177,28 +187,27 @@ fn a_close_cancelled_half_way_ends_the_cleanup_and_the_generator() {
     let log: Log = Rc::default();
     let l = log.clone();
     runner_core::run(async move {
-        let g = Rc::new(RefCell::new(asyncgen(move |mut y| async move {
+        let mut g = asyncgen(move |mut y| async move {
             if y.yield_(1).await.is_err() {
                 let _finally = common::OnDrop(move || l.borrow_mut().push("cleanup's destructors ran".to_string()));
                 sleep(Duration::from_secs(3600)).await;
                 unreachable!("the cleanup was cancelled while it slept");
             }
-        })));
-        assert_eq!(g.borrow_mut().next().await, Some(1));
-        let g2 = g.clone();
-        let closer = spawn(async move { g2.borrow_mut().aclose().await });
-        sleep(Duration::from_millis(5)).await;
-        closer.cancel();
-        assert!(closer.await.unwrap_err().is_cancelled());
+        });
+        assert_eq!(g.next().await, Some(1));
+        // The close is given up half-way (its future dropped, as a
+        // cancelled task's is), while the cleanup sleeps.
+        let abandoned = runner_core::timeout(Duration::from_millis(5), g.aclose()).await;
+        assert!(abandoned.is_err());
         // Python: the cancellation reaches the cleanup and ends the
         // generator; nothing is left for a later close to wait on.
-        assert!(g.borrow().is_finished());
-        let again = runner_core::timeout(Duration::from_secs(5), async { g.borrow_mut().aclose().await }).await;
+        assert!(g.is_finished());
+        let again = runner_core::timeout(Duration::from_secs(5), g.aclose()).await;
         assert!(
             again.is_ok(),
             "a second aclose waited for a close that had been cancelled"
         );
-        assert_eq!(g.borrow_mut().next().await, None);
+        assert_eq!(g.next().await, None);
     })
     .unwrap();
     assert_eq!(*log.borrow(), ["cleanup's destructors ran"]);

@@ -311,6 +311,11 @@ impl Timers {
         }
     }
 
+    #[cfg(test)]
+    fn contains(&self, key: &TimerKey) -> bool {
+        self.node(key).is_some()
+    }
+
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.heap.first().map(|&slot| self.nodes[slot as usize].when)
     }
@@ -417,6 +422,8 @@ mod tests {
         assert_eq!(n, 666);
         // Freed slots are reused, and old keys do not reach the new timers.
         let fresh = t.insert(base, TimerEntry::Waker(Waker::noop().clone()));
+        assert!(t.contains(&fresh));
+        assert!(keys.iter().all(|k| !t.contains(k)));
         assert!(t.still_waiting(&fresh, Waker::noop()));
         assert!(keys.iter().all(|k| !t.still_waiting(k, Waker::noop())));
         assert_eq!(fired(&mut t, base), 1);
