@@ -141,6 +141,18 @@ fn a_delivery_wakes_a_loop_blocked_in_its_poller_and_a_dropped_stream_gives_the_
 }
 
 #[test]
+fn a_stream_awaited_on_another_loop_ends_at_once_and_says_why() {
+    let mut f = start("stream-of-another-loop");
+    f.expect_line("reported, saying why: true");
+    f.expect_line("awaited on the other loop: Ok(None)");
+    f.expect_line("ready");
+    f.signal("USR2");
+    f.expect_line("SIGUSR2 on its own loop");
+    let (status, _, _) = f.wait();
+    assert!(status.success(), "{status:?}");
+}
+
+#[test]
 fn a_handler_takes_a_shutdown_signal_while_added_and_gives_it_back() {
     let mut f = start("handler-over-shutdown-signal");
     f.expect_line("ready");

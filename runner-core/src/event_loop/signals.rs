@@ -347,7 +347,10 @@ struct StreamState {
 
 /// The deliveries of a signal ([`EventLoop::signal_stream`]). A
 /// [`Stream`](futures_core::Stream) of `()`; it ends when its handler was
-/// replaced or removed, or the loop closed.
+/// replaced or removed, or the loop closed. Only its own loop delivers
+/// its signals: awaited while another loop runs (or none), it ends at
+/// once (reported to the running loop's exception handler) instead of
+/// waiting for a delivery that cannot come.
 pub struct SignalStream {
     lp: EventLoop,
     sig: i32,
@@ -378,6 +381,18 @@ impl SignalStream {
             return Poll::Ready(Some(()));
         }
         if !self.is_live() {
+            return Poll::Ready(None);
+        }
+        if !EventLoop::running().is_some_and(|running| running.ptr_eq(&self.lp)) {
+            // Its loop is not the one running, so nothing would deliver a
+            // signal to it: end now rather than wait forever, and say why.
+            if let Some(running) = EventLoop::running() {
+                running.call_exception_handler(&crate::ExceptionContext::new(format!(
+                    "a SignalStream of {} was awaited while another event loop ran: it ends, since only its \
+                     own loop delivers its signals; make the stream on the loop that awaits it",
+                    signal::name(self.sig)
+                )));
+            }
             return Poll::Ready(None);
         }
         self.state.waker.set(Some(cx.waker().clone()));
