@@ -396,6 +396,37 @@ async fn hyper_timers_run_on_runner_timers_and_follow_a_paused_clock() {
     );
 }
 
+#[runner_core::runner_test(start_paused, timeout = "20s")]
+async fn hyper_deadlines_are_on_the_loops_clock_even_an_hour_ahead_of_real_time() {
+    // The paused clock moves an hour ahead of real time before the client
+    // comes. hyper takes its deadlines from RunnerTimer::now, so its 30 s
+    // header-read timeout is 30 s of the loop's clock away and both requests
+    // on the kept-alive connection are answered. From real time, the
+    // deadline would be an hour in the
+    // loop's past and the timeout would cut the connection while the client
+    // pauses before its request.
+    runner_core::time::pause_auto_advance().unwrap();
+    runner_core::time::advance(Duration::from_secs(3600)).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = spawn(example::serve(listener, Duration::from_secs(2)));
+    let statuses = spawn_blocking(move || {
+        let (mut s, mut r) = connect(addr);
+        (0..2)
+            .map(|_| {
+                std::thread::sleep(Duration::from_millis(50));
+                get(&mut s, "/");
+                read_response(&mut r).ok().flatten().map(|resp| resp.status)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    server.cancel();
+    server.await.unwrap();
+    assert_eq!(statuses, [Some(200), Some(200)]);
+}
+
 #[test]
 fn runner_executor_spawns_hyper_futures_on_the_running_loop() {
     use hyper::rt::Executor;

@@ -155,4 +155,19 @@ impl hyper::rt::Timer for RunnerTimer {
     fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
         Box::pin(HyperSleep(crate::time::sleep_until(deadline)))
     }
+
+    /// The running loop's clock (so that hyper's deadlines are on the same
+    /// clock as its sleeps, a paused one included); the real time outside
+    /// a loop.
+    fn now(&self) -> Instant {
+        crate::time::driver::with_current(|driver| driver.now()).unwrap_or_else(Instant::now)
+    }
+
+    /// In place: the sleep keeps its box and its timer entry.
+    fn reset(&self, sleep: &mut Pin<Box<dyn hyper::rt::Sleep>>, new_deadline: Instant) {
+        match sleep.as_mut().downcast_mut_pin::<HyperSleep>() {
+            Some(mine) => mine.get_mut().0.reset(new_deadline),
+            None => *sleep = self.sleep_until(new_deadline),
+        }
+    }
 }

@@ -219,6 +219,49 @@ fn delays_too_large_for_the_clock_mean_the_far_future_never_a_panic() {
     lp.close().unwrap();
 }
 
+#[test]
+fn a_reset_sleep_keeps_its_waker_and_a_finished_one_waits_again() {
+    use std::future::{poll_fn, Future};
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    let lp = paused_loop();
+    let (waited, again) = lp
+        .run_until_complete(async {
+            let lp = get_running_loop().unwrap();
+            // A safety net: had the reset lost the timer, the clock would
+            // jump to this one instead.
+            let _net = lp.call_later(Duration::from_secs(7200), || ()).unwrap();
+            let start = lp.time();
+            let mut nap = sleep(Duration::from_secs(3600));
+            let first = poll_fn(|cx| Poll::Ready(Pin::new(&mut nap).poll(cx))).await;
+            assert!(first.is_pending());
+            nap.reset(start + Duration::from_secs(5));
+            // Suspend without polling the sleep: only its timer can wake us.
+            let mut suspended = false;
+            poll_fn(|_| {
+                if suspended {
+                    Poll::Ready(())
+                } else {
+                    suspended = true;
+                    Poll::Pending
+                }
+            })
+            .await;
+            let waited = lp.time() - start;
+            (&mut nap).await;
+            // Reset after it finished: it waits again, to the new deadline.
+            let restart = lp.time();
+            nap.reset(restart + Duration::from_secs(2));
+            (&mut nap).await;
+            (waited, lp.time() - restart)
+        })
+        .unwrap();
+    lp.close().unwrap();
+    assert_eq!(waited, Duration::from_secs(5));
+    assert_eq!(again, Duration::from_secs(2));
+}
+
 mod intervals {
     use std::time::Duration;
 

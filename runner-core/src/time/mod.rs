@@ -117,32 +117,7 @@ pub struct Sleep {
 }
 
 impl Sleep {
-    /// Whether the timer was registered (the sleep was polled) or fired.
-    fn is_started(&self) -> bool {
-        self.registered.is_some() || matches!(self.deadline, Deadline::Passed(_))
-    }
-
-    /// The deadline, once the future was first polled (a relative sleep's
-    /// deadline is fixed then).
-    pub fn deadline(&self) -> Option<Instant> {
-        match self.deadline {
-            Deadline::At(when) | Deadline::Passed(when) => Some(when),
-            Deadline::After(_) => None,
-        }
-    }
-}
-
-impl Future for Sleep {
-    type Output = ();
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = &mut *self;
-        driver::with_current(|driver| this.poll_on(driver, cx))
-            .expect("sleep() must be awaited inside a running event loop: await it inside runner_core::run(..)")
-    }
-}
-
-impl Sleep {
+    /// The poll, on the running loop's time driver.
     fn poll_on(&mut self, driver: &driver::TimeDriver, cx: &mut Context<'_>) -> Poll<()> {
         let this = self;
         if let Some((key, loop_id)) = this.registered {
@@ -175,6 +150,69 @@ impl Sleep {
             .insert(when, TimerEntry::Waker(cx.waker().clone()));
         this.registered = Some((key, driver.id));
         Poll::Pending
+    }
+
+    /// Moves the deadline to `deadline` on the loop's clock (tokio's
+    /// `Sleep::reset`), whether the sleep is waiting, finished or not yet
+    /// polled: it completes at the new deadline. A waiting sleep keeps its
+    /// timer entry and waker, so the task it wakes need not poll it again
+    /// first.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use runner_core::{get_running_loop, sleep, EventLoop};
+    ///
+    /// let lp = EventLoop::builder().start_paused(true).build().unwrap();
+    /// let waited = lp
+    ///     .run_until_complete(async {
+    ///         let lp = get_running_loop().unwrap();
+    ///         let start = lp.time();
+    ///         let mut nap = sleep(Duration::from_secs(3600));
+    ///         nap.reset(start + Duration::from_secs(5));
+    ///         nap.await;
+    ///         lp.time() - start
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(waited, Duration::from_secs(5));
+    /// ```
+    pub fn reset(&mut self, deadline: Instant) {
+        self.deadline = Deadline::At(deadline);
+        let Some((key, loop_id)) = self.registered.take() else {
+            return;
+        };
+        // On its loop's thread, the entry moves with its waker; elsewhere
+        // (or while the timers are busy) the old entry fires once, waking
+        // nobody who still waits, and the next poll registers anew.
+        self.registered = driver::with_current(|driver| {
+            let mut timers = driver.timers.try_borrow_mut().ok().filter(|_| driver.id == loop_id)?;
+            let entry = timers.remove(&key)?;
+            Some((timers.insert(deadline, entry), loop_id))
+        })
+        .flatten();
+    }
+
+    /// Whether the timer was registered (the sleep was polled) or fired.
+    fn is_started(&self) -> bool {
+        self.registered.is_some() || matches!(self.deadline, Deadline::Passed(_))
+    }
+
+    /// The deadline, once the future was first polled (a relative sleep's
+    /// deadline is fixed then).
+    pub fn deadline(&self) -> Option<Instant> {
+        match self.deadline {
+            Deadline::At(when) | Deadline::Passed(when) => Some(when),
+            Deadline::After(_) => None,
+        }
+    }
+}
+
+impl Future for Sleep {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = &mut *self;
+        driver::with_current(|driver| this.poll_on(driver, cx))
+            .expect("sleep() must be awaited inside a running event loop: await it inside runner_core::run(..)")
     }
 }
 
