@@ -424,7 +424,10 @@ pub(crate) fn refused<T>() -> Blocking<T> {
 
 /// Runs the blocking function `f` on the running loop's default executor and
 /// returns a future of its result (asyncio's `run_in_executor(None, f)`,
-/// tokio's `spawn_blocking`).
+/// tokio's `spawn_blocking`). As `run_in_executor` (and unlike
+/// `asyncio.to_thread`), `f` does not run in the caller's context: context
+/// variables' values need not be `Send`, so read what `f` needs before and
+/// move it in.
 ///
 /// ```
 /// let sum = runner_core::run(async {
