@@ -68,7 +68,7 @@ pub(crate) async fn resolve(addr: impl ToAddrs) -> io::Result<Vec<SocketAddr>> {
 
 /// Tries `op` on each address in turn: the first success, or the last
 /// error.
-pub(crate) async fn each<T, F, Fut>(addrs: Vec<SocketAddr>, mut op: F) -> io::Result<T>
+pub(crate) async fn each<T, F, Fut>(addrs: Vec<SocketAddr>, doing: Doing, mut op: F) -> io::Result<T>
 where
     F: FnMut(SocketAddr) -> Fut,
     Fut: std::future::Future<Output = io::Result<T>>,
@@ -77,10 +77,59 @@ where
     for addr in addrs {
         match op(addr).await {
             Ok(v) => return Ok(v),
-            Err(e) => last = Some(e),
+            Err(e) => last = Some(explain(e, doing, Place::Addr(&addr))),
         }
     }
     Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address was given")))
+}
+
+/// What a socket operation that names an address was doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Doing {
+    Binding,
+    Connecting,
+}
+
+/// Where a socket operation was aimed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Place<'a> {
+    Addr(&'a SocketAddr),
+    #[cfg_attr(not(unix), allow(dead_code))]
+    Path(&'a std::path::Path),
+}
+
+/// `e`, of the same kind, with what was done where and, for the usual
+/// causes, what to do about it in its message: "binding 127.0.0.1:80
+/// failed: Permission denied (os error 13); ports below 1024 need
+/// privileges: use a higher port".
+pub(crate) fn explain(e: io::Error, doing: Doing, place: Place<'_>) -> io::Error {
+    use io::ErrorKind::*;
+    let path = matches!(place, Place::Path(_));
+    let hint = match (e.kind(), doing) {
+        (AddrInUse, _) if path => {
+            "; a file is there already (a socket left by an earlier run?): remove it, or choose another path"
+        }
+        (AddrInUse, _) => {
+            "; something else is bound there: stop it, or choose another address (port 0 picks a free one)"
+        }
+        (PermissionDenied, Doing::Binding) if !path => "; ports below 1024 need privileges: use a higher port",
+        (PermissionDenied, _) => "; check the permissions of the path and its directories",
+        (AddrNotAvailable, _) => "; that address is not one of this machine's",
+        (ConnectionRefused, _) => "; nothing listens there: start the server, or check the address",
+        (NotFound, Doing::Connecting) if path => "; no socket at that path: start the server, or check the path",
+        (InvalidInput, _) if path => "; a socket path holds at most 107 bytes: use a shorter one",
+        (TimedOut, _) => "; the other end did not answer",
+        _ => "",
+    };
+    let what = match doing {
+        Doing::Binding => "binding",
+        Doing::Connecting => "connecting to",
+    };
+    let place = match place {
+        Place::Addr(a) => a.to_string(),
+        Place::Path(p) => format!("{p:?}"),
+    };
+    io::Error::new(e.kind(), format!("{what} {place} failed: {e}{hint}"))
 }
 
 fn literal(s: &str) -> Target {

@@ -7,7 +7,9 @@
 //! `&TcpStream` too, so the ecosystem's utilities (`futures::io::copy`,
 //! `split`, codecs) work on it.
 //!
-//! Errors are the operating system's, as `io::Error`: a refused connection
+//! Errors are the operating system's, as `io::Error` (binding and
+//! connecting add where, and what to do, to the message, keeping the
+//! kind): a refused connection
 //! is `ConnectionRefused`, a reset `ConnectionReset`, running out of file
 //! descriptors on accept `EMFILE` (the listener stays usable: an accept loop
 //! can report it and go on). Cancelling a pending read or write (dropping

@@ -10,7 +10,7 @@ use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
-use super::addr::{each, resolve};
+use super::addr::{each, resolve, Doing};
 use super::stream::stream_io;
 use super::{Async, ToAddrs};
 use crate::reactor::Direction;
@@ -67,7 +67,7 @@ impl TcpListener {
     /// ```
     pub async fn bind(addr: impl ToAddrs) -> io::Result<TcpListener> {
         let addrs = resolve(addr).await?;
-        each(addrs, |a| std::future::ready(TcpListener::bind_addr(a))).await
+        each(addrs, Doing::Binding, |a| std::future::ready(TcpListener::bind_addr(a))).await
     }
 
     fn bind_addr(addr: SocketAddr) -> io::Result<TcpListener> {
@@ -149,7 +149,7 @@ impl TcpStream {
     /// ```
     pub async fn connect(addr: impl ToAddrs) -> io::Result<TcpStream> {
         let addrs = resolve(addr).await?;
-        each(addrs, TcpStream::connect_addr).await
+        each(addrs, Doing::Connecting, TcpStream::connect_addr).await
     }
 
     async fn connect_addr(addr: SocketAddr) -> io::Result<TcpStream> {

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
-use super::addr::{each, resolve};
+use super::addr::{each, resolve, Doing};
 use super::{Async, ToAddrs};
 
 /// A UDP socket on the reactor.
@@ -31,7 +31,7 @@ impl UdpSocket {
     /// a host name looked up off the loop thread.
     pub async fn bind(addr: impl ToAddrs) -> io::Result<UdpSocket> {
         let addrs = resolve(addr).await?;
-        each(addrs, |a| {
+        each(addrs, Doing::Binding, |a| {
             std::future::ready(std::net::UdpSocket::bind(a).and_then(UdpSocket::from_std))
         })
         .await

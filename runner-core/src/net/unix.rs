@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
 
+use super::addr::{explain, Doing, Place};
 use super::stream::stream_io;
 use super::tcp::{finish_connect, start_connect};
 use super::Async;
@@ -42,8 +43,11 @@ pub struct UnixListener {
 impl UnixListener {
     /// Binds to the socket file `path` (which must not exist yet).
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixListener> {
+        let path = path.as_ref();
+        let listener =
+            std::os::unix::net::UnixListener::bind(path).map_err(|e| explain(e, Doing::Binding, Place::Path(path)))?;
         Ok(UnixListener {
-            inner: Async::new(std::os::unix::net::UnixListener::bind(path)?)?,
+            inner: Async::new(listener)?,
         })
     }
 
@@ -93,11 +97,13 @@ pub struct UnixStream {
 impl UnixStream {
     /// Connects to the socket file `path` without blocking the loop.
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        let path = path.as_ref();
+        let explained = |e| explain(e, Doing::Connecting, Place::Path(path));
         let socket = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
         socket.set_nonblocking(true)?;
-        start_connect(&socket, &socket2::SockAddr::unix(path)?)?;
+        start_connect(&socket, &socket2::SockAddr::unix(path).map_err(explained)?).map_err(explained)?;
         let inner = Async::new(std::os::unix::net::UnixStream::from(std::os::fd::OwnedFd::from(socket)))?;
-        finish_connect(&inner).await?;
+        finish_connect(&inner).await.map_err(explained)?;
         Ok(UnixStream { inner })
     }
 
@@ -145,8 +151,11 @@ pub struct UnixDatagram {
 impl UnixDatagram {
     /// Binds to the socket file `path`.
     pub fn bind(path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
+        let path = path.as_ref();
+        let socket =
+            std::os::unix::net::UnixDatagram::bind(path).map_err(|e| explain(e, Doing::Binding, Place::Path(path)))?;
         Ok(UnixDatagram {
-            inner: Async::new(std::os::unix::net::UnixDatagram::bind(path)?)?,
+            inner: Async::new(socket)?,
         })
     }
 
