@@ -574,6 +574,39 @@ fn dropping_the_scope_mid_way_cancels_the_children() {
     assert_eq!(*log.borrow(), ["child cleaned up", "after"]);
 }
 
+/// asyncio's `async with timeout(d): async with TaskGroup()`: the
+/// children's async cancellation cleanup ends before the timeout is
+/// reported. `timeout` around the scope drops it (above: the cleanup runs
+/// after); `wait_for` around the group's own task cancels that task, so
+/// the group cancels its children and waits for them, as asyncio's does.
+#[test]
+fn a_deadline_on_the_groups_task_reports_the_timeout_after_the_childrens_cleanup() {
+    let log = log();
+    let l = log.clone();
+    run(async move {
+        let l2 = l.clone();
+        let group = spawn(task_group(|tg| async move {
+            tg.spawn(async move {
+                if cancellable(sleep(ms(10_000))).await.is_err() {
+                    push(&l2, "child cleanup started");
+                    sleep(ms(20)).await;
+                    push(&l2, "child cleanup done");
+                }
+                Ok::<_, Boom>(())
+            });
+            sleep(ms(10_000)).await;
+            Ok::<_, Boom>(())
+        }));
+        let r = runner_core::wait_for(ms(50), group).await;
+        assert!(r.is_err(), "{r:?}");
+        push(&l, "timeout reported");
+    });
+    assert_eq!(
+        *log.borrow(),
+        ["child cleanup started", "child cleanup done", "timeout reported"]
+    );
+}
+
 #[test]
 fn panics_are_failures_and_never_lost() {
     let lp = paused_loop();

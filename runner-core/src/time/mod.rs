@@ -267,6 +267,11 @@ impl std::error::Error for Elapsed {}
 /// being polled again, so nothing it would have taken (a channel's item,
 /// say) is lost.
 ///
+/// Around a [`task_group`](crate::task_group), the deadline drops the
+/// group: its children are cancelled, and their async cleanup runs after
+/// `timeout` returned. For asyncio's order (the children's cleanup first),
+/// spawn the group and use [`wait_for`] on its handle.
+///
 /// The returned [`Timeout`] holds `fut` inline: no allocation per call.
 /// Like `fut` itself, it is `Unpin` only when `fut` is; to poll it through
 /// `&mut` (in a `select!`, say), pin it first with [`std::pin::pin!`].
