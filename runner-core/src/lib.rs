@@ -73,8 +73,8 @@ pub use executor::{spawn_blocking, Blocking};
 pub use runner_macros::{main, runner_test};
 pub use runners::{run, Builder, Runner};
 pub use task::{
-    as_completed, cancellable, current_task, shield, task_group, BoxError, CancelHandle, Cancelled, CurrentTask,
-    Failure, JoinError, JoinHandle, TaskGroup, TaskGroupError, TaskId, TaskInfo, TaskResult,
+    all_tasks, as_completed, cancellable, current_task, shield, task_group, BoxError, CancelHandle, Cancelled,
+    CurrentTask, Failure, JoinError, JoinHandle, TaskGroup, TaskGroupError, TaskId, TaskInfo, TaskResult,
 };
 pub use time::{sleep, sleep_until, timeout, timeout_at, wait_for, yield_now, Elapsed, Sleep};
 

@@ -193,6 +193,35 @@ fn a_deadline_that_fires_with_the_wake_up_wins_and_loses_nothing() {
     assert_eq!(left, Some(7), "the item that arrived with the deadline was lost");
 }
 
+/// asyncio's `all_tasks()`: the loop's unfinished tasks, the current one
+/// included; nothing outside a running loop.
+#[test]
+fn all_tasks_lists_the_live_tasks_the_current_one_included() {
+    assert!(runner_core::all_tasks().is_empty());
+    let (before, names, after) = run(async {
+        let done = spawn(async {});
+        let waiting = spawn(sleep(Duration::from_secs(3600)));
+        waiting.set_name("waiting");
+        yield_now().await;
+        assert!(done.is_done());
+        let mut names: Vec<_> = runner_core::all_tasks()
+            .iter()
+            .map(|t| t.name().unwrap_or_else(|| "unnamed".into()))
+            .collect();
+        names.sort();
+        let before = runner_core::all_tasks().len();
+        let me = runner_core::current_task().unwrap().id();
+        assert!(runner_core::all_tasks().iter().any(|t| t.id() == me));
+        waiting.cancel();
+        let _ = waiting.await;
+        (before, names, runner_core::all_tasks().len())
+    })
+    .unwrap();
+    assert_eq!(before, 2, "the main task and the sleeping one; not the finished one");
+    assert_eq!(names, ["main", "waiting"]);
+    assert_eq!(after, 1);
+}
+
 #[test]
 fn yield_now_lets_other_tasks_run_in_turn() {
     let order = Rc::new(RefCell::new(Vec::new()));

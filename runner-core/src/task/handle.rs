@@ -244,8 +244,10 @@ impl<T: 'static> fmt::Debug for JoinHandle<T> {
     }
 }
 
-/// A handle on the task that is running now, from inside it
-/// ([`current_task`](crate::current_task)).
+/// A handle on a task of the running loop that does not join it: the task
+/// running now ([`current_task`](crate::current_task)), or any live one
+/// ([`all_tasks`](crate::all_tasks)). It names the task, counts and takes
+/// back cancellation requests, and cancels it.
 #[derive(Clone)]
 pub struct CurrentTask {
     task: TaskRef,
@@ -277,7 +279,9 @@ impl CurrentTask {
         }
     }
 
-    /// Requests the task's own cancellation; it lands at its next suspension.
+    /// Requests the task's cancellation; it lands at the task's next
+    /// suspension (for the current task: its own next `.await` that
+    /// suspends). `false` when the task already finished.
     pub fn cancel(&self) -> bool {
         self.task.cancel()
     }

@@ -76,6 +76,33 @@ pub fn current_task() -> Option<CurrentTask> {
     sched::current_raw().map(|task| CurrentTask::new(task.task_ref()))
 }
 
+/// Every task of the running loop that has not finished, the current one
+/// included (Python's `asyncio.all_tasks()`), in no particular order;
+/// empty outside a running loop. Each can be named, asked for its
+/// cancellation count and cancelled, as the current one can.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{all_tasks, current_task, sleep, spawn, yield_now};
+///
+/// runner_core::run(async {
+///     let worker = spawn(sleep(Duration::from_secs(3600)));
+///     yield_now().await;
+///     assert_eq!(all_tasks().len(), 2); // the main task and the worker
+///     // Cancel every task but this one, as a shutdown handler would.
+///     let me = current_task().unwrap().id();
+///     for task in all_tasks().into_iter().filter(|t| t.id() != me) {
+///         task.cancel();
+///     }
+///     assert!(worker.await.unwrap_err().is_cancelled());
+///     assert_eq!(all_tasks().len(), 1);
+/// })
+/// .unwrap();
+/// ```
+pub fn all_tasks() -> Vec<CurrentTask> {
+    sched::current().map_or_else(Vec::new, |s| s.live_tasks().into_iter().map(CurrentTask::new).collect())
+}
+
 /// Spawns `fut` on the running loop, in a copy of the current context
 /// (asyncio's `create_task`). It starts at the loop's next iteration; the
 /// handle awaits its output, cancels it, or (dropped) detaches it.
