@@ -369,6 +369,22 @@ fn interrupting_a_cancelled_main_task_gives_cancelled_not_keyboard_interrupt() {
     assert_eq!(out, ["Cancelled cancelling=1"], "{stderr}");
 }
 
+/// CPython's test_interrupt_call_soon: a loop callback raises SIGINT while
+/// the main task spins on `sleep(Duration::ZERO)` (a turn of the loop
+/// each); the main task catches the cancellation, lets it go on, and the
+/// run ends in KeyboardInterrupt.
+#[test]
+fn a_callback_interrupts_a_main_task_spinning_on_zero_sleeps() {
+    let f = Fixture::start(FIXTURE, "interrupt-from-call-later");
+    let (status, out, stderr) = f.wait();
+    assert_eq!(status.code(), Some(0), "{status:?} {stderr}");
+    assert_eq!(
+        out,
+        ["main caught the cancellation: true", "KeyboardInterrupt"],
+        "{stderr}"
+    );
+}
+
 /// A SIGINT raised by a task is seen before the loop runs another task
 /// step, as CPython's synchronous handler sees it.
 #[test]
