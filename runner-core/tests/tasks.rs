@@ -169,6 +169,32 @@ fn a_zero_or_past_timeout_interrupts_whatever_suspends_even_a_zero_sleep() {
     assert_eq!(out.5, Ok(3));
 }
 
+/// CPython's test_outer_task_is_not_cancelled and
+/// test_foreign_cancel_doesnt_timeout_if_not_expired: a timeout that fires
+/// leaves the task's cancellation count alone, and a cancellation from
+/// outside, inside an unexpired timeout, is a cancellation, not a timeout.
+#[test]
+fn a_timeout_is_not_a_cancellation_of_the_task_and_a_cancel_is_not_a_timeout() {
+    let (count_after_timeout, foreign) = run(async {
+        let expired = timeout(Duration::from_millis(1), sleep(Duration::from_secs(10))).await;
+        assert!(expired.is_err());
+        let count_after_timeout = runner_core::current_task().unwrap().cancelling();
+        let task = spawn(async {
+            match cancellable(timeout(Duration::from_secs(10), sleep(Duration::from_secs(10)))).await {
+                Err(Cancelled) => "cancelled",
+                Ok(Err(_elapsed)) => "timed out",
+                Ok(Ok(())) => "slept",
+            }
+        });
+        yield_now().await;
+        task.cancel();
+        (count_after_timeout, task.await.unwrap())
+    })
+    .unwrap();
+    assert_eq!(count_after_timeout, 0);
+    assert_eq!(foreign, "cancelled");
+}
+
 /// When the deadline's timer fires in the same iteration as the wrapped
 /// future's wake-up, the deadline wins (asyncio cancels the task before
 /// its next step), and the wrapped future is dropped unpolled: the item
