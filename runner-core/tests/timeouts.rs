@@ -143,3 +143,20 @@ fn wait_for_cancels_the_task_on_timeout_and_waits_for_its_cleanup() {
     .unwrap();
     assert_eq!(*log.borrow(), ["slow task's cleanup ran", "elapsed"]);
 }
+
+/// CPython's test_nested_timeouts: two timeouts with one deadline; only
+/// the outermost reports it (the inner one is dropped with what it wraps).
+#[test]
+fn nested_timeouts_with_one_deadline_report_it_at_the_outermost() {
+    let outcome = run(async {
+        let lp = runner_core::get_running_loop().unwrap();
+        let deadline = lp.time() + Duration::from_millis(10);
+        runner_core::timeout_at(
+            deadline,
+            runner_core::timeout_at(deadline, sleep(Duration::from_secs(10))),
+        )
+        .await
+    })
+    .unwrap();
+    assert!(outcome.is_err(), "the outer timeout reports the deadline: {outcome:?}");
+}
