@@ -709,6 +709,35 @@ fn children_run_in_copies_of_the_spawners_context() {
     assert_eq!(seen, (Some("ada"), Some("ada")));
 }
 
+/// asyncio's `tg.create_task(coro, context=ctx)`: the child runs in that
+/// context itself, so what it sets is there afterwards.
+#[test]
+fn a_child_spawned_in_a_context_runs_in_it() {
+    static USER: runner_core::ContextVar<&str> = runner_core::ContextVar::new("user");
+    let shared = runner_core::Context::new();
+    let ctx = shared.clone();
+    let (seen, spawner_after) = run(async move {
+        let _ = USER.set("spawner");
+        task_group(|tg| async move {
+            let child = tg.spawn_in_context(
+                async {
+                    let seen = USER.get();
+                    let _ = USER.set("set by the child");
+                    Ok::<_, Boom>(seen)
+                },
+                &ctx,
+            );
+            let seen = child.await.unwrap();
+            Ok::<_, Boom>((seen, USER.get()))
+        })
+        .await
+        .unwrap()
+    });
+    assert_eq!(seen, None, "the given context, not the spawner's");
+    assert_eq!(spawner_after, Some("spawner"));
+    assert_eq!(shared.get(&USER), Some("set by the child"));
+}
+
 #[test]
 fn a_cancel_handle_cancels_from_another_thread_with_a_counted_request() {
     let lp = EventLoop::new().unwrap();

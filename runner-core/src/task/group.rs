@@ -40,6 +40,7 @@ use super::cancel::{cancellable, Cancelled};
 use super::handle::{panic_message, JoinError, JoinHandle};
 use super::raw::TaskRef;
 use super::{harness, sched};
+use crate::context::Context as VarContext;
 use crate::runtime::{ExceptionContext, TaskId};
 
 /// A boxed error, as a group keeps its children's errors.
@@ -234,6 +235,57 @@ impl TaskGroup {
         F::IntoFuture: 'static,
         F::Output: TaskResult,
     {
+        self.spawn_at(fut, None, Location::caller())
+    }
+
+    /// Like [`spawn`](Self::spawn), but the child runs in `ctx` itself, not
+    /// a copy of the current context: what it sets stays in `ctx`
+    /// (asyncio's `create_task(coro, context=ctx)`).
+    ///
+    /// ```
+    /// use runner_core::{task_group, BoxError, Context, ContextVar};
+    ///
+    /// static USER: ContextVar<&'static str> = ContextVar::new("user");
+    ///
+    /// let ctx = Context::new();
+    /// runner_core::run({
+    ///     let ctx = ctx.clone();
+    ///     async move {
+    ///         task_group(|tg| async move {
+    ///             tg.spawn_in_context(async { USER.set("ada"); Ok::<_, BoxError>(()) }, &ctx);
+    ///             Ok::<_, BoxError>(())
+    ///         })
+    ///         .await
+    ///         .unwrap();
+    ///     }
+    /// })
+    /// .unwrap();
+    /// assert_eq!(ctx.get(&USER), Some("ada"));
+    /// ```
+    ///
+    /// # Panics
+    /// When no loop is running on this thread, as [`spawn`](crate::spawn) does.
+    #[track_caller]
+    pub fn spawn_in_context<F>(&self, fut: F, ctx: &VarContext) -> JoinHandle<<F::Output as TaskResult>::Ok>
+    where
+        F: IntoFuture,
+        F::IntoFuture: 'static,
+        F::Output: TaskResult,
+    {
+        self.spawn_at(fut, Some(ctx.clone()), Location::caller())
+    }
+
+    fn spawn_at<F>(
+        &self,
+        fut: F,
+        ctx: Option<VarContext>,
+        at: &'static Location<'static>,
+    ) -> JoinHandle<<F::Output as TaskResult>::Ok>
+    where
+        F: IntoFuture,
+        F::IntoFuture: 'static,
+        F::Output: TaskResult,
+    {
         let Some(sched) = sched::current() else {
             panic!(
                 "TaskGroup::spawn called outside a running event loop: call it from async code running inside \
@@ -249,7 +301,7 @@ impl TaskGroup {
                 slot,
             },
         };
-        let handle = harness::spawn_flat(&sched, child, Location::caller());
+        let handle = harness::spawn_flat(&sched, child, ctx, at);
         self.inner.children.borrow_mut()[slot] = Some(handle.task_ref());
         if self.inner.aborting.get() || self.inner.closed.get() {
             handle.cancel();

@@ -223,14 +223,25 @@ where
 }
 
 /// Spawns a future that decides how its task ends: its `Err` is the
-/// task's error (a `TaskGroup` child), in a copy of the current context.
-pub(crate) fn spawn_flat<F, T>(sched: &Rc<Scheduler>, fut: F, spawned_at: &'static Location<'static>) -> JoinHandle<T>
+/// task's error (a `TaskGroup` child), in a copy of the current context
+/// or in `shared_ctx` itself.
+pub(crate) fn spawn_flat<F, T>(
+    sched: &Rc<Scheduler>,
+    fut: F,
+    shared_ctx: Option<Context>,
+    spawned_at: &'static Location<'static>,
+) -> JoinHandle<T>
 where
     F: Future<Output = Result<T, JoinError>> + 'static,
     T: 'static,
 {
-    let map = context::current_map().for_spawn();
-    spawn_with::<F, OwnContext, Flatten>(sched, fut, map, OwnContext, spawned_at)
+    match shared_ctx {
+        None => {
+            let map = context::current_map().for_spawn();
+            spawn_with::<F, OwnContext, Flatten>(sched, fut, map, OwnContext, spawned_at)
+        }
+        Some(ctx) => spawn_with::<F, Context, Flatten>(sched, fut, Map::default(), ctx, spawned_at),
+    }
 }
 
 fn spawn_with<F, C, S>(
