@@ -139,8 +139,12 @@ fn all_tasks_lists_the_live_tasks_the_current_one_included() {
         let before = runner_core::all_tasks().len();
         let me = runner_core::current_task().unwrap().id();
         assert!(runner_core::all_tasks().iter().any(|t| t.id() == me));
+        let listed: Vec<_> = runner_core::all_tasks();
+        assert!(listed.iter().all(|t| !t.is_done()));
         waiting.cancel();
         let _ = waiting.await;
+        // The handles outlive their tasks and say so.
+        assert_eq!(listed.iter().filter(|t| t.is_done()).count(), 1);
         (before, names, runner_core::all_tasks().len())
     })
     .unwrap();

@@ -279,6 +279,12 @@ impl CurrentTask {
         }
     }
 
+    /// Whether the task finished (with an output, cancelled or panicked):
+    /// a handle from [`all_tasks`](crate::all_tasks) may outlive its task.
+    pub fn is_done(&self) -> bool {
+        self.core().is_done()
+    }
+
     /// Requests the task's cancellation; it lands at the task's next
     /// suspension (for the current task: its own next `.await` that
     /// suspends). `false` when the task already finished.
