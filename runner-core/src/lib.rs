@@ -66,7 +66,7 @@ pub use context::{Context, ContextError, ContextVar, Token};
 pub use error::Error;
 pub use event_loop::{
     get_event_loop, get_running_loop, set_event_loop, signal_stream, spawn, CallbackHandle, EventLoop,
-    ExceptionContext, LoopBuilder, LoopHandle, SignalStream, TimerHandle,
+    ExceptionContext, LoopBuilder, LoopHandle, SignalStream, Submitted, TimerHandle,
 };
 pub use executor::{spawn_blocking, Blocking};
 #[doc(inline)]

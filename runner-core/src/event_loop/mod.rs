@@ -23,6 +23,7 @@
 //! | `shutdown.rs` | `close` and the pieces of the runner's close |
 //! | `signals.rs` | what a signal delivery does to the loop |
 //! | `report.rs` | the exception handler and debug settings |
+//! | `threadsafe.rs` | [`LoopHandle::spawn`]: spawning from other threads |
 //!
 //! # One iteration
 //!
@@ -49,6 +50,7 @@ pub(crate) mod core;
 mod report;
 mod shutdown;
 pub(crate) mod signals;
+mod threadsafe;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -65,6 +67,7 @@ use crate::{Context, Error};
 pub use self::builder::LoopBuilder;
 pub use self::callbacks::{CallbackHandle, TimerHandle};
 pub use self::signals::{signal_stream, SignalStream};
+pub use self::threadsafe::Submitted;
 pub use crate::runtime::{ExceptionContext, LoopHandle};
 pub use crate::task::spawn;
 
