@@ -383,10 +383,11 @@ impl SignalStream {
         if !self.is_live() {
             return Poll::Ready(None);
         }
-        if !EventLoop::running().is_some_and(|running| running.ptr_eq(&self.lp)) {
+        let running = EventLoop::running();
+        if !running.as_ref().is_some_and(|running| running.ptr_eq(&self.lp)) {
             // Its loop is not the one running, so nothing would deliver a
             // signal to it: end now rather than wait forever, and say why.
-            if let Some(running) = EventLoop::running() {
+            if let Some(running) = running {
                 running.call_exception_handler(&crate::ExceptionContext::new(format!(
                     "a SignalStream of {} was awaited while another event loop ran: it ends, since only its \
                      own loop delivers its signals; make the stream on the loop that awaits it",

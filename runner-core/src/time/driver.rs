@@ -287,8 +287,6 @@ impl Timers {
         }
     }
 
-    /// Replaces the waker of a registered `Sleep` (it was polled by another
-    /// task or with a new waker).
     /// Whether the timer is still waiting (it has not fired nor been
     /// removed); if so, it wakes `waker` from now on. One lookup: a
     /// sleep's every poll after the first.
