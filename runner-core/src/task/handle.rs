@@ -469,12 +469,13 @@ impl JoinError {
 
     /// The panic payload, or the error back when the task did not panic.
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
-        match self.ended {
-            Some(e) if matches!(e.kind, Kind::Panicked(_)) => match e.kind {
-                Kind::Panicked(payload) => Ok(payload.into_inner()),
-                _ => unreachable!("checked by the guard"),
-            },
-            ended => Err(JoinError { ended }),
+        let Some(ended) = self.ended else {
+            return Err(JoinError::cancelled());
+        };
+        let Ended { message, kind } = *ended;
+        match kind {
+            Kind::Panicked(payload) => Ok(payload.into_inner()),
+            kind => Err(JoinError::ended(message, kind)),
         }
     }
 }

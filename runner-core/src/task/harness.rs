@@ -213,13 +213,7 @@ where
     F: Future + 'static,
     F::Output: 'static,
 {
-    match shared_ctx {
-        None => {
-            let map = context::current_map().for_spawn();
-            spawn_with::<F, OwnContext, AsIs>(sched, fut, map, OwnContext, spawned_at)
-        }
-        Some(ctx) => spawn_with::<F, Context, AsIs>(sched, fut, Map::default(), ctx, spawned_at),
-    }
+    spawn_settled::<F, AsIs>(sched, fut, shared_ctx, spawned_at)
 }
 
 /// Spawns a future that decides how its task ends: its `Err` is the
@@ -235,12 +229,27 @@ where
     F: Future<Output = Result<T, JoinError>> + 'static,
     T: 'static,
 {
+    spawn_settled::<F, Flatten>(sched, fut, shared_ctx, spawned_at)
+}
+
+/// [`spawn`] and [`spawn_flat`]: the context mode chosen here, how the
+/// task ends by `S`.
+fn spawn_settled<F, S>(
+    sched: &Rc<Scheduler>,
+    fut: F,
+    shared_ctx: Option<Context>,
+    spawned_at: &'static Location<'static>,
+) -> JoinHandle<S::Out>
+where
+    F: Future + 'static,
+    S: Settle<F::Output>,
+{
     match shared_ctx {
         None => {
             let map = context::current_map().for_spawn();
-            spawn_with::<F, OwnContext, Flatten>(sched, fut, map, OwnContext, spawned_at)
+            spawn_with::<F, OwnContext, S>(sched, fut, map, OwnContext, spawned_at)
         }
-        Some(ctx) => spawn_with::<F, Context, Flatten>(sched, fut, Map::default(), ctx, spawned_at),
+        Some(ctx) => spawn_with::<F, Context, S>(sched, fut, Map::default(), ctx, spawned_at),
     }
 }
 
