@@ -199,8 +199,10 @@ impl Default for ThreadPool {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A job's panic is caught before it can poison anything; recover anyway.
+/// A poisoned lock used as is: every write under the crate's locks of
+/// this kind is a single assignment, and a job's panic is caught before
+/// it can poison anything.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -320,11 +322,68 @@ impl Executor {
     }
 }
 
-/// A job's result, shared between the worker and the awaiting future.
-struct Slot<T> {
-    result: Option<thread::Result<T>>,
+/// A result handed over once from one thread to another: a worker (or a
+/// task) fills it, a future takes it. A job's [`Blocking`] and the
+/// `Submitted` of a task spawned from another thread
+/// (`event_loop::threadsafe`) are such futures.
+pub(crate) struct OneShot<T> {
+    state: Mutex<OneShotState<T>>,
+}
+
+struct OneShotState<T> {
+    result: Option<Result<T, JoinError>>,
+    /// The result was taken by the future.
+    taken: bool,
     waker: Option<Waker>,
-    refused: bool,
+}
+
+impl<T> OneShot<T> {
+    pub(crate) fn new() -> OneShot<T> {
+        OneShot {
+            state: Mutex::new(OneShotState {
+                result: None,
+                taken: false,
+                waker: None,
+            }),
+        }
+    }
+
+    /// Fills it, once (a later fill changes nothing), and gives back the
+    /// waker of the future waiting for it: the caller wakes it when its
+    /// own bookkeeping is done (a worker counts the job done first).
+    #[must_use = "wake the waker, or the future waits on"]
+    pub(crate) fn fill(&self, result: Result<T, JoinError>) -> Option<Waker> {
+        let mut state = lock(&self.state);
+        if state.result.is_some() || state.taken {
+            return None;
+        }
+        state.result = Some(result);
+        state.waker.take()
+    }
+
+    /// Whether it was filled (its result may have been taken since).
+    pub(crate) fn is_filled(&self) -> bool {
+        let state = lock(&self.state);
+        state.result.is_some() || state.taken
+    }
+
+    /// The result, taken out once it is there; `Ready(None)` when it was
+    /// taken before.
+    pub(crate) fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Option<Result<T, JoinError>>> {
+        let mut state = lock(&self.state);
+        if let Some(result) = state.result.take() {
+            state.taken = true;
+            return Poll::Ready(Some(result));
+        }
+        if state.taken {
+            return Poll::Ready(None);
+        }
+        match &state.waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => state.waker = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
 }
 
 /// The future of [`spawn_blocking`]: the job's output, or a [`JoinError`]
@@ -345,27 +404,17 @@ struct Slot<T> {
 /// ```
 #[must_use = "the job runs anyway; await this to get its result"]
 pub struct Blocking<T> {
-    slot: Arc<Mutex<Slot<T>>>,
+    slot: Arc<OneShot<T>>,
 }
 
 impl<T> Future for Blocking<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut slot = lock(&self.slot);
-        if slot.refused {
-            return Poll::Ready(Err(JoinError::cancelled()));
-        }
-        match slot.result.take() {
-            Some(Ok(v)) => Poll::Ready(Ok(v)),
-            Some(Err(panic)) => Poll::Ready(Err(JoinError::panicked(panic))),
-            None => {
-                match &slot.waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => slot.waker = Some(cx.waker().clone()),
-                }
-                Poll::Pending
-            }
+        match self.slot.poll_take(cx) {
+            Poll::Ready(Some(result)) => Poll::Ready(result),
+            // Polled again after it gave its result: nothing more comes.
+            Poll::Ready(None) | Poll::Pending => Poll::Pending,
         }
     }
 }
@@ -373,7 +422,7 @@ impl<T> Future for Blocking<T> {
 impl<T> fmt::Debug for Blocking<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Blocking")
-            .field("done", &lock(&self.slot).result.is_some())
+            .field("done", &self.slot.is_filled())
             .finish()
     }
 }
@@ -383,22 +432,16 @@ where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    let slot = Arc::new(Mutex::new(Slot {
-        result: None,
-        waker: None,
-        refused: false,
-    }));
+    let slot = Arc::new(OneShot::new());
     let job_slot = slot.clone();
     let in_flight = executor.in_flight.clone();
     in_flight.fetch_add(1, Ordering::AcqRel);
     let job_in_flight = in_flight.clone();
     let accepted = executor.submit(Box::new(move || {
-        let result = catch_unwind(AssertUnwindSafe(f));
-        let waker = {
-            let mut slot = lock(&job_slot);
-            slot.result = Some(result);
-            slot.waker.take()
-        };
+        let result = catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::panicked);
+        let waker = job_slot.fill(result);
+        // Counted done before the wake: the woken loop must not see the
+        // job in flight (a paused clock would not move).
         job_in_flight.fetch_sub(1, Ordering::AcqRel);
         if let Some(w) = waker {
             w.wake();
@@ -406,20 +449,17 @@ where
     }));
     if !accepted {
         in_flight.fetch_sub(1, Ordering::AcqRel);
-        lock(&slot).refused = true;
+        return refused();
     }
     Blocking { slot }
 }
 
 /// A future for a job that was not accepted (executor shut down).
 pub(crate) fn refused<T>() -> Blocking<T> {
-    Blocking {
-        slot: Arc::new(Mutex::new(Slot {
-            result: None,
-            waker: None,
-            refused: true,
-        })),
-    }
+    let slot = OneShot::new();
+    // Nobody waits yet: no waker to wake.
+    let _ = slot.fill(Err(JoinError::cancelled()));
+    Blocking { slot: Arc::new(slot) }
 }
 
 /// Runs the blocking function `f` on the running loop's default executor and

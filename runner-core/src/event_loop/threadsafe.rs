@@ -10,18 +10,20 @@
 //! at close), the slot is filled: a cancelled [`JoinError`], never a wait
 //! forever.
 //!
-//! This module uses `task` (spawning, cancel handles, `JoinError`) and
-//! `runtime` (the handle); it is part of the loop's top layer.
+//! This module uses `task` (spawning, cancel handles, `JoinError`),
+//! `executor` (the one-shot slot its jobs' futures use too) and `runtime`
+//! (the handle); it is part of the loop's top layer.
 
 use std::fmt;
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
+use crate::executor::{lock, OneShot};
 use crate::runtime::LoopHandle;
 use crate::task::{CancelHandle, JoinError};
 use crate::Error;
@@ -107,14 +109,14 @@ impl<T> Submitted<T> {
     /// iteration, or, when the task has not started yet, it never starts.
     /// `false` when the outcome is already known (or the loop closed).
     pub fn cancel(&self) -> bool {
-        let mut state = self.slot.lock();
-        if state.outcome.is_some() || state.taken {
+        let mut start = lock(&self.slot.start);
+        if self.slot.outcome.is_filled() {
             return false;
         }
-        match &state.started {
+        match &start.started {
             Some(handle) => handle.cancel(),
             None => {
-                state.cancel_before_start = true;
+                start.cancel_before_start = true;
                 true
             }
         }
@@ -122,8 +124,7 @@ impl<T> Submitted<T> {
 
     /// Whether the task ended (its outcome is ready, or was taken).
     pub fn is_done(&self) -> bool {
-        let state = self.slot.lock();
-        state.outcome.is_some() || state.taken
+        self.slot.outcome.is_filled()
     }
 }
 
@@ -131,19 +132,11 @@ impl<T> Future for Submitted<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut state = self.slot.lock();
-        if let Some(outcome) = state.outcome.take() {
-            state.taken = true;
-            return Poll::Ready(outcome);
+        match self.slot.outcome.poll_take(cx) {
+            Poll::Ready(Some(outcome)) => Poll::Ready(outcome),
+            Poll::Ready(None) => panic!("Submitted polled after it returned the task's outcome"),
+            Poll::Pending => Poll::Pending,
         }
-        if state.taken {
-            panic!("Submitted polled after it returned the task's outcome");
-        }
-        match &state.waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => state.waker = Some(cx.waker().clone()),
-        }
-        Poll::Pending
     }
 }
 
@@ -155,14 +148,12 @@ impl<T> fmt::Debug for Submitted<T> {
 
 /// Where the outcome goes, and how to cancel the task once it exists.
 struct Slot<T> {
-    state: Mutex<State<T>>,
+    outcome: OneShot<T>,
+    start: Mutex<Start>,
 }
 
-struct State<T> {
-    outcome: Option<Result<T, JoinError>>,
-    /// The outcome was handed to the `Submitted`'s await.
-    taken: bool,
-    waker: Option<Waker>,
+#[derive(Default)]
+struct Start {
     /// Set once the task exists.
     started: Option<CancelHandle>,
     cancel_before_start: bool,
@@ -171,42 +162,19 @@ struct State<T> {
 impl<T> Default for Slot<T> {
     fn default() -> Self {
         Slot {
-            state: Mutex::new(State {
-                outcome: None,
-                taken: false,
-                waker: None,
-                started: None,
-                cancel_before_start: false,
-            }),
+            outcome: OneShot::new(),
+            start: Mutex::default(),
         }
     }
 }
 
 impl<T> Slot<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        lock(&self.state)
-    }
-
     /// Fills the slot, once, and wakes the awaiting side.
     fn complete(&self, outcome: Result<T, JoinError>) {
-        let waker = {
-            let mut state = self.lock();
-            if state.outcome.is_some() || state.taken {
-                return;
-            }
-            state.outcome = Some(outcome);
-            state.waker.take()
-        };
-        if let Some(waker) = waker {
+        if let Some(waker) = self.outcome.fill(outcome) {
             waker.wake();
         }
     }
-}
-
-/// A poisoned lock is used as is: every write under it is a single
-/// assignment, so a panic cannot leave it half changed.
-fn lock<S>(mutex: &Mutex<S>) -> MutexGuard<'_, S> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The future on its way to the loop's thread. Dropped without being
@@ -230,9 +198,9 @@ where
         };
         // Under the lock from the check to `started`, so that a `cancel`
         // from another thread either sees the task or stops it starting.
-        let mut state = self.slot.lock();
-        if state.cancel_before_start {
-            drop(state);
+        let mut start = lock(&self.slot.start);
+        if start.cancel_before_start {
+            drop(start);
             self.slot.complete(Err(JoinError::cancelled()));
             return;
         }
@@ -240,7 +208,7 @@ where
             fut,
             slot: Some(self.slot.clone()),
         });
-        state.started = Some(handle.cancel_handle());
+        start.started = Some(handle.cancel_handle());
     }
 }
 
