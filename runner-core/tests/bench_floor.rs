@@ -41,7 +41,8 @@ fn its_wakers_are_cloned_woken_and_dropped_anywhere() {
                 // A clone dropped on another thread, one woken by value.
                 let clone = cx.waker().clone();
                 std::thread::spawn(move || drop(clone)).join().unwrap();
-                cx.waker().clone().wake();
+                let by_value = cx.waker().clone();
+                by_value.wake();
                 Poll::Pending
             }
             2 => {
