@@ -367,9 +367,7 @@ fn udp_round_trips() {
 #[test]
 fn unix_stream_and_datagram_sockets_work() {
     use runner_core::net::{UnixDatagram, UnixListener, UnixStream};
-    let dir = std::env::temp_dir().join(format!("runner-unix-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("runner-unix");
     let sock = dir.join("echo.sock");
     let (stream_reply, dgram_reply, pair_reply) = runner_core::run({
         let sock = sock.clone();

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 
 use runner_core::net::{TcpListener, TcpStream};
 
+mod common;
+
 fn localhost() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
@@ -50,9 +52,7 @@ fn binding_an_address_in_use_says_which_and_what_to_do() {
 #[test]
 fn unix_socket_paths_in_use_missing_or_too_long_say_what_to_do() {
     use runner_core::net::{UnixListener, UnixStream};
-    let dir = std::env::temp_dir().join(format!("runner-unix-errors-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::fresh_dir("runner-unix-errors");
     let sock = dir.join("taken.sock");
     let missing = dir.join("missing.sock");
     let long = dir.join("x".repeat(200));

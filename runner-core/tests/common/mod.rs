@@ -34,3 +34,13 @@ impl<F: FnMut()> Drop for OnDrop<F> {
         (self.0)()
     }
 }
+
+/// An empty directory of its own for a test's files (Unix socket paths,
+/// say), made anew: `name` and the process id keep tests and runs apart.
+#[allow(dead_code)]
+pub fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
