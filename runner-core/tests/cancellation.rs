@@ -387,6 +387,26 @@ fn cancel_requests_are_counted_and_uncancel_takes_one_back() {
     .unwrap();
 }
 
+// test_tasks.py: test_uncancel_resets_must_cancel (asyncio 3.13)
+#[test]
+fn uncancel_down_to_zero_withdraws_a_cancellation_not_delivered_yet() {
+    let out = run(async {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        let t = spawn(async move {
+            rx.await.unwrap();
+            42
+        });
+        yield_now().await; // t waits on the channel
+        tx.send(()).unwrap(); // t is runnable
+        t.cancel();
+        assert_eq!(t.cancelling(), 1);
+        assert_eq!(t.uncancel(), 0);
+        t.await
+    })
+    .unwrap();
+    assert_eq!(out.expect("the withdrawn cancellation never landed"), 42);
+}
+
 #[test]
 fn a_resumed_cancellation_ends_the_task_cancelled_after_its_cleanup_and_its_awaiter_too() {
     let log = Rc::new(RefCell::new(Vec::new()));

@@ -67,6 +67,11 @@ const RELEASE_ON_POP: u8 = 1 << 1;
 /// `fut_waiter.cancel()`): this one waits for that one to end and is
 /// cancelled itself only if that one ended cancelled.
 const FORWARDED: u8 = 1 << 2;
+/// The pending cancellation lands at the task's next suspension only: a
+/// task that finishes first keeps its output (a `TaskGroup` handing on a
+/// cancellation from outside together with its failures, which must not
+/// be lost). Any other reason to cancel clears it.
+const AT_SUSPENSION: u8 = 1 << 3;
 /// The [`Outcome`] is in the high bits.
 const OUTCOME_SHIFT: u8 = 4;
 
@@ -282,7 +287,7 @@ impl TaskCore {
             self.set_state_bit(FORWARDED, true);
             Requested::Forwarded
         } else {
-            self.set_flag(CANCEL_PENDING, true);
+            self.pend();
             Requested::Pending
         }
     }
@@ -303,7 +308,7 @@ impl TaskCore {
         let outcome = self.with_awaited(|a| a.core().outcome());
         self.set_state_bit(FORWARDED, false);
         if !matches!(outcome, Some(Outcome::Completed | Outcome::Panicked | Outcome::Failed)) {
-            self.set_flag(CANCEL_PENDING, true);
+            self.pend();
         }
     }
 
@@ -342,7 +347,8 @@ impl TaskCore {
         if self.is_done() {
             return false;
         }
-        self.set_flag(FORCE_DROP | CANCEL_PENDING, true);
+        self.set_flag(FORCE_DROP, true);
+        self.pend();
         true
     }
 
@@ -350,9 +356,16 @@ impl TaskCore {
         self.flag(FORCE_DROP)
     }
 
+    /// Takes back one request; the last one taken back also withdraws a
+    /// cancellation not delivered yet (asyncio 3.13's `uncancel` clears
+    /// `_must_cancel` at zero), unless the task is to be dropped whatever
+    /// its scopes say.
     pub(crate) fn uncancel(&self) -> u32 {
         let n = self.cancel_requests.get().saturating_sub(1);
         self.cancel_requests.set(n);
+        if n == 0 && !self.is_forced() {
+            self.set_cancel_pending(false);
+        }
         u32::from(n)
     }
 
@@ -364,8 +377,33 @@ impl TaskCore {
         self.flag(CANCEL_PENDING)
     }
 
+    /// Sets or clears the pending cancellation, which also ends the task
+    /// if it finishes before it suspends again (as an asyncio task
+    /// cancelled right before its coroutine returns).
     pub(crate) fn set_cancel_pending(&self, on: bool) {
-        self.set_flag(CANCEL_PENDING, on);
+        if on {
+            self.pend();
+        } else {
+            self.set_flag(CANCEL_PENDING, false);
+        }
+    }
+
+    /// A cancellation pending for the task's next suspension only: if the
+    /// task finishes first, its output stands (see [`AT_SUSPENSION`]).
+    pub(crate) fn pend_at_suspension(&self) {
+        self.set_flag(CANCEL_PENDING, true);
+        self.set_state_bit(AT_SUSPENSION, true);
+    }
+
+    /// Whether a task that finishes now ends cancelled: a cancellation is
+    /// pending, and not one meant only for its next suspension.
+    pub(crate) fn cancels_output(&self) -> bool {
+        self.cancel_pending() && !self.state_bit(AT_SUSPENSION)
+    }
+
+    fn pend(&self) {
+        self.set_flag(CANCEL_PENDING, true);
+        self.set_state_bit(AT_SUSPENSION, false);
     }
 
     pub(crate) fn suspended(&self) -> Suspended {
@@ -472,7 +510,7 @@ impl TaskCore {
         if self.is_done() || SCRATCH.with(|s| s.shields.get()) > 0 {
             return false;
         }
-        self.set_flag(CANCEL_PENDING, true);
+        self.pend();
         true
     }
 

@@ -176,19 +176,28 @@ where
     drop(guard);
     if inner.parent_cancel_requested.get() {
         // The group's own cancellation of its owner is taken back; if it
-        // was the only one, it does not go on.
+        // was the only one, it does not go on (and, not delivered yet
+        // because the body finished first, it is not to be).
         if let Some(owner) = &inner.owner {
             if owner.core().uncancel() == 0 {
                 propagate_cancel = false;
-                // Not delivered yet (the body finished first): it is not
-                // to be.
-                owner.core().set_cancel_pending(false);
             }
         }
     }
     let mut failures = inner.failures.take();
     failures.extend(body_failure);
     if !failures.is_empty() {
+        // The failures win over a cancellation from outside, which still
+        // goes on: it lands at the owner's next suspension (asyncio 3.13
+        // un-cancels and re-cancels the parent task), so a Ctrl-C or a
+        // `cancel()` that came with a child's failure is not lost. A task
+        // that returns the error without suspending again ends with it,
+        // as an asyncio task that raises the `ExceptionGroup` does.
+        if let Some(owner) = &inner.owner {
+            if owner.core().cancelling() > 0 {
+                owner.core().pend_at_suspension();
+            }
+        }
         return Err(TaskGroupError {
             failures,
             cancelled: false,

@@ -101,7 +101,8 @@ impl<T: 'static> JoinHandle<T> {
     }
 
     /// Takes back one cancellation request and returns how many remain
-    /// (Python's `Task.uncancel()`).
+    /// (Python's `Task.uncancel()`). Taking back the last one withdraws a
+    /// cancellation the task has not seen yet: it runs on.
     pub fn uncancel(&self) -> u32 {
         self.core().uncancel()
     }
@@ -302,7 +303,8 @@ impl CurrentTask {
         self.core().cancelling()
     }
 
-    /// Takes back one cancellation request; returns how many remain.
+    /// Takes back one cancellation request; returns how many remain (the
+    /// last one withdraws a cancellation not delivered yet).
     pub fn uncancel(&self) -> u32 {
         self.core().uncancel()
     }

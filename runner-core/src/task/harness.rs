@@ -140,7 +140,7 @@ pub(crate) fn finish<T>(
         // itself comes first).
         (Err(e), Err(_)) if e.is_panic() => Err(e),
         (_, Err(payload)) => Err(JoinError::panicked(payload)),
-        (Ok(value), Ok(())) if core.cancel_pending() => {
+        (Ok(value), Ok(())) if core.cancels_output() => {
             // Cancelled right before it finished (say, inside a shield):
             // the task ends cancelled, as an asyncio task does.
             drop(value);

@@ -36,8 +36,9 @@
 //! The scopes learn where they are by recording themselves in the current
 //! task's core during the poll (a depth counter and the innermost scope that
 //! returned `Pending`). Cancellation requests are counted: `cancelling()`
-//! says how many are outstanding and `uncancel()` takes one back, as in
-//! Python 3.11; the runner uses this to tell Ctrl-C from other cancellations.
+//! says how many are outstanding and `uncancel()` takes one back (the last
+//! one withdraws a cancellation not delivered yet), as in Python 3.13; the
+//! runner uses this to tell Ctrl-C from other cancellations.
 
 mod cancel;
 mod cancel_handle;

@@ -1,0 +1,174 @@
+//! TaskGroup and the owner task's cancellation count: a group takes back
+//! the cancellation it asked for, and hands on one that came from outside,
+//! also when failures win. Ported from CPython's
+//! `Lib/test/test_asyncio/test_taskgroups.py` (3.13's cases, named in
+//! each), on a paused clock so that the interleavings are exact.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use runner_core::{cancellable, current_task, sleep, spawn, task_group, timeout, yield_now, EventLoop};
+
+fn run<T: 'static>(fut: impl std::future::Future<Output = T> + 'static) -> T {
+    let lp = EventLoop::builder().start_paused(true).build().unwrap();
+    let out = lp.run_until_complete(fut).unwrap();
+    lp.close().unwrap();
+    out
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn cancelling() -> u32 {
+    current_task().expect("inside a task").cancelling()
+}
+
+#[derive(Debug)]
+struct Boom(&'static str);
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "boom: {}", self.0)
+    }
+}
+impl std::error::Error for Boom {}
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+// test_error_and_cancel
+#[test]
+fn a_cancel_from_outside_that_comes_with_a_failure_goes_on_after_the_scope() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    let out = run(async move {
+        let (tx, rx) = async_channel::bounded::<()>(1);
+        let task = spawn(async move {
+            let l2 = l.clone();
+            let r = task_group(|tg| async move {
+                tg.spawn(async move {
+                    tx.send(()).await.unwrap();
+                    yield_now().await;
+                    Err::<(), _>(Boom("child"))
+                });
+                sleep(ms(1_000)).await;
+                l2.borrow_mut().push("not reached: the group's sleep".into());
+                Ok::<_, Boom>(())
+            })
+            .await;
+            let e = r.unwrap_err();
+            l.borrow_mut().push(format!(
+                "scope: cancelled {}, {} failure(s), cancelling {}",
+                e.is_cancelled(),
+                e.failures().len(),
+                cancelling()
+            ));
+            sleep(ms(1_000)).await;
+            l.borrow_mut().push("not reached: the sleep after the scope".into());
+        });
+        rx.recv().await.unwrap();
+        assert_eq!(task.cancelling(), 0);
+        task.cancel();
+        assert_eq!(task.cancelling(), 1);
+        timeout(ms(10_000), task).await
+    });
+    let joined = out.expect("the task ended before the bound");
+    assert!(
+        joined.unwrap_err().is_cancelled(),
+        "the outside cancel landed after the scope"
+    );
+    assert_eq!(*log.borrow(), ["scope: cancelled false, 1 failure(s), cancelling 1"]);
+}
+
+// test_taskgroup_18: the body turns the outside cancellation into an
+// error; the task, returning it at once, ends with it (asyncio: the task
+// raises the ExceptionGroup), while the request stays counted.
+#[test]
+fn a_task_that_returns_the_groups_error_at_once_ends_with_it_not_cancelled() {
+    let out = run(async {
+        let task = spawn(async {
+            let r = task_group(|_tg| async {
+                match cancellable(sleep(ms(10_000))).await {
+                    Err(_) => Err(Boom("raised in the body's except")),
+                    Ok(()) => Ok(()),
+                }
+            })
+            .await;
+            (r.map_err(|e| (e.is_cancelled(), e.failures().len())), cancelling())
+        });
+        sleep(ms(100)).await;
+        task.cancel();
+        task.await
+    });
+    let (scope, count) = out.expect("the task ended with its output, not cancelled");
+    assert_eq!(scope, Err((false, 1)));
+    assert_eq!(count, 1);
+}
+
+// test_nested_groups_both_cancelled
+#[test]
+fn nested_groups_that_both_fail_take_back_each_their_own_request() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    let outer = run(async move {
+        let l2 = l.clone();
+        let outer = task_group(|outer_tg| async move {
+            let inner = task_group(|inner_tg| async move {
+                inner_tg.spawn(async {
+                    yield_now().await;
+                    Err::<(), _>(Boom("inner child"))
+                });
+                outer_tg.spawn(async {
+                    yield_now().await;
+                    Err::<(), _>(Boom("outer child"))
+                });
+                Ok::<_, Boom>(())
+            })
+            .await;
+            l2.borrow_mut()
+                .push(format!("inner failed {}, cancelling {}", inner.is_err(), cancelling()));
+            Ok::<_, Boom>(())
+        })
+        .await;
+        l.borrow_mut()
+            .push(format!("outer failed {}, cancelling {}", outer.is_err(), cancelling()));
+        // Nothing is left over to cancel this sleep.
+        cancellable(sleep(ms(1))).await.is_ok()
+    });
+    assert!(outer, "no cancellation leaked out of the groups");
+    assert_eq!(
+        *log.borrow(),
+        ["inner failed true, cancelling 1", "outer failed true, cancelling 0"]
+    );
+}
+
+// test_cancelling_level_preserved, with a cancel from outside: the group
+// takes back only its own request.
+#[test]
+fn the_groups_own_request_is_taken_back_and_an_outside_one_stays() {
+    let out = run(async {
+        let task = spawn(async {
+            let r = task_group(|tg| async move {
+                tg.spawn(async {
+                    sleep(ms(10)).await;
+                    Err::<(), _>(Boom("late"))
+                });
+                // The outside cancel at 5 ms is caught here, and the body
+                // waits on as its cleanup; the failure comes meanwhile.
+                if cancellable(sleep(ms(1_000))).await.is_err() {
+                    let _ = cancellable(sleep(ms(20))).await;
+                }
+                Ok::<_, Boom>(())
+            })
+            .await;
+            (r.is_err(), cancelling(), cancellable(sleep(ms(1))).await.is_err())
+        });
+        sleep(ms(5)).await;
+        task.cancel();
+        task.await
+    });
+    let (failed, count, cancelled_after) = out.expect("the task returned");
+    assert!(failed);
+    assert_eq!(count, 1, "the outside request stays, the group's is taken back");
+    assert!(cancelled_after, "the outside cancellation lands after the scope");
+}
