@@ -186,6 +186,11 @@ impl LoopHandle {
     /// Schedules `f` to run on the loop thread, waking the loop if it is
     /// blocked. Fails with [`Error::LoopClosed`](crate::Error::LoopClosed)
     /// once the loop is closed.
+    ///
+    /// `f` runs in a copy of the context current on the loop's thread when
+    /// the loop takes it in: the calling thread's context variables do not
+    /// cross (their values need not be `Send`); move what `f` needs into
+    /// it.
     pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> Result<(), crate::Error> {
         self.shared
             .send(Remote::Call(Box::new(f)))

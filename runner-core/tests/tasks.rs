@@ -384,6 +384,30 @@ fn callbacks_run_in_the_context_current_when_scheduled() {
 }
 
 #[test]
+fn call_soon_threadsafe_on_the_loops_own_thread_keeps_the_context_and_the_order() {
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let s = seen.clone();
+    run(async move {
+        let _ = REQUEST.set(78);
+        let lp = runner_core::get_running_loop().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let first = tx.clone();
+        lp.call_soon(move || first.send(("call_soon", REQUEST.get())).unwrap())
+            .unwrap();
+        lp.call_soon_threadsafe(move || tx.send(("call_soon_threadsafe", REQUEST.get())).unwrap())
+            .unwrap();
+        yield_now().await;
+        yield_now().await;
+        s.borrow_mut().extend(rx.try_iter());
+    })
+    .unwrap();
+    assert_eq!(
+        *seen.borrow(),
+        [("call_soon", Some(78)), ("call_soon_threadsafe", Some(78))]
+    );
+}
+
+#[test]
 fn awaiting_own_handle_is_reported_as_a_panic_not_a_hang() {
     let reports = Rc::new(RefCell::new(Vec::new()));
     let sink = reports.clone();

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::EventLoop;
 use crate::reactor::Direction;
-use crate::runtime::{LoopHandle, Remote};
+use crate::runtime::LoopHandle;
 use crate::task::sched::Callback;
 use crate::time;
 use crate::time::driver::{TimeDriver, TimerEntry, TimerKey};
@@ -228,15 +228,14 @@ impl EventLoop {
         })
     }
 
-    /// Schedules `f` from any thread; it runs on the loop thread in the next
-    /// iteration, waking the loop if it is blocked (asyncio's
-    /// `call_soon_threadsafe`). To call it from another thread, use
-    /// [`handle`](Self::handle).
+    /// asyncio's `call_soon_threadsafe`. An `EventLoop` never leaves its
+    /// thread, so this is [`call_soon`](Self::call_soon): `f` runs in the
+    /// next iteration, in a copy of the current context, in order with the
+    /// other callbacks scheduled from this thread. From another thread,
+    /// use [`handle`](Self::handle) and
+    /// [`LoopHandle::call_soon_threadsafe`], which wakes the loop.
     pub fn call_soon_threadsafe(&self, f: impl FnOnce() + Send + 'static) -> Result<(), Error> {
-        self.core
-            .shared
-            .send(Remote::Call(Box::new(f)))
-            .map_err(|_| Error::LoopClosed)
+        self.call_soon(f).map(drop)
     }
 
     /// A `Send + Sync` handle for other threads.
