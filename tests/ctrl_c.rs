@@ -436,3 +436,49 @@ fn main_close_timeout_drops_a_task_that_ignores_cancellation_and_exits() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ctrl_c_in_a_task_group_cancels_the_children_whose_cleanup_runs_then_interrupts() {
+    let mut f = Fixture::start(FIXTURE, "group");
+    f.expect_line("ready");
+    f.sigint();
+    let (status, mut out, stderr) = f.wait();
+    // The children clean up concurrently: either order.
+    out[1..3].sort();
+    assert_eq!(
+        out,
+        [
+            "ready",
+            "child 1: cleanup done",
+            "child 2: cleanup done",
+            "group: cancelled true, 0 failure(s)"
+        ],
+        "{stderr}"
+    );
+    assert!(died_by_sigint(&status), "{status:?} {stderr}");
+    assert!(stderr.contains("KeyboardInterrupt"), "{stderr}");
+}
+
+/// asyncio 3.13's TaskGroup: the failures win over the cancellation from
+/// outside, which still goes on after the scope. Before, the Ctrl-C was
+/// lost here and the main task slept its hour.
+#[test]
+fn ctrl_c_in_a_task_group_whose_child_fails_in_its_cleanup_still_interrupts_after_the_scope() {
+    let mut f = Fixture::start(FIXTURE, "group-child-fails");
+    f.expect_line("ready");
+    f.sigint();
+    let (status, mut out, stderr) = f.wait();
+    out[1..3].sort();
+    assert_eq!(
+        out,
+        [
+            "ready",
+            "child 1: cleanup done",
+            "child 2: cleanup done",
+            "group: cancelled false, 1 failure(s)"
+        ],
+        "{stderr}"
+    );
+    assert!(died_by_sigint(&status), "{status:?} {stderr}");
+    assert!(stderr.contains("KeyboardInterrupt"), "{stderr}");
+}
