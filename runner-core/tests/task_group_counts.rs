@@ -1,8 +1,9 @@
-//! TaskGroup and the owner task's cancellation count: a group takes back
-//! the cancellation it asked for, and hands on one that came from outside,
-//! also when failures win. Ported from CPython's
-//! `Lib/test/test_asyncio/test_taskgroups.py` (3.13's cases, named in
-//! each), on a paused clock so that the interleavings are exact.
+//! TaskGroup and cancellations: a group takes back the cancellation it
+//! asked for of its owner, and hands on one that came from outside, also
+//! when failures win (ported from CPython's
+//! `Lib/test/test_asyncio/test_taskgroups.py`, 3.13's cases, named in
+//! each); a caught cancellation returned by a child is no failure. On a
+//! paused clock, so that the interleavings are exact.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -171,4 +172,39 @@ fn the_groups_own_request_is_taken_back_and_an_outside_one_stays() {
     assert!(failed);
     assert_eq!(count, 1, "the outside request stays, the group's is taken back");
     assert!(cancelled_after, "the outside cancellation lands after the scope");
+}
+
+#[test]
+fn a_child_returning_its_caught_cancellation_in_an_io_error_ends_cancelled_not_failed() {
+    let (scope, first, second) = run(async {
+        let (tx, rx) = async_channel::bounded::<(bool, bool)>(1);
+        let scope = task_group(|tg| async move {
+            // How an `io::Result` function hands on a caught cancellation.
+            let wrapped = tg.spawn(async {
+                match cancellable(sleep(ms(1_000))).await {
+                    Ok(()) => Ok(()),
+                    Err(cancelled) => Err(std::io::Error::other(cancelled)),
+                }
+            });
+            let plain = tg.spawn(async {
+                match cancellable(sleep(ms(1_000))).await {
+                    Ok(()) => Ok(()),
+                    Err(cancelled) => Err(cancelled),
+                }
+            });
+            yield_now().await;
+            wrapped.cancel();
+            plain.cancel();
+            let (a, b) = (wrapped.await, plain.await);
+            tx.send((a.unwrap_err().is_cancelled(), b.unwrap_err().is_cancelled()))
+                .await
+                .unwrap();
+            Ok::<_, std::io::Error>("body done")
+        })
+        .await;
+        let (first, second) = rx.recv().await.unwrap();
+        (scope.map_err(|e| e.failures().len()), first, second)
+    });
+    assert_eq!(scope, Ok("body done"), "no failure in the group");
+    assert!(first && second, "both children ended cancelled");
 }

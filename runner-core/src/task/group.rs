@@ -48,7 +48,8 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What a group's body and children return: `Result<T, E>`, whose `Err`
 /// is a failure (except [`Cancelled`]: a caught cancellation returned as
-/// the error goes on as a cancellation, Python's `raise` in an `except
+/// the error, also inside an `io::Error` as `io::Error::other(cancelled)`,
+/// goes on as a cancellation, Python's `raise` in an `except
 /// CancelledError:`), or `()`.
 pub trait TaskResult: 'static {
     /// The value on success.
@@ -154,7 +155,7 @@ where
         Ok(Ok(out)) => match out.into_result() {
             Ok(v) => value = Some(v),
             // A caught cancellation, re-raised: not a failure.
-            Err(e) if e.is::<Cancelled>() => propagate_cancel = true,
+            Err(e) if is_cancellation(&e) => propagate_cancel = true,
             Err(e) => body_failure = Some(Failure::from_error(None, e)),
         },
         Ok(Err(payload)) => body_failure = Some(Failure::from_panic(None, payload)),
@@ -214,6 +215,16 @@ where
         });
     }
     Ok(value.expect("invariant: the body finished, or it failed or was cancelled"))
+}
+
+/// Whether a body's or child's error is a caught cancellation returned:
+/// the [`Cancelled`] itself, or wrapped in an `io::Error` (how a function
+/// returning `io::Result` hands it on: `io::Error::other(cancelled)`).
+fn is_cancellation(e: &BoxError) -> bool {
+    e.is::<Cancelled>()
+        || e.downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<Cancelled>())
 }
 
 /// What a group's body spawns children with (asyncio's `tg.create_task`).
@@ -489,7 +500,7 @@ where
                 Ok(v) => Poll::Ready(Ok(v)),
                 // A caught cancellation, re-raised: the child ends
                 // cancelled, which is no failure.
-                Err(e) if e.is::<Cancelled>() => Poll::Ready(Err(JoinError::cancelled())),
+                Err(e) if is_cancellation(&e) => Poll::Ready(Err(JoinError::cancelled())),
                 Err(e) => {
                     let message = e.to_string();
                     this.group.fail(Failure::from_error(id(), e));
