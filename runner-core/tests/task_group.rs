@@ -15,29 +15,12 @@ use runner_core::{
     as_completed, cancellable, current_task, sleep, spawn, task_group, yield_now, EventLoop, JoinError, TaskGroupError,
 };
 
-fn paused_loop() -> EventLoop {
-    EventLoop::builder().start_paused(true).build().unwrap()
-}
-
-fn run<T: 'static>(fut: impl std::future::Future<Output = T> + 'static) -> T {
-    let lp = paused_loop();
-    let out = lp.run_until_complete(fut).unwrap();
-    lp.close().unwrap();
-    out
-}
+mod common;
+use common::{paused_loop, run_paused as run, Boom};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
-
-#[derive(Debug, PartialEq)]
-struct Boom(&'static str);
-impl std::fmt::Display for Boom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "boom: {}", self.0)
-    }
-}
-impl std::error::Error for Boom {}
 
 type Log = Rc<RefCell<Vec<String>>>;
 

@@ -9,14 +9,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use runner_core::{cancellable, current_task, sleep, spawn, task_group, timeout, yield_now, EventLoop};
+use runner_core::{cancellable, current_task, sleep, spawn, task_group, timeout, yield_now};
 
-fn run<T: 'static>(fut: impl std::future::Future<Output = T> + 'static) -> T {
-    let lp = EventLoop::builder().start_paused(true).build().unwrap();
-    let out = lp.run_until_complete(fut).unwrap();
-    lp.close().unwrap();
-    out
-}
+mod common;
+use common::{run_paused as run, Boom};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -25,15 +21,6 @@ fn ms(n: u64) -> Duration {
 fn cancelling() -> u32 {
     current_task().expect("inside a task").cancelling()
 }
-
-#[derive(Debug)]
-struct Boom(&'static str);
-impl std::fmt::Display for Boom {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "boom: {}", self.0)
-    }
-}
-impl std::error::Error for Boom {}
 
 type Log = Rc<RefCell<Vec<String>>>;
 

@@ -44,3 +44,32 @@ pub fn fresh_dir(name: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// An error to fail with: "boom: {what}".
+#[allow(dead_code)]
+#[derive(Debug, PartialEq)]
+pub struct Boom(pub &'static str);
+
+impl std::fmt::Display for Boom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "boom: {}", self.0)
+    }
+}
+
+impl std::error::Error for Boom {}
+
+/// A loop on a paused clock: sleeps take no wall time and end in the
+/// order of their virtual deadlines.
+#[allow(dead_code)]
+pub fn paused_loop() -> EventLoop {
+    EventLoop::builder().start_paused(true).build().unwrap()
+}
+
+/// Runs `fut` to completion on a fresh [`paused_loop`], then closes it.
+#[allow(dead_code)]
+pub fn run_paused<T: 'static>(fut: impl std::future::Future<Output = T> + 'static) -> T {
+    let lp = paused_loop();
+    let out = lp.run_until_complete(fut).unwrap();
+    lp.close().unwrap();
+    out
+}
