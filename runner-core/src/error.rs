@@ -167,6 +167,7 @@ impl fmt::Display for Error {
                 "the loop's clock is real, so it cannot be advanced by hand: build the loop with \
                  LoopBuilder::start_paused(true), call EventLoop::pause_clock(), or use #[runner_test(start_paused)]",
             ),
+            Error::Io(e) if e.get_ref().is_some_and(|inner| inner.is::<FactoryFailed>()) => write!(f, "{e}"),
             Error::Io(e) => write!(f, "the event loop could not get an operating-system resource: {e}"),
         }
     }
@@ -184,5 +185,33 @@ impl std::error::Error for Error {
 impl From<io::Error> for Error {
     fn from(e: io::Error) -> Self {
         Error::Io(e)
+    }
+}
+
+/// A runner's `loop_factory` failed: its error, kept as the source, in the
+/// `io::Error` (of the same kind) that [`Error::Io`] carries.
+#[derive(Debug)]
+pub(crate) struct FactoryFailed(pub(crate) io::Error);
+
+impl FactoryFailed {
+    /// `e`, from the factory, as the runner reports it.
+    pub(crate) fn wrap(e: io::Error) -> Error {
+        Error::Io(io::Error::new(e.kind(), FactoryFailed(e)))
+    }
+}
+
+impl fmt::Display for FactoryFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the runner's loop_factory failed: {}; the runner calls it again on its next use",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for FactoryFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
     }
 }

@@ -296,8 +296,14 @@ fn loop_factory_error_is_returned() {
         .loop_factory(|| Err(std::io::Error::other("no loop today")))
         .build();
     let err = runner.run(async {}).unwrap_err();
-    assert!(matches!(err, Error::Io(_)));
-    assert!(err.to_string().contains("no loop today"));
+    assert!(matches!(&err, Error::Io(e) if e.kind() == std::io::ErrorKind::Other));
+    assert_eq!(
+        err.to_string(),
+        "the runner's loop_factory failed: no loop today; the runner calls it again on its next use"
+    );
+    // The factory's own error is kept as the source.
+    let source = std::error::Error::source(&err).and_then(std::error::Error::source);
+    assert_eq!(source.map(ToString::to_string).as_deref(), Some("no loop today"));
 }
 
 /// asyncio calls a failed factory again at the next use: the runner never

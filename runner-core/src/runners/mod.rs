@@ -179,7 +179,7 @@ impl Runner {
         let mut factory = self.loop_factory.borrow_mut();
         let set_event_loop = factory.is_none();
         let event_loop = match factory.as_mut() {
-            Some(make) => make()?,
+            Some(make) => make().map_err(crate::error::FactoryFailed::wrap)?,
             None => EventLoop::new()?,
         };
         factory.take();
