@@ -76,7 +76,9 @@ pub use task::{
     all_tasks, as_completed, cancellable, current_task, shield, task_group, BoxError, CancelHandle, Cancelled,
     CurrentTask, Failure, JoinError, JoinHandle, TaskGroup, TaskGroupError, TaskId, TaskInfo, TaskResult,
 };
-pub use time::{sleep, sleep_until, timeout, timeout_at, wait_for, yield_now, Elapsed, Sleep};
+pub use time::{
+    scoped_timeout, scoped_timeout_at, sleep, sleep_until, timeout, timeout_at, wait_for, yield_now, Elapsed, Sleep,
+};
 
 /// What the expansions of `#[main]` and `#[runner_test]` call. Not public
 /// API: names and signatures may change without notice.

@@ -1,9 +1,10 @@
-//! Time: [`sleep`], [`interval`](fn@interval), [`timeout`], [`wait_for`], [`yield_now`], and the
+//! Time: [`sleep`], [`interval`](fn@interval), [`timeout`], [`scoped_timeout`], [`wait_for`], [`yield_now`], and the
 //! virtual clock's controls, on the loop's timer queue (`driver`).
 //!
 //! A `Sleep` registers its waker on first poll and removes its entry when
 //! dropped; the loop fires every expired entry at the start of an
-//! iteration. This module uses `task` (for [`wait_for`]) and nothing of
+//! iteration. This module uses `task` (for [`wait_for`] and
+//! [`scoped_timeout`]) and nothing of
 //! the loop above it: it finds the running loop's timers through the
 //! thread's current `TimeDriver` (`driver`).
 //!
@@ -22,8 +23,10 @@
 
 pub(crate) mod driver;
 mod interval;
+mod scoped;
 
 pub use self::interval::{interval, interval_at, Interval, MissedTickBehavior};
+pub use self::scoped::{scoped_timeout, scoped_timeout_at, ScopedTimeout};
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
@@ -270,7 +273,8 @@ impl std::error::Error for Elapsed {}
 /// Around a [`task_group`](crate::task_group), the deadline drops the
 /// group: its children are cancelled, and their async cleanup runs after
 /// `timeout` returned. For asyncio's order (the children's cleanup first),
-/// spawn the group and use [`wait_for`] on its handle.
+/// and wherever the code inside must run async cleanup, use
+/// [`scoped_timeout`], which cancels in place.
 ///
 /// The returned [`Timeout`] holds `fut` inline: no allocation per call.
 /// Like `fut` itself, it is `Unpin` only when `fut` is; to poll it through

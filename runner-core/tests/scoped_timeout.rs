@@ -1,0 +1,343 @@
+//! `scoped_timeout`: asyncio's `async with asyncio.timeout(..)`, the
+//! deadline delivered as a cancellation where the code is suspended, its
+//! cleanup run before the timeout returns. Most cases are CPython's
+//! `Lib/test/test_asyncio/test_timeouts.py` (named in each), on a paused
+//! clock so that the interleavings are exact.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use runner_core::{
+    cancellable, current_task, get_running_loop, scoped_timeout, scoped_timeout_at, sleep, spawn, task_group,
+    yield_now, BoxError,
+};
+
+mod common;
+use common::{run_paused as run, Boom};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn cancelling() -> u32 {
+    current_task().expect("inside a task").cancelling()
+}
+
+type Log = Rc<RefCell<Vec<String>>>;
+
+fn push(log: &Log, s: impl Into<String>) {
+    log.borrow_mut().push(s.into());
+}
+
+// test_timeout_basic, test_outer_task_is_not_cancelled
+#[test]
+fn the_deadline_cancels_the_code_inside_and_the_task_goes_on_uncancelled() {
+    let (timed_out, count, next_sleep_ok) = run(async {
+        let r = scoped_timeout(ms(10), sleep(ms(10_000))).await;
+        (r.is_err(), cancelling(), cancellable(sleep(ms(1))).await.is_ok())
+    });
+    assert!(timed_out);
+    assert_eq!(count, 0, "the deadline's request was taken back");
+    assert!(next_sleep_ok, "nothing is left pending");
+}
+
+// test_timeout_not_triggered
+#[test]
+fn a_future_that_finishes_in_time_gives_its_output() {
+    let out = run(async {
+        scoped_timeout(ms(100), async {
+            sleep(ms(10)).await;
+            7
+        })
+        .await
+    });
+    assert_eq!(out, Ok(7));
+}
+
+// test_timeout_zero, test_timeout_in_the_past_sleep_zero,
+// test_timeout_zero_sleep_zero
+#[test]
+fn a_deadline_already_passed_interrupts_at_the_first_suspension_only() {
+    let (never_suspends, suspends, past) = run(async {
+        let never = scoped_timeout(Duration::ZERO, async { 5 }).await;
+        let suspends = scoped_timeout(Duration::ZERO, sleep(Duration::ZERO)).await;
+        let when = get_running_loop().unwrap().time() - ms(1_000);
+        let past = scoped_timeout_at(when, sleep(ms(10))).await;
+        (never, suspends.is_err(), past.is_err())
+    });
+    assert_eq!(never_suspends, Ok(5));
+    assert!(suspends, "sleep(0) suspends once: the deadline lands there");
+    assert!(past);
+}
+
+// The point of it: the cleanup inside runs, `.await`s included, before
+// the timeout returns.
+#[test]
+fn the_code_inside_runs_its_async_cleanup_before_the_timeout_returns() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    run(async move {
+        let l2 = l.clone();
+        let r = scoped_timeout(ms(10), async move {
+            if let Err(cancelled) = cancellable(sleep(ms(10_000))).await {
+                sleep(ms(5)).await;
+                push(&l2, "cleanup done");
+                cancelled.resume().await;
+            }
+        })
+        .await;
+        push(&l, format!("timed out: {}", r.is_err()));
+    });
+    assert_eq!(*log.borrow(), ["cleanup done", "timed out: true"]);
+}
+
+// A task group inside: asyncio's `async with timeout(): async with
+// TaskGroup()` order.
+#[test]
+fn a_task_group_inside_cancels_its_children_whose_cleanup_runs_first() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    run(async move {
+        let l2 = l.clone();
+        let r = scoped_timeout(
+            ms(10),
+            task_group(|tg| async move {
+                for n in 1..=2 {
+                    let l3 = l2.clone();
+                    tg.spawn(async move {
+                        if let Err(cancelled) = cancellable(sleep(ms(10_000))).await {
+                            sleep(ms(n)).await;
+                            push(&l3, format!("child {n} cleaned up"));
+                            return Err::<(), BoxError>(cancelled.into());
+                        }
+                        Ok(())
+                    });
+                }
+                sleep(ms(10_000)).await;
+                Ok::<_, BoxError>(())
+            }),
+        )
+        .await;
+        let scope = r.map(|g| g.map_err(|e| e.is_cancelled()));
+        push(&l, format!("{scope:?}, cancelling {}", cancelling()));
+    });
+    assert_eq!(
+        *log.borrow(),
+        [
+            "child 1 cleaned up",
+            "child 2 cleaned up",
+            "Err(Elapsed { duration: Some(10ms) }), cancelling 0"
+        ]
+    );
+}
+
+// test_timeout_taskgroup: a failure in the children's cleanup is the
+// group's error, which the timeout hands on as the output.
+#[test]
+fn a_failure_in_the_groups_cleanup_is_its_error_not_a_timeout() {
+    let out = run(async {
+        let r = scoped_timeout(
+            ms(10),
+            task_group(|tg| async move {
+                tg.spawn(async {
+                    let _ = cancellable(sleep(ms(2_000))).await;
+                    Err::<(), _>(Boom("crash in cleanup"))
+                });
+                sleep(ms(1_000)).await;
+                Ok::<_, Boom>(())
+            }),
+        )
+        .await;
+        let next = cancellable(sleep(ms(1))).await.is_ok();
+        (r.map(|g| g.map_err(|e| e.failures().len())), cancelling(), next)
+    });
+    assert_eq!(out, (Ok(Err(1)), 0, true));
+}
+
+// test_nested_timeouts
+#[test]
+fn nested_timeouts_that_expire_together_time_out_the_outer_one() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    run(async move {
+        let l2 = l.clone();
+        let outer = scoped_timeout(ms(10), async move {
+            let inner = cancellable(scoped_timeout(ms(10), sleep(ms(10_000)))).await;
+            match inner {
+                // Both deadlines cancelled the task: the inner timeout
+                // hands the cancellation on, the outer one answers.
+                Err(cancelled) => {
+                    push(&l2, "inner: cancelled");
+                    cancelled.resume().await;
+                }
+                Ok(r) => push(&l2, format!("inner: {r:?}")),
+            }
+        })
+        .await;
+        push(
+            &l,
+            format!("outer timed out: {}, cancelling {}", outer.is_err(), cancelling()),
+        );
+    });
+    assert_eq!(
+        *log.borrow(),
+        ["inner: cancelled", "outer timed out: true, cancelling 0"]
+    );
+}
+
+// test_nested_timeouts_concurrent: the outer deadline first.
+#[test]
+fn an_outer_deadline_that_comes_first_goes_through_the_inner_timeout() {
+    let out = run(async {
+        let r = scoped_timeout(ms(2), async {
+            // Not this one's deadline: the cancellation goes through.
+            let _ = scoped_timeout(ms(100), sleep(ms(1_000))).await;
+            "not reached"
+        })
+        .await;
+        (r.is_err(), cancelling())
+    });
+    assert_eq!(out, (true, 0));
+}
+
+// test_timeout_after_cancellation
+#[test]
+fn a_timeout_in_the_cleanup_of_a_caught_cancellation_still_times_out() {
+    let out = run(async {
+        let me = current_task().unwrap();
+        me.cancel();
+        let caught = cancellable(sleep(ms(1_000))).await.is_err();
+        // The caught request is still counted (1): the timeout compares
+        // with that.
+        let r = scoped_timeout(Duration::ZERO, sleep(ms(1_000))).await;
+        (caught, r.is_err(), cancelling())
+    });
+    assert_eq!(out, (true, true, 1));
+}
+
+// test_cancel_in_timeout_after_cancellation,
+// test_foreign_cancel_doesnt_timeout_if_not_expired
+#[test]
+fn a_cancellation_from_elsewhere_goes_on_as_a_cancellation() {
+    let out = run(async {
+        let r = cancellable(scoped_timeout(ms(10_000), async {
+            current_task().unwrap().cancel();
+            sleep(ms(2_000)).await;
+        }))
+        .await;
+        r.map(|inner| inner.is_err())
+    });
+    assert!(out.is_err(), "the cancellation went past the timeout");
+}
+
+// The deadline and a cancel from elsewhere, both: the cancellation wins.
+#[test]
+fn a_deadline_that_comes_with_an_outside_cancel_hands_the_cancellation_on() {
+    let out = run(async {
+        let task = spawn(async { scoped_timeout(ms(10), sleep(ms(10_000))).await.is_err() });
+        // Lands in the same turn as the deadline.
+        sleep(ms(10)).await;
+        task.cancel();
+        task.await
+    });
+    assert!(out.unwrap_err().is_cancelled());
+}
+
+// A code that catches the cancellation and finishes: its output stands,
+// as asyncio's timeout does not raise then.
+#[test]
+fn code_that_swallows_the_deadline_and_finishes_gives_its_output() {
+    let out = run(async {
+        let r = scoped_timeout(ms(10), async {
+            match cancellable(sleep(ms(10_000))).await {
+                Ok(()) => "slept",
+                Err(_) => "caught",
+            }
+        })
+        .await;
+        (r, cancelling())
+    });
+    assert_eq!(out, (Ok("caught"), 0));
+}
+
+// Around a task's handle: the awaited task is cancelled (asyncio's
+// `fut_waiter.cancel()`) and awaited; its cleanup runs first.
+#[test]
+fn around_a_handle_the_awaited_task_is_cancelled_and_its_cleanup_awaited() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    run(async move {
+        let l2 = l.clone();
+        let worker = spawn(async move {
+            if cancellable(sleep(ms(10_000))).await.is_err() {
+                sleep(ms(5)).await;
+                push(&l2, "worker cleaned up");
+                return Err("cancelled");
+            }
+            Ok(())
+        });
+        yield_now().await;
+        let r = scoped_timeout(ms(10), worker).await;
+        push(&l, format!("{r:?}"));
+    });
+    // The worker caught the cancellation and returned: its output stands.
+    assert_eq!(*log.borrow(), ["worker cleaned up", "Ok(Ok(Err(\"cancelled\")))"]);
+}
+
+#[test]
+fn around_a_handle_whose_task_ends_cancelled_it_times_out() {
+    let out = run(async {
+        let worker = spawn(sleep(ms(10_000)));
+        yield_now().await;
+        let r = scoped_timeout(ms(10), worker).await;
+        (r.is_err(), cancelling())
+    });
+    assert_eq!(out, (true, 0));
+}
+
+// Polled where no task runs (loop callbacks here), it cannot cancel
+// anything: it drops the future at the deadline, as `timeout` does.
+#[test]
+fn outside_a_task_the_deadline_drops_the_future() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Context;
+
+    type Shared = Rc<RefCell<Pin<Box<dyn Future<Output = Result<(), runner_core::Elapsed>>>>>>;
+
+    struct Guard(Log);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            push(&self.0, "future dropped");
+        }
+    }
+    let log: Log = Rc::default();
+    let lp = runner_core::EventLoop::new().unwrap();
+    let guard = Guard(log.clone());
+    let fut: Shared = Rc::new(RefCell::new(Box::pin(scoped_timeout(ms(5), async move {
+        let _guard = guard;
+        std::future::pending::<()>().await
+    }))));
+    let poll_in_a_callback = |fut: Shared, log: Log| {
+        move || {
+            let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+            let p = fut.borrow_mut().as_mut().poll(&mut cx);
+            push(&log, format!("{p:?}"));
+        }
+    };
+    lp.call_soon(poll_in_a_callback(fut.clone(), log.clone())).unwrap();
+    lp.call_later(ms(50), poll_in_a_callback(fut.clone(), log.clone()))
+        .unwrap();
+    lp.run_until_complete(sleep(ms(60))).unwrap();
+    drop(fut);
+    lp.close().unwrap();
+    assert_eq!(
+        *log.borrow(),
+        [
+            "Pending",
+            "Ready(Err(Elapsed { duration: Some(5ms) }))",
+            "future dropped"
+        ]
+    );
+}
