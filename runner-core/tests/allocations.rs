@@ -1,6 +1,6 @@
 //! How many allocations the hot paths make, counted by dhat's global
 //! allocator: a yield, a wake and poll through a waker kept by a future,
-//! a `timeout`, a sleep, `cancellable`, `shield` and a TCP round trip make
+//! a `timeout`, a `scoped_timeout`, a sleep, `cancellable`, `shield` and a TCP round trip make
 //! none; a spawn + join makes one (the task's block), and so does a task
 //! group's child.
 //!
@@ -18,7 +18,7 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use runner_core::net::{TcpListener, TcpStream};
-use runner_core::{cancellable, shield, sleep, spawn, task_group, timeout, yield_now};
+use runner_core::{cancellable, scoped_timeout, shield, sleep, spawn, task_group, timeout, yield_now};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -73,6 +73,14 @@ async fn timeouts() -> u64 {
     let mut sum = 0;
     for i in 0..N {
         sum += timeout(Duration::from_secs(60), yield_then(i)).await.unwrap();
+    }
+    sum
+}
+
+async fn scoped_timeouts() -> u64 {
+    let mut sum = 0;
+    for i in 0..N {
+        sum += scoped_timeout(Duration::from_secs(60), yield_then(i)).await.unwrap();
     }
     sum
 }
@@ -187,6 +195,11 @@ fn main() {
             counted(timeouts).await,
             0,
             "{N} timeouts around a future that suspends once"
+        );
+        assert_eq!(
+            counted(scoped_timeouts).await,
+            0,
+            "{N} scoped_timeouts around a future that suspends once"
         );
         assert_eq!(counted(scopes).await, 0, "{N} cancellable(shield(..)) scopes");
         assert_eq!(counted(sleeps).await, 0, "{N} sleeps");

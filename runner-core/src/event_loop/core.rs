@@ -176,6 +176,9 @@ impl LoopCore {
                 None => break,
                 Some(TimerEntry::Waker(w)) => w.wake(),
                 Some(TimerEntry::Callback(cb)) => self.sched.push_callback(cb),
+                Some(TimerEntry::Cancel(task)) => {
+                    task.cancel();
+                }
             }
         }
     }

@@ -15,6 +15,7 @@ use std::rc::Rc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+use crate::task::raw::TaskRef;
 use crate::task::sched::Callback;
 
 /// A loop's clock and timers.
@@ -160,6 +161,10 @@ pub(crate) enum TimerEntry {
     Waker(Waker),
     /// A loop callback (`call_later`, `call_at`).
     Callback(Rc<Callback>),
+    /// A [`scoped_timeout`](super::scoped_timeout)'s deadline: the loop
+    /// cancels the task when it fires (asyncio's timeout handle calling
+    /// `task.cancel()`), before the task's next poll.
+    Cancel(TaskRef),
 }
 
 /// One timer: when it fires, its place in the heap, what it wakes.
@@ -304,7 +309,7 @@ impl Timers {
                 }
                 true
             }
-            Some(TimerEntry::Callback(_)) => true,
+            Some(TimerEntry::Callback(_) | TimerEntry::Cancel(_)) => true,
             None => false,
         }
     }

@@ -14,11 +14,9 @@
 //! as one. This module uses `task` (the current
 //! task, `cancellable`) and `driver` (the loop's timers).
 
-use std::cell::Cell;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -26,12 +24,8 @@ use pin_project_lite::pin_project;
 
 use super::driver::{self, TimerEntry, TimerKey};
 use super::{later, sleep_until, Elapsed, Sleep};
-use crate::task::sched::{self, Callback};
+use crate::task::sched;
 use crate::task::{cancellable, Cancellable, Cancelled};
-
-/// What the timer's callback reports if it panics (it does not: it only
-/// requests a cancellation).
-const WHAT: &str = "a scoped_timeout's deadline callback panicked";
 
 /// Runs `fut` for at most `duration`, cancelling it *in place* when the
 /// time is up, as asyncio's `async with asyncio.timeout(duration):` does:
@@ -53,8 +47,8 @@ const WHAT: &str = "a scoped_timeout's deadline callback panicked";
 /// end, as any cancellation does. Polled outside a task (no cancellation
 /// to deliver), it drops `fut` at the deadline, as `timeout` does.
 ///
-/// One allocation per call (the deadline's loop callback), besides what
-/// `fut` makes.
+/// No allocation: the deadline is an entry in the loop's timers that
+/// cancels the task when it fires.
 ///
 /// ```
 /// use std::time::Duration;
@@ -109,7 +103,7 @@ pub fn scoped_timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> ScopedTime
 enum State {
     /// Not polled yet.
     Idle,
-    /// In a task: its deadline is a loop callback that cancels the task.
+    /// In a task: its deadline is a loop timer that cancels the task.
     Armed,
     /// Polled outside a task: it waits on a plain timer and drops the
     /// future at the deadline.
@@ -129,15 +123,14 @@ pin_project! {
         deadline: Instant,
         duration: Option<Duration>,
         state: State,
-        // The deadline's callback, and its place in the loop's timers
-        // until it fires.
-        callback: Option<Rc<Callback>>,
+        // The deadline's place in the loop's timers, until it fires or is
+        // taken off.
         timer: Option<TimerKey>,
         // The task's outstanding cancellation requests when the timeout
         // was entered (its first poll; asyncio's `_cancelling`).
         entered_with: u32,
-        // Set by the callback when it cancelled the task.
-        fired: Rc<Cell<bool>>,
+        // The deadline cancelled the task.
+        fired: bool,
         // The plain timer of a timeout polled outside a task.
         sleep: Option<Pin<Box<Sleep>>>,
     }
@@ -145,7 +138,7 @@ pin_project! {
     impl<F> PinnedDrop for ScopedTimeout<F> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-            disarm(this.callback, this.timer);
+            disarm(this.timer, this.fired);
         }
     }
 }
@@ -157,25 +150,24 @@ impl<F: Future> ScopedTimeout<F> {
             deadline,
             duration,
             state: State::Idle,
-            callback: None,
             timer: None,
             entered_with: 0,
-            fired: Rc::new(Cell::new(false)),
+            fired: false,
             sleep: None,
         }
     }
 }
 
-/// Takes the deadline's callback off the loop: out of the timers if it is
-/// still there, and unable to run if it already left them for the ready
-/// queue (it then drops its task reference at once).
-fn disarm(callback: &mut Option<Rc<Callback>>, timer: &mut Option<TimerKey>) {
-    if let Some(callback) = callback.take() {
-        callback.cancel();
-    }
+/// Takes the deadline off the loop's timers; if it is no longer there, it
+/// fired: `fired` says so from then on.
+fn disarm(timer: &mut Option<TimerKey>, fired: &mut bool) {
     if let Some(key) = timer.take() {
         let entry = driver::with_current(|d| d.timers.borrow_mut().remove(&key)).flatten();
-        // Dropped outside the borrow of the timers.
+        if entry.is_none() {
+            *fired = true;
+        }
+        // Dropped (with its task reference) outside the borrow of the
+        // timers.
         drop(entry);
     }
 }
@@ -184,7 +176,7 @@ impl<F> fmt::Debug for ScopedTimeout<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ScopedTimeout")
             .field("deadline", &self.deadline)
-            .field("expired", &self.fired.get())
+            .field("expired", &self.fired)
             .finish_non_exhaustive()
     }
 }
@@ -229,8 +221,8 @@ impl<F: Future> Future for ScopedTimeout<F> {
             }
             Poll::Ready(out) => out,
         };
-        disarm(this.callback, this.timer);
-        if !this.fired.get() {
+        disarm(this.timer, this.fired);
+        if !*this.fired {
             // The deadline did not fire: the output, or a cancellation from
             // elsewhere, which goes on.
             return match caught {
@@ -258,7 +250,7 @@ impl<F: Future> Future for ScopedTimeout<F> {
 /// The first poll: arms the deadline and polls the future once; `None`
 /// when the timeout was entered outside a task and waits.
 ///
-/// In a task, the deadline is a loop callback that cancels the task,
+/// In a task, the deadline is a loop timer that cancels the task,
 /// registered before the future's first poll (as asyncio's timeout
 /// schedules its handle on entering: it fires before a timer the code
 /// inside sets for the same instant). A future ready at once is never
@@ -283,30 +275,17 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
     let deadline = *this.deadline;
     let passed = driver::with_current(|d| d.now() >= deadline).unwrap_or(true);
     if !passed {
-        let fired = this.fired.clone();
-        let target = task.clone();
-        let callback = Callback::once(
-            Box::new(move || {
-                if target.cancel() {
-                    fired.set(true);
-                }
-            }),
-            WHAT,
-        );
-        *this.timer = driver::with_current(|d| {
-            d.timers
-                .borrow_mut()
-                .insert(deadline, TimerEntry::Callback(callback.clone()))
-        });
-        *this.callback = Some(callback);
+        *this.timer =
+            driver::with_current(|d| d.timers.borrow_mut().insert(deadline, TimerEntry::Cancel(task.clone())));
     }
     let poll = this.inner.as_mut().poll(cx);
     if let Poll::Ready(Ok(v)) = poll {
-        disarm(this.callback, this.timer);
+        let mut fired = false;
+        disarm(this.timer, &mut fired);
         return Some(Poll::Ready(Ok(v)));
     }
     if passed && poll.is_pending() && task.cancel() {
-        this.fired.set(true);
+        *this.fired = true;
     }
     Some(poll)
 }
