@@ -201,6 +201,33 @@ fn an_outer_deadline_that_comes_first_goes_through_the_inner_timeout() {
     assert_eq!(out, (true, 0));
 }
 
+// test_nested_timeout_in_finally
+#[test]
+fn a_timeout_in_the_cleanup_of_a_timed_out_block_times_out_on_its_own() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    run(async move {
+        let l2 = l.clone();
+        let outer = scoped_timeout(ms(10), async move {
+            if let Err(cancelled) = cancellable(sleep(ms(1_000))).await {
+                // The cleanup has its own deadline, which expires too.
+                let inner = scoped_timeout(ms(10), sleep(ms(10_000))).await;
+                push(&l2, format!("inner timed out: {}", inner.is_err()));
+                cancelled.resume().await;
+            }
+        })
+        .await;
+        push(
+            &l,
+            format!("outer timed out: {}, cancelling {}", outer.is_err(), cancelling()),
+        );
+    });
+    assert_eq!(
+        *log.borrow(),
+        ["inner timed out: true", "outer timed out: true, cancelling 0"]
+    );
+}
+
 // test_timeout_after_cancellation
 #[test]
 fn a_timeout_in_the_cleanup_of_a_caught_cancellation_still_times_out() {
