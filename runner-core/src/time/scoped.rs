@@ -123,9 +123,9 @@ pin_project! {
         deadline: Instant,
         duration: Option<Duration>,
         state: State,
-        // The deadline's place in the loop's timers, until it fires or is
-        // taken off.
-        timer: Option<TimerKey>,
+        // The deadline's place in the timers of a loop (by its id), until
+        // it fires or is taken off.
+        timer: Option<(u64, TimerKey)>,
         // The task's outstanding cancellation requests when the timeout
         // was entered (its first poll; asyncio's `_cancelling`).
         entered_with: u32,
@@ -158,17 +158,20 @@ impl<F: Future> ScopedTimeout<F> {
     }
 }
 
-/// Takes the deadline off the loop's timers; if it is no longer there, it
-/// fired: `fired` says so from then on.
-fn disarm(timer: &mut Option<TimerKey>, fired: &mut bool) {
-    if let Some(key) = timer.take() {
-        let entry = driver::with_current(|d| d.timers.borrow_mut().remove(&key)).flatten();
-        if entry.is_none() {
-            *fired = true;
+/// Takes the deadline off its loop's timers; if it is no longer there, it
+/// fired: `fired` says so from then on. (From another loop, or with none
+/// running, it cannot be reached: it stays, and cancels its task when it
+/// fires, if that task still runs.)
+fn disarm(timer: &mut Option<(u64, TimerKey)>, fired: &mut bool) {
+    if let Some((loop_id, key)) = timer.take() {
+        let entry = driver::with_current(|d| (d.id == loop_id).then(|| d.timers.borrow_mut().remove(&key))).flatten();
+        match entry {
+            Some(None) => *fired = true,
+            // Dropped (with its task reference) outside the borrow of the
+            // timers.
+            Some(Some(entry)) => drop(entry),
+            None => {}
         }
-        // Dropped (with its task reference) outside the borrow of the
-        // timers.
-        drop(entry);
     }
 }
 
@@ -275,8 +278,10 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
     let deadline = *this.deadline;
     let passed = driver::with_current(|d| d.now() >= deadline).unwrap_or(true);
     if !passed {
-        *this.timer =
-            driver::with_current(|d| d.timers.borrow_mut().insert(deadline, TimerEntry::Cancel(task.clone())));
+        *this.timer = driver::with_current(|d| {
+            let key = d.timers.borrow_mut().insert(deadline, TimerEntry::Cancel(task.clone()));
+            (d.id, key)
+        });
     }
     let poll = this.inner.as_mut().poll(cx);
     if let Poll::Ready(Ok(v)) = poll {
