@@ -368,3 +368,28 @@ fn outside_a_task_the_deadline_drops_the_future() {
         ]
     );
 }
+
+// A shield inside: the deadline waits for its end and lands after it.
+#[test]
+fn inside_a_shield_the_deadline_waits_for_the_shields_end() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    run(async move {
+        let l2 = l.clone();
+        let r = scoped_timeout(ms(10), async move {
+            runner_core::shield(async {
+                sleep(ms(50)).await;
+                push(&l2, "shielded section done");
+            })
+            .await;
+            sleep(ms(10_000)).await;
+            push(&l2, "not reached");
+        })
+        .await;
+        push(&l, format!("timed out: {}, cancelling {}", r.is_err(), cancelling()));
+    });
+    assert_eq!(
+        *log.borrow(),
+        ["shielded section done", "timed out: true, cancelling 0"]
+    );
+}

@@ -44,8 +44,11 @@ use crate::task::{cancellable, Cancellable, Cancelled};
 /// count stays above what it was), the cancellation goes on as the task's,
 /// not as `Elapsed`. A `fut` that never suspends is never interrupted.
 /// Inside a [`shield`](crate::shield) the deadline waits for the shield to
-/// end, as any cancellation does. Polled outside a task (no cancellation
-/// to deliver), it drops `fut` at the deadline, as `timeout` does.
+/// end, as any cancellation does, and lands at the next suspension; if
+/// `fut` finishes first, the timeout answers `Err(Elapsed)`, as a task
+/// that finishes with a cancellation pending ends cancelled. Polled
+/// outside a task (no cancellation to deliver), it drops `fut` at the
+/// deadline, as `timeout` does.
 ///
 /// No allocation: the deadline is an entry in the loop's timers that
 /// cancels the task when it fires.
