@@ -393,3 +393,22 @@ fn inside_a_shield_the_deadline_waits_for_the_shields_end() {
         ["shielded section done", "timed out: true, cancelling 0"]
     );
 }
+
+// A shield that is the last thing inside: the deadline, never delivered,
+// is withdrawn when the timeout takes its request back, and the output
+// stands (asyncio 3.13).
+#[test]
+fn a_shielded_last_step_keeps_its_output() {
+    let out = run(async {
+        let r = scoped_timeout(
+            ms(10),
+            runner_core::shield(async {
+                sleep(ms(50)).await;
+                7
+            }),
+        )
+        .await;
+        (r, cancelling(), cancellable(sleep(ms(1))).await.is_ok())
+    });
+    assert_eq!(out, (Ok(7), 0, true));
+}

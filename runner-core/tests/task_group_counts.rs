@@ -9,7 +9,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use runner_core::{cancellable, current_task, sleep, spawn, task_group, timeout, yield_now};
+use runner_core::{cancellable, current_task, sleep, spawn, task_group, timeout, yield_now, BoxError};
 
 mod common;
 use common::{run_paused as run, Boom};
@@ -194,4 +194,71 @@ fn a_child_returning_its_caught_cancellation_in_an_io_error_ends_cancelled_not_f
     });
     assert_eq!(scope, Ok("body done"), "no failure in the group");
     assert!(first && second, "both children ended cancelled");
+}
+
+/// A cancellation handed on (resumed) is in flight: taking back the request
+/// it came from does not withdraw it (only one never delivered is), or the
+/// code that resumed it would wait for it forever. Found by a randomized
+/// run: a task group's request of its owner, delivered into a sibling
+/// branch of a `zip` (`join!`) that resumed it, then taken back when the group
+/// ended.
+#[test]
+fn a_resumed_cancellation_survives_the_uncancel_of_its_request() {
+    let out = run(async {
+        let task = spawn(async {
+            let resumer = async {
+                if let Err(cancelled) = cancellable(sleep(ms(3_600_000))).await {
+                    cancelled.resume().await;
+                    return "resume returned";
+                }
+                "slept"
+            };
+            let taker_back = async {
+                yield_now().await;
+                current_task().unwrap().uncancel();
+            };
+            futures_lite::future::zip(resumer, taker_back).await.0
+        });
+        yield_now().await;
+        task.cancel();
+        // Bounded in virtual time: a lost cancellation is an Err here.
+        timeout(ms(10_000), task).await
+    });
+    let joined = out.expect("the task ended");
+    assert!(
+        joined.unwrap_err().is_cancelled(),
+        "the resumed cancellation ended the task"
+    );
+}
+
+/// A child that runs a nested group and hands on its cancelled scope with
+/// `?` ends cancelled, as Python's `CancelledError` goes through `async
+/// with TaskGroup()`: no failure of the outer group.
+#[test]
+fn a_child_handing_on_a_nested_scopes_cancellation_with_the_question_mark_is_cancelled() {
+    let out = run(async {
+        task_group(|outer| async move {
+            let child = outer.spawn(async {
+                task_group(|inner| async move {
+                    inner.spawn(async {
+                        sleep(ms(10_000)).await;
+                        Ok::<_, BoxError>(())
+                    });
+                    Ok::<_, BoxError>(())
+                })
+                .await?;
+                Ok::<_, BoxError>("not reached")
+            });
+            yield_now().await;
+            child.cancel();
+            Ok::<_, BoxError>(child.await.map_err(|e| e.is_cancelled()))
+        })
+        .await
+        .map_err(|e| e.failures().len())
+    });
+    assert_eq!(
+        out,
+        Ok(Err(true)),
+        "the child ended cancelled, and the group did not fail"
+    );
 }

@@ -240,3 +240,35 @@ impl<F: Future> Future for Shield<F> {
         poll
     }
 }
+
+pin_project! {
+    /// `inner`, and whether a cancellation came out of it in flight: one
+    /// handed on (a nested task group's scope that was cancelled, a
+    /// resumed `Cancelled`) during the poll that finished it, so that the
+    /// scope around can catch it as its `cancellable` would have at the
+    /// next suspension. One set before that poll (by a sibling in a
+    /// `join!`) is not this future's.
+    pub(crate) struct WatchFlight<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> WatchFlight<F> {
+    pub(crate) fn new(inner: F) -> WatchFlight<F> {
+        WatchFlight { inner }
+    }
+}
+
+impl<F: Future> Future for WatchFlight<F> {
+    type Output = (F::Output, bool);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let in_flight = || sched::with_current_task(|core| core.in_flight()).unwrap_or(false);
+        let before = in_flight();
+        match self.project().inner.poll(cx) {
+            Poll::Ready(out) => Poll::Ready((out, in_flight() && !before)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}

@@ -72,8 +72,14 @@ const FORWARDED: u8 = 1 << 2;
 /// cancellation from outside together with its failures, which must not
 /// be lost). Any other reason to cancel clears it.
 const AT_SUSPENSION: u8 = 1 << 3;
-/// The [`Outcome`] is in the high bits.
-const OUTCOME_SHIFT: u8 = 4;
+/// The pending cancellation is one already delivered and handed on (a
+/// caught one resumed, a task group's scope letting its owner's go on,
+/// the awaited task's ending cancelled): Python's `CancelledError` in
+/// flight, which `uncancel` does not withdraw, where a request never
+/// delivered (`_must_cancel`) is.
+const IN_FLIGHT: u8 = 1 << 4;
+/// The [`Outcome`] is in the high bits (five values: three bits).
+const OUTCOME_SHIFT: u8 = 5;
 
 /// Where the task was suspended during its last poll, for cancellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -307,8 +313,12 @@ impl TaskCore {
     pub(crate) fn settle_forwarded(&self) {
         let outcome = self.with_awaited(|a| a.core().outcome());
         self.set_state_bit(FORWARDED, false);
-        if !matches!(outcome, Some(Outcome::Completed | Outcome::Panicked | Outcome::Failed)) {
-            self.pend();
+        match outcome {
+            Some(Outcome::Completed | Outcome::Panicked | Outcome::Failed) => {}
+            // It ended cancelled: the cancellation comes out of the await.
+            Some(Outcome::Cancelled) => self.pend_in_flight(),
+            // Woken for something else: the request was not consumed.
+            _ => self.pend(),
         }
     }
 
@@ -358,12 +368,12 @@ impl TaskCore {
 
     /// Takes back one request; the last one taken back also withdraws a
     /// cancellation not delivered yet (asyncio 3.13's `uncancel` clears
-    /// `_must_cancel` at zero), unless the task is to be dropped whatever
-    /// its scopes say.
+    /// `_must_cancel` at zero), but not one in flight ([`IN_FLIGHT`]), nor
+    /// one that drops the task whatever its scopes say.
     pub(crate) fn uncancel(&self) -> u32 {
         let n = self.cancel_requests.get().saturating_sub(1);
         self.cancel_requests.set(n);
-        if n == 0 && !self.is_forced() {
+        if n == 0 && !self.is_forced() && !self.state_bit(IN_FLIGHT) {
             self.set_cancel_pending(false);
         }
         u32::from(n)
@@ -393,6 +403,21 @@ impl TaskCore {
     pub(crate) fn pend_at_suspension(&self) {
         self.set_flag(CANCEL_PENDING, true);
         self.set_state_bit(AT_SUSPENSION, true);
+        self.set_state_bit(IN_FLIGHT, false);
+    }
+
+    /// A cancellation that was delivered, handed on: pending again, in
+    /// flight (see [`IN_FLIGHT`]).
+    pub(crate) fn pend_in_flight(&self) {
+        self.set_flag(CANCEL_PENDING, true);
+        self.set_state_bit(AT_SUSPENSION, false);
+        self.set_state_bit(IN_FLIGHT, true);
+    }
+
+    /// Whether the pending cancellation is one in flight (see
+    /// [`IN_FLIGHT`]).
+    pub(crate) fn in_flight(&self) -> bool {
+        self.cancel_pending() && self.state_bit(IN_FLIGHT)
     }
 
     /// Whether a task that finishes now ends cancelled: a cancellation is
@@ -401,7 +426,11 @@ impl TaskCore {
         self.cancel_pending() && !self.state_bit(AT_SUSPENSION)
     }
 
+    /// A new request: pending (one already in flight stays so).
     fn pend(&self) {
+        if !self.cancel_pending() {
+            self.set_state_bit(IN_FLIGHT, false);
+        }
         self.set_flag(CANCEL_PENDING, true);
         self.set_state_bit(AT_SUSPENSION, false);
     }
@@ -510,7 +539,7 @@ impl TaskCore {
         if self.is_done() || SCRATCH.with(|s| s.shields.get()) > 0 {
             return false;
         }
-        self.pend();
+        self.pend_in_flight();
         true
     }
 

@@ -36,7 +36,7 @@ use std::task::{Context, Poll, Waker};
 use pin_project_lite::pin_project;
 use sync_wrapper::SyncWrapper;
 
-use super::cancel::{cancellable, Cancelled};
+use super::cancel::{cancellable, Cancelled, WatchFlight};
 use super::handle::{panic_message, JoinError, JoinHandle};
 use super::raw::TaskRef;
 use super::{harness, sched};
@@ -47,10 +47,11 @@ use crate::runtime::{ExceptionContext, TaskId};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What a group's body and children return: `Result<T, E>`, whose `Err`
-/// is a failure (except [`Cancelled`]: a caught cancellation returned as
-/// the error, also inside an `io::Error` as `io::Error::other(cancelled)`,
-/// goes on as a cancellation, Python's `raise` in an `except
-/// CancelledError:`), or `()`.
+/// is a failure (except a cancellation handed on, which goes on as a
+/// cancellation: a caught [`Cancelled`] returned as the error, also inside
+/// an `io::Error` as `io::Error::other(cancelled)`, Python's `raise` in an
+/// `except CancelledError:`; or a nested scope's [`TaskGroupError`] that
+/// says [`is_cancelled`](TaskGroupError::is_cancelled), its `?`), or `()`.
 pub trait TaskResult: 'static {
     /// The value on success.
     type Ok: 'static;
@@ -151,8 +152,19 @@ where
     let mut propagate_cancel = false;
     let mut value = None;
     let mut body_failure = None;
-    match cancellable(CatchPanic::new(body(group).into_future())).await {
+    let (ended, came_out) = WatchFlight::new(cancellable(CatchPanic::new(body(group).into_future()))).await;
+    // A body that finished with a cancellation in flight (a nested scope
+    // that was cancelled hands it on, and the body returned at once) let
+    // it come out: the scope catches it here, as its `cancellable` would
+    // have at the body's next suspension.
+    if came_out {
+        if let Some(owner) = &inner.owner {
+            owner.core().set_cancel_pending(false);
+        }
+    }
+    match ended {
         Ok(Ok(out)) => match out.into_result() {
+            Ok(_) if came_out => propagate_cancel = true,
             Ok(v) => value = Some(v),
             // A caught cancellation, re-raised: not a failure.
             Err(e) if is_cancellation(&e) => propagate_cancel = true,
@@ -207,7 +219,7 @@ where
     if propagate_cancel {
         // The caught cancellation goes on as the owner's.
         if let Some(owner) = &inner.owner {
-            owner.core().set_cancel_pending(true);
+            owner.core().pend_in_flight();
         }
         return Err(TaskGroupError {
             failures,
@@ -217,11 +229,15 @@ where
     Ok(value.expect("invariant: the body finished, or it failed or was cancelled"))
 }
 
-/// Whether a body's or child's error is a caught cancellation returned:
-/// the [`Cancelled`] itself, or wrapped in an `io::Error` (how a function
-/// returning `io::Result` hands it on: `io::Error::other(cancelled)`).
+/// Whether a body's or child's error is a cancellation handed on: a
+/// caught [`Cancelled`] returned (also wrapped in an `io::Error`, how a
+/// function returning `io::Result` hands it on: `io::Error::other(cancelled)`),
+/// or the error of a nested scope that was cancelled (its `?`), as
+/// Python's `CancelledError` goes through `async with TaskGroup()`.
 fn is_cancellation(e: &BoxError) -> bool {
     e.is::<Cancelled>()
+        || e.downcast_ref::<TaskGroupError>()
+            .is_some_and(TaskGroupError::is_cancelled)
         || e.downcast_ref::<std::io::Error>()
             .and_then(std::io::Error::get_ref)
             .is_some_and(|inner| inner.is::<Cancelled>())

@@ -45,8 +45,8 @@ use crate::task::{cancellable, Cancellable, Cancelled};
 /// not as `Elapsed`. A `fut` that never suspends is never interrupted.
 /// Inside a [`shield`](crate::shield) the deadline waits for the shield to
 /// end, as any cancellation does, and lands at the next suspension; if
-/// `fut` finishes first, the timeout answers `Err(Elapsed)`, as a task
-/// that finishes with a cancellation pending ends cancelled. Polled
+/// `fut` finishes first, its output stands (asyncio 3.13: the timeout's
+/// `uncancel` withdraws a cancellation never delivered). Polled
 /// outside a task (no cancellation to deliver), it drops `fut` at the
 /// deadline, as `timeout` does.
 ///
@@ -134,6 +134,9 @@ pin_project! {
         entered_with: u32,
         // The deadline cancelled the task.
         fired: bool,
+        // The future finished with a cancellation in flight, handed on
+        // during that poll.
+        came_out: bool,
         // The plain timer of a timeout polled outside a task.
         sleep: Option<Pin<Box<Sleep>>>,
     }
@@ -156,6 +159,7 @@ impl<F: Future> ScopedTimeout<F> {
             timer: None,
             entered_with: 0,
             fired: false,
+            came_out: false,
             sleep: None,
         }
     }
@@ -212,17 +216,23 @@ impl<F: Future> Future for ScopedTimeout<F> {
                 }
                 return this.inner.poll(cx).map(|out| out.map_err(|_| elapsed));
             }
-            State::Armed => this.inner.as_mut().poll(cx),
+            State::Armed => {
+                let before = in_flight();
+                let poll = this.inner.as_mut().poll(cx);
+                *this.came_out = poll.is_ready() && in_flight() && !before;
+                poll
+            }
         };
         let caught = match poll {
             Poll::Pending => return Poll::Pending,
-            // Finished, but with the cancellation handed on to the task's
-            // next suspension (a task group's scope ends so when it was
-            // cancelled): it came back out, as asyncio's CancelledError
-            // out of the block. (Not one meant for the next suspension
-            // only: then the output stands.)
-            Poll::Ready(Ok(v)) if sched::with_current_task(|core| core.cancels_output()) == Some(true) => {
+            // Finished, but with a cancellation in flight (a task group's
+            // scope ends so when it was cancelled): it came back out, as
+            // asyncio's CancelledError out of the block, and is caught
+            // here. (One never delivered, held by a shield, say, leaves
+            // the output standing, as in asyncio.)
+            Poll::Ready(Ok(v)) if *this.came_out => {
                 drop(v);
+                sched::with_current_task(|core| core.set_cancel_pending(false));
                 Err(Cancelled)
             }
             Poll::Ready(out) => out,
@@ -286,16 +296,19 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
             (d.id, key)
         });
     }
+    let before = in_flight();
     let poll = this.inner.as_mut().poll(cx);
-    if let Poll::Ready(Ok(v)) = poll {
-        let mut fired = false;
-        disarm(this.timer, &mut fired);
-        return Some(Poll::Ready(Ok(v)));
-    }
-    if passed && poll.is_pending() && task.cancel() {
+    *this.came_out = poll.is_ready() && in_flight() && !before;
+    // Ready at once: never interrupted (the caller takes the deadline
+    // off). Suspended with the deadline passed: cancelled now.
+    if poll.is_pending() && passed && task.cancel() {
         *this.fired = true;
     }
     Some(poll)
+}
+/// Whether the current task's pending cancellation is one in flight.
+fn in_flight() -> bool {
+    sched::with_current_task(|core| core.in_flight()).unwrap_or(false)
 }
 
 /// Hands on a caught cancellation that was not the timeout's (Python's

@@ -65,27 +65,34 @@ pub fn paused_loop() -> EventLoop {
     EventLoop::builder().start_paused(true).build().unwrap()
 }
 
-/// Runs `fut` to completion on a fresh [`paused_loop`], then closes it.
-///
-/// Bounded in wall time: the virtual clock jumps over every sleep, so only
-/// a lost wake-up could hang it, and then a watchdog ends the test binary
-/// after two minutes, saying so (not under Miri, whose clock is its own).
+/// Runs `fut` to completion on a fresh [`paused_loop`], then closes it,
+/// within two minutes of wall time ([`within_wall_time`]): the virtual
+/// clock jumps over every sleep, so only a lost wake-up could hang it.
 #[allow(dead_code)]
 pub fn run_paused<T: 'static>(fut: impl std::future::Future<Output = T> + 'static) -> T {
+    within_wall_time(std::time::Duration::from_secs(120), || {
+        let lp = paused_loop();
+        let out = lp.run_until_complete(fut).unwrap();
+        lp.close().unwrap();
+        out
+    })
+}
+
+/// Runs `f`; if it has not returned within `limit` of wall time, a
+/// watchdog ends the test binary, saying so, so that a hang is a red test
+/// and not a stuck CI. (Not under Miri, whose clock is its own.)
+#[allow(dead_code)]
+pub fn within_wall_time<T>(limit: std::time::Duration, f: impl FnOnce() -> T) -> T {
     let (done, watched) = std::sync::mpsc::channel::<()>();
     let watchdog = (!cfg!(miri)).then(|| {
         std::thread::spawn(move || {
-            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                watched.recv_timeout(std::time::Duration::from_secs(120))
-            {
-                eprintln!("a paused-clock test did not finish within 120 s of wall time: a lost wake-up?");
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = watched.recv_timeout(limit) {
+                eprintln!("a test did not finish within {limit:?} of wall time: a lost wake-up?");
                 std::process::exit(101);
             }
         })
     });
-    let lp = paused_loop();
-    let out = lp.run_until_complete(fut).unwrap();
-    lp.close().unwrap();
+    let out = f();
     drop(done);
     if let Some(watchdog) = watchdog {
         watchdog.join().unwrap();
