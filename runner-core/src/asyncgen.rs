@@ -154,6 +154,10 @@ struct Inner<T> {
     state: Cell<State>,
     /// Closers waiting for the one at work to finish.
     waiters: RefCell<Vec<std::task::Waker>>,
+    /// The consumer waiting for the body's next value (its waker is also
+    /// somewhere in the body): a closer that takes the body over wakes it
+    /// when done, as it would no longer be woken by the body.
+    consumer: RefCell<Option<std::task::Waker>>,
 }
 
 /// Finishes the generator when its body panics while polled (a body that
@@ -215,7 +219,20 @@ impl<T: 'static> Inner<T> {
             }
             // Returned, closed, or panicked: nothing more comes.
             State::Finished => return Poll::Ready(None),
-            State::Running | State::Closing => {}
+            // A closer drives the body (the loop's close, an `aclose`
+            // elsewhere): the consumer, a body that was suspended in this
+            // generator's step, waits for it to finish, and then nothing
+            // more comes. Polling the body too would make two drivers of
+            // it, and the one whose waker the body kept would be the only
+            // one woken.
+            State::Closing => {
+                let mut waiters = self.waiters.borrow_mut();
+                if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                    waiters.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            State::Running => {}
         }
         let mut body = self.body.borrow_mut();
         let Some(fut) = body.as_mut() else {
@@ -223,15 +240,23 @@ impl<T: 'static> Inner<T> {
         };
         let poll = self.poll_body(fut, cx);
         if let Some(value) = self.shared.slot.borrow_mut().take() {
+            self.consumer.take();
             return Poll::Ready(Some(value));
         }
         match poll {
             Poll::Ready(()) => {
                 body.take();
+                self.consumer.take();
                 self.state.set(State::Finished);
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                let mut consumer = self.consumer.borrow_mut();
+                if !consumer.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    *consumer = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -260,6 +285,11 @@ impl<T: 'static> Inner<T> {
         }
         self.state.set(State::Closing);
         self.shared.closing.set(true);
+        // A consumer suspended in the step this closer takes over waits
+        // for it to finish (see `resume`).
+        if let Some(consumer) = self.consumer.take() {
+            self.waiters.borrow_mut().push(consumer);
+        }
         let _abandoned = AbandonedClose(&*self);
         std::future::poll_fn(|cx| {
             let mut body = self.body.borrow_mut();
@@ -373,6 +403,7 @@ where
             body: RefCell::new(Some(Box::pin(fut))),
             state: Cell::new(State::Fresh),
             waiters: RefCell::new(Vec::new()),
+            consumer: RefCell::new(None),
         }),
     }
 }

@@ -294,3 +294,69 @@ fn run_closes_generators_after_hanging_tasks_errors() {
     );
     assert!(spinner.borrow().as_ref().is_some_and(|g| g.is_finished()));
 }
+
+/// A generator consumed by another generator's body, both left open when
+/// the runner closes: the outer one's finalizer drives its step, which is
+/// waiting on the inner one, while the close's step 2 closes the inner
+/// one. The inner one's closer takes its body over and, when done, wakes
+/// the outer step that waited on it (it used to wait forever: the body
+/// kept only the closer's waker), so both cleanups run. Found by a
+/// randomized test of cancellation programs.
+#[test]
+fn a_generator_inside_another_generators_step_is_closed_and_the_outer_one_finishes_too() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    let lp = runner_core::EventLoop::builder().start_paused(true).build().unwrap();
+    let reports = capture_reports(&lp);
+    let factory_loop = lp.clone();
+    let out = common::within_wall_time(Duration::from_secs(60), move || {
+        runner_core::Builder::new()
+            // Only a step that waits for nothing reaches it: then the
+            // close gives up and reports it.
+            .close_timeout(Duration::from_secs(5))
+            .loop_factory(move || Ok(factory_loop.clone()))
+            .run(async move {
+                let l2 = l.clone();
+                spawn(async move {
+                    let l3 = l2.clone();
+                    let mut outer = asyncgen(move |mut y| async move {
+                        for i in 0..3u32 {
+                            if y.yield_(i).await.is_err() {
+                                l3.borrow_mut().push("outer: closed at a yield".to_string());
+                                return;
+                            }
+                            let l4 = l3.clone();
+                            let mut inner = asyncgen(move |mut y| async move {
+                                for j in 0..3u32 {
+                                    if y.yield_(j).await.is_err() {
+                                        sleep(Duration::from_millis(1)).await;
+                                        l4.borrow_mut().push("inner: async cleanup done".to_string());
+                                        return;
+                                    }
+                                    sleep(Duration::from_millis(17)).await;
+                                }
+                            });
+                            let (a, b) = (inner.next().await, inner.next().await);
+                            l3.borrow_mut().push(format!("outer: step {i} got {a:?} {b:?}"));
+                        }
+                    });
+                    outer.next().await;
+                    // Mid-step: the inner generator sleeps.
+                    outer.next().await;
+                });
+                sleep(Duration::from_millis(5)).await;
+                // The task is left over: the close cancels it.
+            })
+    });
+    assert!(out.is_ok(), "{out:?}");
+    let reports: Vec<String> = reports.borrow().iter().map(|r| r.message.clone()).collect();
+    assert!(reports.is_empty(), "{reports:?}");
+    assert_eq!(
+        *log.borrow(),
+        [
+            "inner: async cleanup done",
+            "outer: step 0 got Some(0) None",
+            "outer: closed at a yield"
+        ]
+    );
+}
