@@ -215,8 +215,8 @@ struct Workers {
 pub(crate) struct Executor {
     /// Jobs queued or running; the virtual clock does not auto-advance
     /// while any is in flight (their results are real-time events). A job
-    /// lowers it *before* waking its awaiter, so the loop that wakes sees
-    /// the job gone.
+    /// lowers it *after* waking its awaiter, and the last one nudges the
+    /// loop (see `submit`).
     in_flight: Arc<AtomicUsize>,
     tx: Mutex<Option<Sender<Job>>>,
     rx: Receiver<Job>,
@@ -437,14 +437,22 @@ where
     let in_flight = executor.in_flight.clone();
     in_flight.fetch_add(1, Ordering::AcqRel);
     let job_in_flight = in_flight.clone();
+    let event_loop = executor.event_loop.clone();
     let accepted = executor.submit(Box::new(move || {
         let result = catch_unwind(AssertUnwindSafe(f)).map_err(JoinError::panicked);
         let waker = job_slot.fill(result);
-        // Counted done before the wake: the woken loop must not see the
-        // job in flight (a paused clock would not move).
-        job_in_flight.fetch_sub(1, Ordering::AcqRel);
+        // The awaiter's wake first, then the job counted done: a loop on a
+        // paused clock that sees no job in flight then also sees the wake
+        // (the count's release publishes it), so it never jumps its clock
+        // past a result still on its way. (The other order let it jump an
+        // hour-long timeout while the result was in transit.)
         if let Some(w) = waker {
             w.wake();
+        }
+        if job_in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // A loop that saw this job in flight may have blocked for a real
+            // wake-up instead of moving its clock: it decides again now.
+            event_loop.shared.nudge();
         }
     }));
     if !accepted {

@@ -109,6 +109,17 @@ impl Shared {
         Ok(())
     }
 
+    /// Wakes the loop if it is blocked, with nothing to take: it looks at
+    /// its state again (a blocking job ended: a paused clock may move).
+    pub(crate) fn nudge(&self) {
+        self.pending.store(true, Ordering::SeqCst);
+        if self.sleeping.load(Ordering::SeqCst) {
+            if let Some(poller) = self.poller.get().and_then(Weak::upgrade) {
+                let _ = poller.notify();
+            }
+        }
+    }
+
     /// Records the loop's poller, for senders to notify.
     pub(crate) fn set_poller(&self, poller: &Arc<Poller>) {
         let _ = self.poller.set(Arc::downgrade(poller));

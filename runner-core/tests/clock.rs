@@ -103,6 +103,31 @@ fn the_clock_does_not_jump_while_a_blocking_job_is_in_flight() {
     );
 }
 
+/// A job's result on its way to the loop holds the paused clock too: the
+/// job used to be counted done just before it woke its awaiter, and a
+/// loop that looked in between jumped its clock to the next timer (here,
+/// an hour-long timeout fired for a job that had finished). About 100 of
+/// 20,000 did before the fix.
+#[test]
+fn the_clock_does_not_jump_while_a_finished_jobs_result_is_on_its_way() {
+    let lp = paused_loop();
+    let early = lp
+        .run_until_complete(async {
+            let mut early = 0;
+            for i in 0..5_000u32 {
+                if timeout(Duration::from_secs(3600), spawn_blocking(move || i))
+                    .await
+                    .is_err()
+                {
+                    early += 1;
+                }
+            }
+            early
+        })
+        .unwrap();
+    assert_eq!(early, 0, "hour-long timeouts fired for jobs that had finished");
+}
+
 #[test]
 fn advancing_a_real_clock_is_a_clear_error() {
     let lp = EventLoop::new().unwrap();
