@@ -1,7 +1,9 @@
 //! Cancellation under random programs: trees of spawns, joins, task groups,
 //! `timeout`, `scoped_timeout`, `wait_for`, `cancellable` (with resume),
-//! `shield`, self-cancels, `uncancel`, `as_completed`, `zip` and async
-//! generators (dropped, closed or drained mid-way), built from a seed, run
+//! `shield`, self-cancels, `uncancel`, `as_completed`, `zip`, async
+//! generators (dropped, closed or drained mid-way), cancels from another
+//! thread and blocking jobs (these two make the interleaving, and so the
+//! program a seed draws, depend on thread timing), built from a seed, run
 //! by a `Runner` on a paused clock. Every program must end (no lost
 //! cancellation, no lost wake-up: each wait is a timer, and a program's
 //! sleeps sum to well under a virtual hour), the runner's close must
@@ -15,7 +17,8 @@
 //! request back, and the branch waited for it forever; and a generator
 //! consumed inside another generator's step, both left open at close: the
 //! inner one's closer took its body over and the outer step that waited
-//! on it was never woken.
+//! on it was never woken. With blocking jobs, a third: a paused clock
+//! jumped past a job's result still on its way to the loop.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -70,8 +73,8 @@ fn node(rng: Rc<Rng>, depth: u32) -> Node {
     Box::pin(async move {
         let kind = match depth {
             0 => rng.below(3),
-            4.. => 3 + rng.below(13),
-            _ => rng.below(16),
+            4.. => 3 + rng.below(15),
+            _ => rng.below(18),
         };
         let child = || node(rng.clone(), depth - 1);
         match kind {
@@ -151,6 +154,23 @@ fn node(rng: Rc<Rng>, depth: u32) -> Node {
             13 => {
                 let handle = spawn(child());
                 Ok(scoped_timeout(rng.ms(15), handle).await.is_ok().into())
+            }
+            16 => {
+                // Cancelled from another thread, while it runs or after.
+                let handle = spawn(child());
+                let cancel = handle.cancel_handle();
+                let canceller = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_micros(50));
+                    cancel.cancel();
+                });
+                let out = handle.await;
+                canceller.join().unwrap();
+                Ok(out.is_ok().into())
+            }
+            17 => {
+                // A blocking job's result, a real-time event on a paused clock.
+                let job = runner_core::spawn_blocking(|| 1u32).await.unwrap_or(0);
+                Ok(job + child().await.unwrap_or(0))
             }
             14 => {
                 let handles: Vec<_> = (0..=rng.below(3)).map(|_| spawn(child())).collect();
