@@ -9,7 +9,9 @@
 //! `GeneratorExit` there), so the body can run its cleanup, `.await`s
 //! included, and return. If the close begins while the body is between two
 //! yields (its consumer was dropped mid-step), the step finishes and the
-//! close lands at the next `yield_`. A body that yields again while closing is dropped
+//! close lands at the next `yield_`; a consumer still waiting on that step
+//! (one generator inside another's step, both closed by the loop) waits
+//! for the closer to finish and then gets `None`. A body that yields again while closing is dropped
 //! and the mistake reported, as Python raises "async generator ignored
 //! GeneratorExit". A started generator dropped without being closed is
 //! closed by a task spawned on the running loop (Python's async-generator
