@@ -469,3 +469,45 @@ fn ctrl_c_in_a_task_group_cancels_the_children_whose_cleanup_runs_then_interrupt
 fn ctrl_c_in_a_task_group_whose_child_fails_in_its_cleanup_still_interrupts_after_the_scope() {
     ctrl_c_in_a_task_group("group-child-fails", "group: cancelled false, 1 failure(s)");
 }
+
+/// Ctrl-C at a random moment of random programs of cancellation (task
+/// groups, timeouts, shields, generators, blocking jobs, ...; the
+/// generator of runner-core/tests/programs): the first ends the run as
+/// KeyboardInterrupt, or is caught by the program and swallowed (some
+/// programs catch cancellations and go on); then a second one ends it at
+/// once. Either way the close of what the programs left finishes promptly.
+#[test]
+fn ctrl_c_at_random_moments_of_random_programs_ends_the_run_and_the_close() {
+    for seed in 1..=12u64 {
+        let mut f = Fixture::start(FIXTURE, &format!("random-{}", seed * 1000));
+        f.expect_line("ready");
+        std::thread::sleep(Duration::from_millis(seed * 37 % 150));
+        f.sigint();
+        let (returned, final_ctrl_c) = match f.line_within(Duration::from_secs(3), "run returned:") {
+            Some(line) => (line, false),
+            None => {
+                // Swallowed: the second Ctrl-C is final.
+                f.sigint();
+                let line = f
+                    .line_within(Duration::from_secs(2), "run returned:")
+                    .unwrap_or_else(|| panic!("seed {seed}: a second Ctrl-C did not end the run at once"));
+                (line, true)
+            }
+        };
+        assert_eq!(returned, "run returned: Some(KeyboardInterrupt)", "seed {seed}");
+        // After a final Ctrl-C the close does not wait, and says why.
+        let want = if final_ctrl_c {
+            "closed: Err(KeyboardInterrupt)"
+        } else {
+            "closed: Ok(())"
+        };
+        let closed = f.line_within(Duration::from_secs(3), "closed:");
+        assert_eq!(
+            closed.as_deref(),
+            Some(want),
+            "seed {seed}: the close's answer (none: it did not end within 3 s)"
+        );
+        let (status, _, stderr) = f.wait_within(Duration::from_secs(5));
+        assert_eq!(status.code(), Some(0), "seed {seed}: {stderr}");
+    }
+}

@@ -88,6 +88,17 @@ impl Fixture {
         }
     }
 
+    /// Waits at most `limit` for a line on stdout that starts with
+    /// `prefix`; returns it, or `None` (the child goes on).
+    #[allow(dead_code)]
+    pub fn line_within(&mut self, limit: Duration, prefix: &str) -> Option<String> {
+        if wait_for_within(&self.lines, &mut self.seen, limit, |l| l.starts_with(prefix)) {
+            self.seen.last().cloned()
+        } else {
+            None
+        }
+    }
+
     /// Waits for a line on stderr that contains `want`; returns it.
     pub fn expect_error_line(&mut self, want: &str) -> String {
         if !wait_for(&self.errors, &mut self.seen_errors, |l| l.contains(want)) {
@@ -161,7 +172,17 @@ impl Fixture {
 
 /// Receives lines until one matches (recording all), within `PATIENCE`.
 fn wait_for(lines: &Receiver<String>, seen: &mut Vec<String>, matches: impl Fn(&str) -> bool) -> bool {
-    let deadline = Instant::now() + PATIENCE;
+    wait_for_within(lines, seen, PATIENCE, matches)
+}
+
+/// Receives lines until one matches (recording all), within `limit`.
+fn wait_for_within(
+    lines: &Receiver<String>,
+    seen: &mut Vec<String>,
+    limit: Duration,
+    matches: impl Fn(&str) -> bool,
+) -> bool {
+    let deadline = Instant::now() + limit;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match lines.recv_timeout(left) {

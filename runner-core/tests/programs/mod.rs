@@ -1,0 +1,251 @@
+//! Random programs of cancellation, for the randomized tests: trees of
+//! spawns, joins, task groups, `timeout`, `scoped_timeout`, `wait_for`,
+//! `cancellable` (with resume), `shield`, self-cancels, `uncancel`,
+//! `as_completed`, async generators, cancels from another thread and
+//! blocking jobs, drawn from a seed. Every wait in them is a timer (or a
+//! job or thread that ends at once), so every program ends.
+//!
+//! Shared by `runner-core/tests/cancellation_fuzz.rs` and the Ctrl-C
+//! fixture (`tests/fixtures/ctrl_c.rs`, through `#[path]`): it uses
+//! runner-core and std only.
+#![allow(dead_code)]
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use runner_core::{
+    as_completed, asyncgen, cancellable, current_task, scoped_timeout, shield, sleep, spawn, spawn_blocking,
+    task_group, timeout, wait_for, yield_now, BoxError,
+};
+
+/// xorshift64: small, and the same sequence everywhere.
+pub struct Rng(Cell<u64>);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        let rng = Rng(Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1));
+        for _ in 0..8 {
+            rng.next();
+        }
+        rng
+    }
+
+    pub fn next(&self) -> u64 {
+        let mut x = self.0.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0.set(x);
+        x
+    }
+
+    pub fn below(&self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    pub fn ms(&self, n: u64) -> Duration {
+        Duration::from_millis(self.below(n))
+    }
+}
+
+/// A program: its output is a count, or a failure of its own making.
+pub type Node = Pin<Box<dyn Future<Output = Result<u32, BoxError>>>>;
+
+/// A random program of at most `depth` levels. What each step draws from
+/// the generator depends on the order the steps run in, which the runtime
+/// decides: the same seed gives the same program on the same runtime.
+pub fn node(rng: Rc<Rng>, depth: u32) -> Node {
+    Box::pin(async move {
+        let kind = match depth {
+            0 => rng.below(3),
+            4.. => 3 + rng.below(15),
+            _ => rng.below(18),
+        };
+        let child = || node(rng.clone(), depth - 1);
+        match kind {
+            0 => {
+                sleep(rng.ms(20)).await;
+                Ok(1)
+            }
+            1 => {
+                yield_now().await;
+                Ok(1)
+            }
+            2 if rng.below(4) == 0 => Err("a failure".into()),
+            2 => Ok(0),
+            3 => {
+                let handle = spawn(child());
+                match rng.below(4) {
+                    0 => {
+                        handle.cancel();
+                        let _ = handle.await;
+                    }
+                    1 => {
+                        let _ = handle.await;
+                    }
+                    2 => {
+                        yield_now().await;
+                        handle.cancel();
+                    }
+                    _ => drop(handle),
+                }
+                Ok(1)
+            }
+            4 => {
+                let children = rng.below(4);
+                let r = task_group(|tg| async move {
+                    for _ in 0..children {
+                        tg.spawn(child());
+                    }
+                    child().await
+                })
+                .await;
+                Ok(r.map_or(0, |_| 1))
+            }
+            5 => Ok(scoped_timeout(rng.ms(15), child()).await.is_ok().into()),
+            6 => Ok(timeout(rng.ms(15), child()).await.is_ok().into()),
+            7 => match cancellable(child()).await {
+                Ok(out) => out,
+                Err(cancelled) => {
+                    sleep(rng.ms(5)).await;
+                    if rng.below(2) == 0 {
+                        cancelled.resume().await;
+                    }
+                    Ok(0)
+                }
+            },
+            8 => shield(child()).await,
+            9 => {
+                if rng.below(3) == 0 {
+                    current_task().unwrap().cancel();
+                }
+                child().await
+            }
+            10 => {
+                let handle = spawn(child());
+                Ok(wait_for(rng.ms(15), handle).await.is_ok().into())
+            }
+            11 => {
+                let (a, b) = Zip::new(child(), child()).await;
+                Ok(a.unwrap_or(0) + b.unwrap_or(0))
+            }
+            12 => {
+                let me = current_task().unwrap();
+                if me.cancelling() > 0 && rng.below(2) == 0 {
+                    me.uncancel();
+                }
+                child().await
+            }
+            13 => {
+                let handle = spawn(child());
+                Ok(scoped_timeout(rng.ms(15), handle).await.is_ok().into())
+            }
+            16 => {
+                // Cancelled from another thread, while it runs or after.
+                let handle = spawn(child());
+                let cancel = handle.cancel_handle();
+                let canceller = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_micros(50));
+                    cancel.cancel();
+                });
+                let out = handle.await;
+                canceller.join().unwrap();
+                Ok(out.is_ok().into())
+            }
+            17 => {
+                // A blocking job's result, a real-time event on a paused clock.
+                let job = spawn_blocking(|| 1u32).await.unwrap_or(0);
+                Ok(job + child().await.unwrap_or(0))
+            }
+            14 => {
+                let handles: Vec<_> = (0..=rng.below(3)).map(|_| spawn(child())).collect();
+                let mut done = as_completed(handles);
+                let mut n = 0;
+                while done.next().await.is_some() {
+                    n += 1;
+                    if rng.below(4) == 0 {
+                        break;
+                    }
+                }
+                Ok(n)
+            }
+            _ => {
+                // A generator whose steps run programs of their own, and
+                // whose close awaits: taken for a while, then closed,
+                // dropped (the loop closes it) or drained.
+                let body_rng = rng.clone();
+                let mut gen = asyncgen(move |mut y| async move {
+                    for i in 0..3u32 {
+                        if y.yield_(i).await.is_err() {
+                            sleep(body_rng.ms(5)).await;
+                            return;
+                        }
+                        let _ = node(body_rng.clone(), depth - 1).await;
+                    }
+                });
+                let mut n = 0;
+                for _ in 0..rng.below(4) {
+                    n += u32::from(gen.next().await.is_some());
+                }
+                match rng.below(3) {
+                    0 => gen.aclose().await,
+                    1 => drop(gen),
+                    _ => {
+                        while gen.next().await.is_some() {
+                            n += 1;
+                        }
+                    }
+                }
+                Ok(n)
+            }
+        }
+    })
+}
+
+/// Both futures, polled together in one task (futures' `join!`, without
+/// the dependency: the Ctrl-C fixture has runner-core and std only).
+pub struct Zip<A: Future, B: Future> {
+    a: Pin<Box<A>>,
+    b: Pin<Box<B>>,
+    a_out: Option<A::Output>,
+    b_out: Option<B::Output>,
+}
+
+impl<A: Future, B: Future> Zip<A, B> {
+    pub fn new(a: A, b: B) -> Zip<A, B> {
+        Zip {
+            a: Box::pin(a),
+            b: Box::pin(b),
+            a_out: None,
+            b_out: None,
+        }
+    }
+}
+
+impl<A: Future, B: Future> Unpin for Zip<A, B> {}
+
+impl<A: Future, B: Future> Future for Zip<A, B> {
+    type Output = (A::Output, B::Output);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if this.a_out.is_none() {
+            if let Poll::Ready(out) = this.a.as_mut().poll(cx) {
+                this.a_out = Some(out);
+            }
+        }
+        if this.b_out.is_none() {
+            if let Poll::Ready(out) = this.b.as_mut().poll(cx) {
+                this.b_out = Some(out);
+            }
+        }
+        if this.a_out.is_some() && this.b_out.is_some() {
+            return Poll::Ready((this.a_out.take().unwrap(), this.b_out.take().unwrap()));
+        }
+        Poll::Pending
+    }
+}
