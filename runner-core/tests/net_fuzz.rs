@@ -6,7 +6,6 @@
 //! is back where it was: a test binary of its own, so no other test opens
 //! descriptors meanwhile).
 
-use std::cell::Cell;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
@@ -16,31 +15,9 @@ use runner_core::net::{TcpListener, TcpStream};
 use runner_core::{cancellable, spawn, timeout, yield_now};
 
 mod common;
+mod programs;
 
-struct Rng(Cell<u64>);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let rng = Rng(Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1));
-        for _ in 0..8 {
-            rng.next();
-        }
-        rng
-    }
-
-    fn next(&self) -> u64 {
-        let mut x = self.0.get();
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        self.0.set(x);
-        x
-    }
-
-    fn below(&self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use programs::Rng;
 
 fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
