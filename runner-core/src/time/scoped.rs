@@ -11,8 +11,10 @@
 //! comes back out, the timeout takes its request back (`uncancel`) and, if
 //! no request is outstanding beyond those the task had when it entered the
 //! timeout, answers `Err(Elapsed)`; a cancellation from elsewhere goes on
-//! as one. This module uses `task` (the current
-//! task, `cancellable`) and `driver` (the loop's timers).
+//! as one.
+//!
+//! This module uses `task` (the current task, `cancellable`) and `driver`
+//! (the loop's timers).
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
