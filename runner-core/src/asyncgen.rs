@@ -11,9 +11,9 @@
 //! yields (its consumer was dropped mid-step), the step finishes and the
 //! close lands at the next `yield_`; a consumer still waiting on that step
 //! (one generator inside another's step, both closed by the loop) waits
-//! for the closer to finish and then gets `None`. A body that yields again while closing is dropped
-//! and the mistake reported, as Python raises "async generator ignored
-//! GeneratorExit". A started generator dropped without being closed is
+//! for the closer to finish and then gets `None`. A body that yields again
+//! while closing is dropped and the mistake reported, as Python raises
+//! "async generator ignored GeneratorExit". A started generator dropped without being closed is
 //! closed by a task spawned on the running loop (Python's async-generator
 //! finalizer hook), so its async cleanup still runs; with no loop running,
 //! the body is dropped and only its destructors run.

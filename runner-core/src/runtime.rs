@@ -100,17 +100,13 @@ impl Shared {
         }
         // The receiver lives in `self`, so the channel cannot be disconnected.
         let _ = self.channel.get_or_init(crossbeam_channel::unbounded).0.send(msg);
-        self.pending.store(true, Ordering::SeqCst);
-        if self.sleeping.load(Ordering::SeqCst) {
-            if let Some(poller) = self.poller.get().and_then(Weak::upgrade) {
-                let _ = poller.notify();
-            }
-        }
+        self.nudge();
         Ok(())
     }
 
-    /// Wakes the loop if it is blocked, with nothing to take: it looks at
-    /// its state again (a blocking job ended: a paused clock may move).
+    /// Raises the pending flag and wakes the loop if it is blocked: it
+    /// takes what was sent, or (with nothing sent) looks at its state again
+    /// (a blocking job ended: a paused clock may move).
     pub(crate) fn nudge(&self) {
         self.pending.store(true, Ordering::SeqCst);
         if self.sleeping.load(Ordering::SeqCst) {
