@@ -53,6 +53,7 @@ pub(crate) mod sched;
 use std::future::IntoFuture;
 use std::panic::Location;
 
+pub(crate) use self::cancel::WatchFlight;
 pub use self::cancel::{cancellable, shield, Cancellable, Cancelled, Resume, Shield};
 pub use self::cancel_handle::CancelHandle;
 pub use self::completed::{as_completed, AsCompleted};

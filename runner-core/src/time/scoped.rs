@@ -27,7 +27,7 @@ use pin_project_lite::pin_project;
 use super::driver::{self, TimerEntry, TimerKey};
 use super::{later, sleep_until, Elapsed, Sleep};
 use crate::task::sched;
-use crate::task::{cancellable, Cancellable, Cancelled};
+use crate::task::{cancellable, Cancellable, Cancelled, WatchFlight};
 
 /// Runs `fut` for at most `duration`, cancelling it *in place* when the
 /// time is up, as asyncio's `async with asyncio.timeout(duration):` does:
@@ -103,6 +103,11 @@ pub fn scoped_timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> ScopedTime
     ScopedTimeout::new(deadline, None, fut.into_future())
 }
 
+/// What the future inside ended with: its output, or the cancellation
+/// caught around it; and whether a cancellation in flight came out of it
+/// ([`WatchFlight`]).
+type Finished<T> = (Result<T, Cancelled>, bool);
+
 /// Where a scoped timeout stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -124,7 +129,7 @@ pin_project! {
     #[project = Projection]
     pub struct ScopedTimeout<F> {
         #[pin]
-        inner: Cancellable<F>,
+        inner: WatchFlight<Cancellable<F>>,
         deadline: Instant,
         duration: Option<Duration>,
         state: State,
@@ -136,9 +141,6 @@ pin_project! {
         entered_with: u32,
         // The deadline cancelled the task.
         fired: bool,
-        // The future finished with a cancellation in flight, handed on
-        // during that poll.
-        came_out: bool,
         // The plain timer of a timeout polled outside a task.
         sleep: Option<Pin<Box<Sleep>>>,
     }
@@ -154,14 +156,13 @@ pin_project! {
 impl<F: Future> ScopedTimeout<F> {
     fn new(deadline: Instant, duration: Option<Duration>, fut: F) -> ScopedTimeout<F> {
         ScopedTimeout {
-            inner: cancellable(fut),
+            inner: WatchFlight::new(cancellable(fut)),
             deadline,
             duration,
             state: State::Idle,
             timer: None,
             entered_with: 0,
             fired: false,
-            came_out: false,
             sleep: None,
         }
     }
@@ -216,14 +217,9 @@ impl<F: Future> Future for ScopedTimeout<F> {
                 if sleep.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Err(elapsed));
                 }
-                return this.inner.poll(cx).map(|out| out.map_err(|_| elapsed));
+                return this.inner.poll(cx).map(|(out, _)| out.map_err(|_| elapsed));
             }
-            State::Armed => {
-                let before = in_flight();
-                let poll = this.inner.as_mut().poll(cx);
-                *this.came_out = poll.is_ready() && in_flight() && !before;
-                poll
-            }
+            State::Armed => this.inner.as_mut().poll(cx),
         };
         let caught = match poll {
             Poll::Pending => return Poll::Pending,
@@ -232,12 +228,12 @@ impl<F: Future> Future for ScopedTimeout<F> {
             // asyncio's CancelledError out of the block, and is caught
             // here. (One never delivered, held by a shield, say, leaves
             // the output standing, as in asyncio.)
-            Poll::Ready(Ok(v)) if *this.came_out => {
+            Poll::Ready((Ok(v), true)) => {
                 drop(v);
                 sched::with_current_task(|core| core.set_cancel_pending(false));
                 Err(Cancelled)
             }
-            Poll::Ready(out) => out,
+            Poll::Ready((out, _)) => out,
         };
         disarm(this.timer, this.fired);
         if !*this.fired {
@@ -275,7 +271,7 @@ impl<F: Future> Future for ScopedTimeout<F> {
 /// interrupted; one that suspends with its deadline already passed is
 /// cancelled at once (asyncio's handle, scheduled with `call_soon`, runs
 /// before the task's next step).
-fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Option<Poll<Result<F::Output, Cancelled>>> {
+fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Option<Poll<Finished<F::Output>>> {
     let Some(task) = sched::current_raw().map(|t| t.task_ref()) else {
         // Nothing to cancel: `timeout`'s way, on a plain timer.
         *this.state = State::Detached;
@@ -298,9 +294,7 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
             (d.id, key)
         });
     }
-    let before = in_flight();
     let poll = this.inner.as_mut().poll(cx);
-    *this.came_out = poll.is_ready() && in_flight() && !before;
     // Ready at once: never interrupted (the caller takes the deadline
     // off). Suspended with the deadline passed: cancelled now.
     if poll.is_pending() && passed && task.cancel() {
@@ -308,11 +302,6 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
     }
     Some(poll)
 }
-/// Whether the current task's pending cancellation is one in flight.
-fn in_flight() -> bool {
-    sched::with_current_task(|core| core.in_flight()).unwrap_or(false)
-}
-
 /// Hands on a caught cancellation that was not the timeout's (Python's
 /// bare `raise`): pending again, delivered where the task suspends.
 fn resume<T>(state: &mut State) -> Poll<Result<T, Elapsed>> {
