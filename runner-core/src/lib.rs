@@ -77,7 +77,8 @@ pub use task::{
     CurrentTask, Failure, JoinError, JoinHandle, TaskGroup, TaskGroupError, TaskId, TaskInfo, TaskResult,
 };
 pub use time::{
-    scoped_timeout, scoped_timeout_at, sleep, sleep_until, timeout, timeout_at, wait_for, yield_now, Elapsed, Sleep,
+    scoped_timeout, scoped_timeout_at, scoped_timeout_with, sleep, sleep_until, timeout, timeout_at, wait_for,
+    yield_now, Elapsed, RescheduleError, Sleep, TimeoutHandle,
 };
 
 /// What the expansions of `#[main]` and `#[runner_test]` call. Not public

@@ -1,8 +1,8 @@
 //! How many allocations the hot paths make, counted by dhat's global
 //! allocator: a yield, a wake and poll through a waker kept by a future,
-//! a `timeout`, a `scoped_timeout`, a sleep, `cancellable`, `shield` and a TCP round trip make
-//! none; a spawn + join makes one (the task's block), and so does a task
-//! group's child.
+//! a `timeout`, a `scoped_timeout`, a sleep, `cancellable`, `shield` and a
+//! TCP round trip make none; a spawn + join makes one (the task's block),
+//! and so do a task group's child and `scoped_timeout_with` (its handle).
 //!
 //! A test binary of its own without libtest's harness (`harness = false`
 //! in Cargo.toml): the count is the process's, so nothing else may run
@@ -18,7 +18,9 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use runner_core::net::{TcpListener, TcpStream};
-use runner_core::{cancellable, scoped_timeout, shield, sleep, spawn, task_group, timeout, yield_now};
+use runner_core::{
+    cancellable, scoped_timeout, scoped_timeout_with, shield, sleep, spawn, task_group, timeout, yield_now,
+};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -81,6 +83,20 @@ async fn scoped_timeouts() -> u64 {
     let mut sum = 0;
     for i in 0..N {
         sum += scoped_timeout(Duration::from_secs(60), yield_then(i)).await.unwrap();
+    }
+    sum
+}
+
+async fn rescheduled_timeouts() -> u64 {
+    let mut sum = 0;
+    for i in 0..N {
+        sum += scoped_timeout_with(None, |cm| async move {
+            let now = runner_core::get_running_loop().unwrap().time();
+            cm.reschedule(Some(now + Duration::from_secs(60))).unwrap();
+            yield_then(i).await
+        })
+        .await
+        .unwrap();
     }
     sum
 }
@@ -200,6 +216,11 @@ fn main() {
             counted(scoped_timeouts).await,
             0,
             "{N} scoped_timeouts around a future that suspends once"
+        );
+        assert_eq!(
+            counted(rescheduled_timeouts).await,
+            N,
+            "{N} scoped_timeout_with, rescheduled once: the handle's slot each"
         );
         assert_eq!(counted(scopes).await, 0, "{N} cancellable(shield(..)) scopes");
         assert_eq!(counted(sleeps).await, 0, "{N} sleeps");

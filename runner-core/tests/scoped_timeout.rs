@@ -9,8 +9,8 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use runner_core::{
-    cancellable, current_task, get_running_loop, scoped_timeout, scoped_timeout_at, sleep, spawn, task_group,
-    yield_now, BoxError,
+    cancellable, current_task, get_running_loop, scoped_timeout, scoped_timeout_at, scoped_timeout_with, sleep, spawn,
+    task_group, yield_now, BoxError,
 };
 
 mod common;
@@ -411,4 +411,247 @@ fn a_shielded_last_step_keeps_its_output() {
         (r, cancelling(), cancellable(sleep(ms(1))).await.is_ok())
     });
     assert_eq!(out, (Ok(7), 0, true));
+}
+
+// scoped_timeout_with: the deadline in the hands of the code (asyncio's
+// `async with asyncio.timeout(..) as cm:` and `cm`).
+
+fn now() -> std::time::Instant {
+    get_running_loop().unwrap().time()
+}
+
+// test_timeout_disabled, test_timeout_at_disabled
+#[test]
+fn without_a_deadline_the_code_runs_to_its_end() {
+    let (out, when, expired, took) = run(async {
+        let t0 = now();
+        let mut handle = None;
+        let out = scoped_timeout_with(None, |cm| {
+            handle = Some(cm);
+            async {
+                sleep(ms(10_000)).await;
+                7
+            }
+        })
+        .await;
+        let cm = handle.unwrap();
+        (out, cm.when(), cm.expired(), now() - t0)
+    });
+    assert_eq!(out, Ok(7));
+    assert_eq!((when, expired), (None, false));
+    assert_eq!(took, ms(10_000));
+}
+
+// test_reschedule: another task holds the handle and moves the deadline
+// while the code sleeps; cancelled from outside, it is not expired.
+#[test]
+fn another_task_reads_and_moves_the_deadline() {
+    let out = run(async {
+        let deadline1 = now() + ms(10_000);
+        let deadline2 = deadline1 + ms(20_000);
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let task = spawn(scoped_timeout_with(Some(deadline1), move |cm| async move {
+            tx.send(cm).unwrap();
+            sleep(ms(50_000)).await;
+        }));
+        let cm = rx.await.unwrap();
+        let mut seen = vec![cm.when() == Some(deadline1)];
+        cm.reschedule(Some(deadline2)).unwrap();
+        seen.push(cm.when() == Some(deadline2));
+        cm.reschedule(None).unwrap();
+        seen.push(cm.when().is_none());
+        sleep(ms(40_000)).await; // past both deadlines: neither fires
+        seen.push(!task.is_done());
+        task.cancel();
+        let r = task.await;
+        (seen, r.map_err(|e| e.is_cancelled()), cm.expired())
+    });
+    assert_eq!(out.0, [true, true, true, true]);
+    assert_eq!(out.1, Err(true), "the task ends cancelled, not timed out");
+    assert!(!out.2, "cancelled from outside: not expired");
+}
+
+// An idle timeout: every sign of life moves the deadline on.
+#[test]
+fn a_deadline_moved_on_by_each_step_fires_after_the_last() {
+    let (r, took, expired) = run(async {
+        let t0 = now();
+        let mut handle = None;
+        let r = scoped_timeout_with(Some(now() + ms(30)), |cm| {
+            handle = Some(cm.clone());
+            async move {
+                for _ in 0..5 {
+                    sleep(ms(20)).await;
+                    cm.reschedule(Some(now() + ms(30))).unwrap();
+                }
+                sleep(ms(10_000)).await;
+            }
+        })
+        .await;
+        (r.is_err(), now() - t0, handle.unwrap().expired())
+    });
+    assert!(r, "timed out after the last step");
+    assert_eq!(took, ms(5 * 20 + 30), "at the last deadline set, not the first");
+    assert!(expired);
+}
+
+// A deadline moved earlier fires at the new time; one moved into the past
+// lands at the next suspension (asyncio's `call_soon`), and code that
+// finishes first is not interrupted and not expired.
+#[test]
+fn a_deadline_moved_into_the_past_lands_at_the_next_suspension_only() {
+    let (earlier, took, suspends, finishes) = run(async {
+        let t0 = now();
+        let earlier = scoped_timeout_with(Some(now() + ms(10_000)), |cm| async move {
+            cm.reschedule(Some(now() + ms(15))).unwrap();
+            sleep(ms(5_000)).await;
+        })
+        .await;
+        let took = now() - t0;
+        let log: Log = Rc::default();
+        let l = log.clone();
+        let suspends = scoped_timeout_with(None, |cm| async move {
+            cm.reschedule(Some(now() - ms(1))).unwrap();
+            push(&l, "still running after the reschedule");
+            yield_now().await;
+            push(&l, "not reached");
+        })
+        .await;
+        let mut handle = None;
+        let finishes = scoped_timeout_with(None, |cm| {
+            handle = Some(cm.clone());
+            async move {
+                cm.reschedule(Some(now() - ms(1))).unwrap();
+                5
+            }
+        })
+        .await;
+        let cm = handle.unwrap();
+        let after = (cancelling(), cancellable(yield_now()).await.is_ok());
+        (
+            earlier.is_err(),
+            took,
+            (suspends.is_err(), log.take()),
+            (finishes, cm.expired(), after),
+        )
+    });
+    assert!(earlier);
+    assert_eq!(took, ms(15));
+    assert_eq!(suspends, (true, vec!["still running after the reschedule".to_string()]));
+    assert_eq!(finishes, (Ok(5), false, (0, true)), "no cancellation left behind");
+}
+
+// test_timeout_expired, test_timeout_finished, and a reschedule from the
+// cleanup of the cancellation the deadline sent (asyncio's "expiring").
+#[test]
+fn a_deadline_that_fired_or_a_timeout_that_returned_cannot_move() {
+    let (during, after, expired, finished, before) = run(async {
+        let mut handle = None;
+        let mut during = None;
+        let r = scoped_timeout_with(Some(now() + ms(10)), |cm| {
+            handle = Some(cm.clone());
+            let during = &mut during;
+            async move {
+                if let Err(cancelled) = cancellable(sleep(ms(10_000))).await {
+                    *during = Some((cm.expired(), cm.reschedule(Some(now() + ms(10_000)))));
+                    cancelled.resume().await;
+                }
+            }
+        })
+        .await;
+        assert!(r.is_err());
+        let cm = handle.unwrap();
+        let after = cm.reschedule(Some(now() + ms(10)));
+        let mut finished = None;
+        let _ = scoped_timeout_with(Some(now() + ms(10)), |cm| {
+            finished = Some(cm);
+            async {}
+        })
+        .await;
+        let finished = finished.unwrap();
+        let mut early = None;
+        let fut = scoped_timeout_with(None, |cm| {
+            early = Some(cm);
+            async {}
+        });
+        let before = early.unwrap().reschedule(None);
+        drop(fut);
+        (
+            during.unwrap(),
+            after,
+            cm.expired(),
+            (finished.expired(), finished.reschedule(None)),
+            before,
+        )
+    });
+    let (expired_inside, refused) = during;
+    assert!(expired_inside, "expired() is true as soon as the deadline fired");
+    let refused = refused.unwrap_err().to_string();
+    assert!(refused.contains("already fired"), "{refused}");
+    assert!(after.unwrap_err().to_string().contains("has returned"));
+    assert!(expired, "it stays expired");
+    assert!(!finished.0);
+    assert!(finished.1.unwrap_err().to_string().contains("has returned"));
+    assert!(before.unwrap_err().to_string().contains("has not started"));
+}
+
+// A task group inside, its deadline moved: the children's cleanup runs
+// before the timeout returns, as with a fixed deadline.
+#[test]
+fn a_moved_deadline_cancels_a_task_group_inside_in_place() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    run(async move {
+        let l2 = l.clone();
+        let r = scoped_timeout_with(None, |cm| {
+            task_group(move |tg| async move {
+                tg.spawn(async move {
+                    if let Err(cancelled) = cancellable(sleep(ms(10_000))).await {
+                        sleep(ms(5)).await;
+                        push(&l2, "child cleaned up");
+                        return Err::<(), BoxError>(cancelled.into());
+                    }
+                    Ok(())
+                });
+                sleep(ms(1)).await;
+                cm.reschedule(Some(now() + ms(10))).unwrap();
+                Ok::<_, BoxError>(())
+            })
+        })
+        .await;
+        push(&l, format!("timed out: {}, cancelling {}", r.is_err(), cancelling()));
+    });
+    assert_eq!(*log.borrow(), ["child cleaned up", "timed out: true, cancelling 0"]);
+}
+
+// Outside a task, the plain timer follows the handle: a deadline set by
+// the code inside (there was none) drops the future when it passes.
+#[test]
+fn outside_a_task_the_plain_timer_follows_a_moved_deadline() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::task::Context;
+
+    type Shared = Rc<RefCell<Pin<Box<dyn Future<Output = Result<(), runner_core::Elapsed>>>>>>;
+
+    let log: Log = Rc::default();
+    let lp = runner_core::EventLoop::new().unwrap();
+    let fut: Shared = Rc::new(RefCell::new(Box::pin(scoped_timeout_with(None, |cm| async move {
+        cm.reschedule(Some(now() + ms(5))).unwrap();
+        std::future::pending::<()>().await
+    }))));
+    let poll_in_a_callback = |fut: Shared, log: Log| {
+        move || {
+            let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+            let p = fut.borrow_mut().as_mut().poll(&mut cx);
+            push(&log, format!("{p:?}"));
+        }
+    };
+    lp.call_soon(poll_in_a_callback(fut.clone(), log.clone())).unwrap();
+    lp.call_later(ms(50), poll_in_a_callback(fut.clone(), log.clone()))
+        .unwrap();
+    lp.run_until_complete(sleep(ms(60))).unwrap();
+    drop(fut);
+    lp.close().unwrap();
+    assert_eq!(*log.borrow(), ["Pending", "Ready(Err(Elapsed { duration: None }))"]);
 }

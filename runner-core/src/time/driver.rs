@@ -314,8 +314,7 @@ impl Timers {
         }
     }
 
-    #[cfg(test)]
-    fn contains(&self, key: &TimerKey) -> bool {
+    pub(crate) fn contains(&self, key: &TimerKey) -> bool {
         self.node(key).is_some()
     }
 

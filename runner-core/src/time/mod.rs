@@ -1,5 +1,7 @@
-//! Time: [`sleep`], [`interval`](fn@interval), [`timeout`], [`scoped_timeout`], [`wait_for`], [`yield_now`], and the
-//! virtual clock's controls, on the loop's timer queue (`driver`).
+//! Time: [`sleep`], [`interval`](fn@interval), [`timeout`],
+//! [`scoped_timeout`] (and [`scoped_timeout_with`], whose deadline moves),
+//! [`wait_for`], [`yield_now`], and the virtual clock's controls, on the
+//! loop's timer queue (`driver`).
 //!
 //! A `Sleep` registers its waker on first poll and removes its entry when
 //! dropped; the loop fires every expired entry at the start of an
@@ -26,7 +28,9 @@ mod interval;
 mod scoped;
 
 pub use self::interval::{interval, interval_at, Interval, MissedTickBehavior};
-pub use self::scoped::{scoped_timeout, scoped_timeout_at, ScopedTimeout};
+pub use self::scoped::{
+    scoped_timeout, scoped_timeout_at, scoped_timeout_with, RescheduleError, ScopedTimeout, TimeoutHandle,
+};
 
 use std::fmt;
 use std::future::{Future, IntoFuture};

@@ -13,12 +13,18 @@
 //! timeout, answers `Err(Elapsed)`; a cancellation from elsewhere goes on
 //! as one.
 //!
+//! [`scoped_timeout_with`] shares the deadline's state (its instant, its
+//! timer entry, whether it fired) with a [`TimeoutHandle`] that moves it:
+//! asyncio's `Timeout` object. The others keep that state inline.
+//!
 //! This module uses `task` (the current task, `cancellable`) and `driver`
 //! (the loop's timers).
 
+use std::cell::Cell;
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -26,6 +32,7 @@ use pin_project_lite::pin_project;
 
 use super::driver::{self, TimerEntry, TimerKey};
 use super::{later, sleep_until, Elapsed, Sleep};
+use crate::task::raw::TaskRef;
 use crate::task::sched;
 use crate::task::{cancellable, Cancellable, Cancelled, WatchFlight};
 
@@ -83,7 +90,7 @@ use crate::task::{cancellable, Cancellable, Cancelled, WatchFlight};
 /// ```
 pub fn scoped_timeout<F: IntoFuture>(duration: Duration, fut: F) -> ScopedTimeout<F::IntoFuture> {
     let deadline = driver::with_current(|d| d.now()).unwrap_or_else(Instant::now);
-    ScopedTimeout::new(later(deadline, duration), Some(duration), fut.into_future())
+    ScopedTimeout::new(Some(later(deadline, duration)), Some(duration), None, fut.into_future())
 }
 
 /// Like [`scoped_timeout`], with an absolute deadline on the loop's clock
@@ -100,7 +107,253 @@ pub fn scoped_timeout<F: IntoFuture>(duration: Duration, fut: F) -> ScopedTimeou
 /// .unwrap();
 /// ```
 pub fn scoped_timeout_at<F: IntoFuture>(deadline: Instant, fut: F) -> ScopedTimeout<F::IntoFuture> {
-    ScopedTimeout::new(deadline, None, fut.into_future())
+    ScopedTimeout::new(Some(deadline), None, None, fut.into_future())
+}
+
+/// A [`scoped_timeout_at`] whose code inside holds a [`TimeoutHandle`]
+/// that reads and moves the deadline, as asyncio's
+/// `async with asyncio.timeout_at(when) as cm:` gives `cm.when()`,
+/// `cm.reschedule(when)` and `cm.expired()`. `deadline: None` starts with
+/// none (asyncio's `timeout(None)`): the code runs until the handle sets
+/// one.
+///
+/// `body` is called at once with the handle; the future it returns runs
+/// under the deadline, with `scoped_timeout`'s rules. The handle is one
+/// allocation; [`scoped_timeout`] and [`scoped_timeout_at`] make none.
+///
+/// ```
+/// use std::time::Duration;
+/// use runner_core::{get_running_loop, scoped_timeout_with, sleep};
+///
+/// runner_core::run(async {
+///     let now = || get_running_loop().unwrap().time();
+///     // An idle timeout: each piece of work that arrives moves it on.
+///     let r = scoped_timeout_with(None, |deadline| async move {
+///         for _ in 0..3 {
+///             deadline.reschedule(Some(now() + Duration::from_millis(50))).unwrap();
+///             sleep(Duration::from_millis(10)).await; // work that arrives in time
+///         }
+///         deadline.reschedule(Some(now() + Duration::from_millis(5))).unwrap();
+///         sleep(Duration::from_secs(60)).await; // nothing more arrives
+///     })
+///     .await;
+///     assert!(r.is_err(), "the last deadline passed");
+/// })
+/// .unwrap();
+/// ```
+pub fn scoped_timeout_with<B, F>(deadline: Option<Instant>, body: B) -> ScopedTimeout<F::IntoFuture>
+where
+    B: FnOnce(TimeoutHandle) -> F,
+    F: IntoFuture,
+{
+    let slot = Rc::new(Slot::new(deadline));
+    let fut = body(TimeoutHandle { slot: slot.clone() });
+    ScopedTimeout::new(deadline, None, Some(slot), fut.into_future())
+}
+
+/// The deadline of a [`scoped_timeout_with`], in the hands of the code it
+/// bounds (or of any code on its loop's thread it is cloned to): asyncio's
+/// `Timeout` object.
+#[derive(Clone)]
+pub struct TimeoutHandle {
+    slot: Rc<Slot>,
+}
+
+impl TimeoutHandle {
+    /// The deadline, on the loop's clock; `None` when there is none
+    /// (asyncio's `when()`).
+    pub fn when(&self) -> Option<Instant> {
+        self.slot.when.get()
+    }
+
+    /// Whether the deadline fired: the code inside was cancelled by it
+    /// (asyncio's `expired()`). Stays `true` after the timeout returned.
+    pub fn expired(&self) -> bool {
+        self.slot.sync_fired();
+        self.slot.fired.get()
+    }
+
+    /// Moves the deadline to `when` (`None`: no deadline), on the loop's
+    /// clock (asyncio's `reschedule(when)`). A deadline already passed
+    /// cancels the code inside at its next suspension, as asyncio's does
+    /// on the loop's next turn.
+    ///
+    /// # Errors
+    ///
+    /// [`RescheduleError`] when the deadline can no longer move: the
+    /// timeout was not polled yet, its deadline already fired (the
+    /// cancellation is on its way), or it returned; or the call came from
+    /// inside another loop than the timeout's.
+    pub fn reschedule(&self, when: Option<Instant>) -> Result<(), RescheduleError> {
+        self.slot.reschedule(when)
+    }
+}
+
+impl fmt::Debug for TimeoutHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutHandle")
+            .field("when", &self.when())
+            .field("phase", &self.slot.phase.get())
+            .field("expired", &self.expired())
+            .finish()
+    }
+}
+
+/// Why [`TimeoutHandle::reschedule`] could not move the deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RescheduleError {
+    why: Why,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    NotEntered,
+    Expiring,
+    Exited,
+    OtherLoop,
+}
+
+impl fmt::Display for RescheduleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.why {
+            Why::NotEntered => {
+                "cannot reschedule a timeout that has not started: await the scoped_timeout_with first \
+                 (the code it runs may reschedule it)"
+            }
+            Why::Expiring => {
+                "cannot reschedule a timeout whose deadline already fired: its cancellation is on its way \
+                 (check expired() first, or start a new scoped_timeout)"
+            }
+            Why::Exited => "cannot reschedule a timeout that has returned: start a new scoped_timeout",
+            Why::OtherLoop => {
+                "cannot reschedule a timeout from inside another event loop than its own: \
+                 call reschedule from code that runs on the timeout's loop"
+            }
+        })
+    }
+}
+
+impl std::error::Error for RescheduleError {}
+
+/// Where a timeout stands for its handle (asyncio's `_State`, with
+/// `EXPIRING` as `fired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Created,
+    Entered,
+    Exited,
+}
+
+/// A scoped timeout's deadline and its place in a loop's timers: inline in
+/// the future, or shared with a [`TimeoutHandle`].
+struct Slot {
+    when: Cell<Option<Instant>>,
+    /// The deadline's entry in the timers of a loop (by its id), until it
+    /// fires or is taken off.
+    timer: Cell<Option<(u64, TimerKey)>>,
+    /// The deadline cancelled the task.
+    fired: Cell<bool>,
+    phase: Cell<Phase>,
+    /// The task the deadline cancels (a timeout entered in a task and
+    /// shared with a handle, which may arm it again), and its loop's id.
+    task: Cell<Option<(u64, TaskRef)>>,
+    /// Entered outside a task: the future waits on a plain timer, moved
+    /// at its next poll.
+    detached: Cell<bool>,
+}
+
+impl Slot {
+    fn new(when: Option<Instant>) -> Slot {
+        Slot {
+            when: Cell::new(when),
+            timer: Cell::new(None),
+            fired: Cell::new(false),
+            phase: Cell::new(Phase::Created),
+            task: Cell::new(None),
+            detached: Cell::new(false),
+        }
+    }
+
+    /// Puts the deadline in the current loop's timers, to cancel `task`.
+    fn arm(&self, when: Instant, task: TaskRef) {
+        self.timer.set(driver::with_current(|d| {
+            let key = d.timers.borrow_mut().insert(when, TimerEntry::Cancel(task));
+            (d.id, key)
+        }));
+    }
+
+    /// Takes the deadline off its loop's timers; if it is no longer there,
+    /// it fired: `fired` says so from then on. (From another loop, or with
+    /// none running, it cannot be reached: it stays, and cancels its task
+    /// when it fires, if that task still runs.)
+    fn disarm(&self) {
+        if let Some((loop_id, key)) = self.timer.take() {
+            let entry =
+                driver::with_current(|d| (d.id == loop_id).then(|| d.timers.borrow_mut().remove(&key))).flatten();
+            match entry {
+                Some(None) => self.fired.set(true),
+                // Dropped (with its task reference) outside the borrow of
+                // the timers.
+                Some(Some(entry)) => drop(entry),
+                None => {}
+            }
+        }
+    }
+
+    /// Notes whether the deadline fired, without taking it off.
+    fn sync_fired(&self) {
+        if let Some((loop_id, key)) = self.timer.get() {
+            let waiting = driver::with_current(|d| (d.id == loop_id).then(|| d.timers.borrow().contains(&key)));
+            if waiting == Some(Some(false)) {
+                self.timer.set(None);
+                self.fired.set(true);
+            }
+        }
+    }
+
+    fn reschedule(&self, when: Option<Instant>) -> Result<(), RescheduleError> {
+        let refuse = |why| Err(RescheduleError { why });
+        match self.phase.get() {
+            Phase::Created => return refuse(Why::NotEntered),
+            Phase::Exited => return refuse(Why::Exited),
+            Phase::Entered => {}
+        }
+        self.sync_fired();
+        if self.fired.get() {
+            return refuse(Why::Expiring);
+        }
+        if self.detached.get() {
+            // Its plain timer moves at the future's next poll.
+            self.when.set(when);
+            return Ok(());
+        }
+        let Some((loop_id, task)) = self.task.take() else {
+            // Entered in a task without a handle: cannot happen.
+            return refuse(Why::Exited);
+        };
+        let here = driver::with_current(|d| d.id) == Some(loop_id);
+        if here {
+            self.disarm();
+            self.when.set(when);
+            if let Some(when) = when {
+                // One already passed fires on the loop's next turn.
+                self.arm(when, task.clone());
+            }
+        }
+        self.task.set(Some((loop_id, task)));
+        if here {
+            Ok(())
+        } else {
+            refuse(Why::OtherLoop)
+        }
+    }
+
+    /// The timeout returned or was dropped.
+    fn exit(&self) {
+        self.disarm();
+        self.phase.set(Phase::Exited);
+        drop(self.task.take());
+    }
 }
 
 /// What the future inside ended with: its output, or the cancellation
@@ -123,73 +376,74 @@ enum State {
     Resumed,
 }
 
+/// The deadline's [`Slot`]: the future's own, or one shared with a
+/// [`TimeoutHandle`].
+enum Holder {
+    Own(Slot),
+    Shared(Rc<Slot>),
+}
+
+impl Holder {
+    fn get(&self) -> &Slot {
+        match self {
+            Holder::Own(slot) => slot,
+            Holder::Shared(slot) => slot,
+        }
+    }
+}
+
 pin_project! {
-    /// The future of [`scoped_timeout`] and [`scoped_timeout_at`].
+    /// The future of [`scoped_timeout`], [`scoped_timeout_at`] and
+    /// [`scoped_timeout_with`].
     #[must_use = "futures do nothing unless awaited"]
     #[project = Projection]
     pub struct ScopedTimeout<F> {
         #[pin]
         inner: WatchFlight<Cancellable<F>>,
-        deadline: Instant,
         duration: Option<Duration>,
         state: State,
-        // The deadline's place in the timers of a loop (by its id), until
-        // it fires or is taken off.
-        timer: Option<(u64, TimerKey)>,
+        slot: Holder,
         // The task's outstanding cancellation requests when the timeout
         // was entered (its first poll; asyncio's `_cancelling`).
         entered_with: u32,
-        // The deadline cancelled the task.
-        fired: bool,
         // The plain timer of a timeout polled outside a task.
         sleep: Option<Pin<Box<Sleep>>>,
     }
 
     impl<F> PinnedDrop for ScopedTimeout<F> {
         fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            disarm(this.timer, this.fired);
+            this.project().slot.get().exit();
         }
     }
 }
 
 impl<F: Future> ScopedTimeout<F> {
-    fn new(deadline: Instant, duration: Option<Duration>, fut: F) -> ScopedTimeout<F> {
+    fn new(
+        deadline: Option<Instant>,
+        duration: Option<Duration>,
+        shared: Option<Rc<Slot>>,
+        fut: F,
+    ) -> ScopedTimeout<F> {
         ScopedTimeout {
             inner: WatchFlight::new(cancellable(fut)),
-            deadline,
             duration,
             state: State::Idle,
-            timer: None,
+            slot: match shared {
+                Some(slot) => Holder::Shared(slot),
+                None => Holder::Own(Slot::new(deadline)),
+            },
             entered_with: 0,
-            fired: false,
             sleep: None,
-        }
-    }
-}
-
-/// Takes the deadline off its loop's timers; if it is no longer there, it
-/// fired: `fired` says so from then on. (From another loop, or with none
-/// running, it cannot be reached: it stays, and cancels its task when it
-/// fires, if that task still runs.)
-fn disarm(timer: &mut Option<(u64, TimerKey)>, fired: &mut bool) {
-    if let Some((loop_id, key)) = timer.take() {
-        let entry = driver::with_current(|d| (d.id == loop_id).then(|| d.timers.borrow_mut().remove(&key))).flatten();
-        match entry {
-            Some(None) => *fired = true,
-            // Dropped (with its task reference) outside the borrow of the
-            // timers.
-            Some(Some(entry)) => drop(entry),
-            None => {}
         }
     }
 }
 
 impl<F> fmt::Debug for ScopedTimeout<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let slot = self.slot.get();
         f.debug_struct("ScopedTimeout")
-            .field("deadline", &self.deadline)
-            .field("expired", &self.fired)
+            .field("deadline", &slot.when.get())
+            .field("expired", &slot.fired.get())
             .finish_non_exhaustive()
     }
 }
@@ -199,65 +453,75 @@ impl<F: Future> Future for ScopedTimeout<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let elapsed = Elapsed {
-            duration: *this.duration,
-        };
-        let poll = match *this.state {
-            State::Resumed => return Poll::Ready(Err(elapsed)),
-            State::Idle => match enter(&mut this, cx) {
-                Some(poll) => poll,
-                None => return Poll::Pending,
-            },
-            State::Detached => {
-                // As `timeout`: the deadline wins once the future suspended.
-                let sleep = this
-                    .sleep
-                    .as_mut()
-                    .expect("invariant: a detached timeout has its timer");
-                if sleep.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Err(elapsed));
-                }
-                return this.inner.poll(cx).map(|(out, _)| out.map_err(|_| elapsed));
-            }
-            State::Armed => this.inner.as_mut().poll(cx),
-        };
-        let caught = match poll {
-            Poll::Pending => return Poll::Pending,
-            // Finished, but with a cancellation in flight (a task group's
-            // scope ends so when it was cancelled): it came back out, as
-            // asyncio's CancelledError out of the block, and is caught
-            // here. (One never delivered, held by a shield, say, leaves
-            // the output standing, as in asyncio.)
-            Poll::Ready((Ok(v), true)) => {
-                drop(v);
-                sched::with_current_task(|core| core.set_cancel_pending(false));
-                Err(Cancelled)
-            }
-            Poll::Ready((out, _)) => out,
-        };
-        disarm(this.timer, this.fired);
-        if !*this.fired {
-            // The deadline did not fire: the output, or a cancellation from
-            // elsewhere, which goes on.
-            return match caught {
-                Ok(v) => Poll::Ready(Ok(v)),
-                Err(Cancelled) => resume(this.state),
-            };
+        let out = step(&mut this, cx);
+        if out.is_ready() || *this.state == State::Resumed {
+            this.slot.get().exit();
         }
-        // The deadline fired: its request is taken back, whatever came of
-        // it (asyncio's `__aexit__` uncancels first).
-        let remaining = sched::with_current_task(|core| core.uncancel()).unwrap_or(0);
-        match caught {
+        out
+    }
+}
+
+fn step<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Poll<Result<F::Output, Elapsed>> {
+    let elapsed = Elapsed {
+        duration: *this.duration,
+    };
+    let poll = match *this.state {
+        State::Resumed => return Poll::Ready(Err(elapsed)),
+        State::Idle => match enter(this, cx) {
+            Some(poll) => poll,
+            None => return Poll::Pending,
+        },
+        State::Detached => {
+            // As `timeout`: the deadline wins once the future suspended.
+            if follow(this.sleep, this.slot.get(), cx) {
+                return Poll::Ready(Err(elapsed));
+            }
+            let poll = this.inner.as_mut().poll(cx);
+            if poll.is_pending() && follow(this.sleep, this.slot.get(), cx) {
+                // Moved into the past by the code inside: at the next poll.
+                cx.waker().wake_by_ref();
+            }
+            return poll.map(|(out, _)| out.map_err(|_| elapsed));
+        }
+        State::Armed => this.inner.as_mut().poll(cx),
+    };
+    let caught = match poll {
+        Poll::Pending => return Poll::Pending,
+        // Finished, but with a cancellation in flight (a task group's
+        // scope ends so when it was cancelled): it came back out, as
+        // asyncio's CancelledError out of the block, and is caught
+        // here. (One never delivered, held by a shield, say, leaves
+        // the output standing, as in asyncio.)
+        Poll::Ready((Ok(v), true)) => {
+            drop(v);
+            sched::with_current_task(|core| core.set_cancel_pending(false));
+            Err(Cancelled)
+        }
+        Poll::Ready((out, _)) => out,
+    };
+    let slot = this.slot.get();
+    slot.disarm();
+    if !slot.fired.get() {
+        // The deadline did not fire: the output, or a cancellation from
+        // elsewhere, which goes on.
+        return match caught {
             Ok(v) => Poll::Ready(Ok(v)),
-            // No request beyond those the task had on entering: the
-            // cancellation was the deadline's, and ends here.
-            Err(Cancelled) if remaining <= *this.entered_with => {
-                sched::with_current_task(|core| core.set_cancel_pending(false));
-                Poll::Ready(Err(elapsed))
-            }
-            // Also cancelled by something else: that goes on.
             Err(Cancelled) => resume(this.state),
+        };
+    }
+    // The deadline fired: its request is taken back, whatever came of
+    // it (asyncio's `__aexit__` uncancels first).
+    let remaining = sched::with_current_task(|core| core.uncancel()).unwrap_or(0);
+    match caught {
+        Ok(v) => Poll::Ready(Ok(v)),
+        // No request beyond those the task had on entering: the
+        // cancellation was the deadline's, and ends here.
+        Err(Cancelled) if remaining <= *this.entered_with => {
+            sched::with_current_task(|core| core.set_cancel_pending(false));
+            Poll::Ready(Err(elapsed))
         }
+        // Also cancelled by something else: that goes on.
+        Err(Cancelled) => resume(this.state),
     }
 }
 
@@ -272,36 +536,61 @@ impl<F: Future> Future for ScopedTimeout<F> {
 /// cancelled at once (asyncio's handle, scheduled with `call_soon`, runs
 /// before the task's next step).
 fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Option<Poll<Finished<F::Output>>> {
+    let slot = this.slot.get();
+    slot.phase.set(Phase::Entered);
     let Some(task) = sched::current_raw().map(|t| t.task_ref()) else {
         // Nothing to cancel: `timeout`'s way, on a plain timer.
         *this.state = State::Detached;
+        slot.detached.set(true);
         if let Poll::Ready(out) = this.inner.as_mut().poll(cx) {
             return Some(Poll::Ready(out));
         }
-        let mut sleep = Box::pin(sleep_until(*this.deadline));
         // Registers its timer (a sleep suspends at least once).
-        let _ = sleep.as_mut().poll(cx);
-        *this.sleep = Some(sleep);
+        follow(this.sleep, slot, cx);
         return None;
     };
     *this.state = State::Armed;
     *this.entered_with = task.core().cancelling();
-    let deadline = *this.deadline;
-    let passed = driver::with_current(|d| d.now() >= deadline).unwrap_or(true);
-    if !passed {
-        *this.timer = driver::with_current(|d| {
-            let key = d.timers.borrow_mut().insert(deadline, TimerEntry::Cancel(task.clone()));
-            (d.id, key)
-        });
+    let when = slot.when.get();
+    let passed = match when {
+        Some(when) => driver::with_current(|d| d.now() >= when).unwrap_or(true),
+        None => false,
+    };
+    if let (Some(when), false) = (when, passed) {
+        slot.arm(when, task.clone());
+    }
+    if let (Holder::Shared(_), Some(loop_id)) = (&*this.slot, driver::with_current(|d| d.id)) {
+        // The handle may arm it again.
+        slot.task.set(Some((loop_id, task.clone())));
     }
     let poll = this.inner.as_mut().poll(cx);
     // Ready at once: never interrupted (the caller takes the deadline
-    // off). Suspended with the deadline passed: cancelled now.
-    if poll.is_pending() && passed && task.cancel() {
-        *this.fired = true;
+    // off). Suspended with the deadline passed (and not moved by the code
+    // inside): cancelled now.
+    if poll.is_pending() && passed && slot.when.get() == when && slot.timer.get().is_none() && task.cancel() {
+        slot.fired.set(true);
     }
     Some(poll)
 }
+
+/// A detached timeout's plain timer, kept on the slot's deadline (which a
+/// handle may have moved); whether it passed.
+fn follow(sleep: &mut Option<Pin<Box<Sleep>>>, slot: &Slot, cx: &mut Context<'_>) -> bool {
+    let Some(when) = slot.when.get() else {
+        *sleep = None;
+        return false;
+    };
+    let sleep = sleep.get_or_insert_with(|| Box::pin(sleep_until(when)));
+    if sleep.deadline() != Some(when) {
+        sleep.reset(when);
+    }
+    let passed = sleep.as_mut().poll(cx).is_ready();
+    if passed {
+        slot.fired.set(true);
+    }
+    passed
+}
+
 /// Hands on a caught cancellation that was not the timeout's (Python's
 /// bare `raise`): pending again, delivered where the task suspends.
 fn resume<T>(state: &mut State) -> Poll<Result<T, Elapsed>> {

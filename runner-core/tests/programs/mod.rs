@@ -1,5 +1,6 @@
 //! Random programs of cancellation, for the randomized tests: trees of
-//! spawns, joins, task groups, `timeout`, `scoped_timeout`, `wait_for`,
+//! spawns, joins, task groups, `timeout`, `scoped_timeout` (its deadline
+//! moved by the code inside, too), `wait_for`,
 //! `cancellable` (with resume), `shield`, self-cancels, `uncancel`,
 //! `as_completed`, async generators, cancels from another thread and
 //! blocking jobs, drawn from a seed. Every wait in them is a timer (or a
@@ -18,8 +19,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use runner_core::{
-    as_completed, asyncgen, cancellable, current_task, scoped_timeout, shield, sleep, spawn, spawn_blocking,
-    task_group, timeout, wait_for, yield_now, BoxError,
+    as_completed, asyncgen, cancellable, current_task, get_running_loop, scoped_timeout, scoped_timeout_with, shield,
+    sleep, spawn, spawn_blocking, task_group, timeout, wait_for, yield_now, BoxError,
 };
 
 /// xorshift64: small, and the same sequence everywhere.
@@ -106,7 +107,21 @@ pub fn node(rng: Rc<Rng>, depth: u32) -> Node {
                 .await;
                 Ok(r.map_or(0, |_| 1))
             }
-            5 => Ok(scoped_timeout(rng.ms(15), child()).await.is_ok().into()),
+            5 if rng.below(2) == 0 => Ok(scoped_timeout(rng.ms(15), child()).await.is_ok().into()),
+            5 => {
+                // Its deadline moved (or taken away) by the code inside,
+                // between two programs; refused once it fired.
+                let (first, then) = (rng.ms(15), rng.below(20));
+                let r = scoped_timeout_with(Some(clock() + first), |cm| async move {
+                    let a = child().await.unwrap_or(0);
+                    let when = (then < 15).then(|| clock() + Duration::from_millis(then));
+                    let moved = cm.reschedule(when);
+                    assert_eq!(moved.is_err(), cm.expired(), "refused only once fired: {moved:?}");
+                    Ok::<u32, BoxError>(a + child().await.unwrap_or(0))
+                })
+                .await;
+                Ok(r.map_or(0, |r| r.unwrap_or(0)))
+            }
             6 => Ok(timeout(rng.ms(15), child()).await.is_ok().into()),
             7 => match cancellable(child()).await {
                 Ok(out) => out,
@@ -204,6 +219,11 @@ pub fn node(rng: Rc<Rng>, depth: u32) -> Node {
             }
         }
     })
+}
+
+/// The running loop's clock.
+fn clock() -> std::time::Instant {
+    get_running_loop().expect("inside a run").time()
 }
 
 /// Both futures, polled together in one task (futures' `join!`, without
