@@ -325,27 +325,17 @@ fn around_a_handle_whose_task_ends_cancelled_it_times_out() {
 
 // Polled where no task runs (loop callbacks here), it cannot cancel
 // anything: it drops the future at the deadline, as `timeout` does.
-#[test]
-fn outside_a_task_the_deadline_drops_the_future() {
+/// Polls `fut` where no task runs (in loop callbacks): at once, then
+/// 50 ms later; what each poll answered goes to `log`, and `fut` is
+/// dropped before the loop closes.
+fn poll_outside_a_task(fut: impl std::future::Future<Output = Result<(), runner_core::Elapsed>> + 'static, log: &Log) {
     use std::future::Future;
     use std::pin::Pin;
     use std::task::Context;
 
     type Shared = Rc<RefCell<Pin<Box<dyn Future<Output = Result<(), runner_core::Elapsed>>>>>>;
 
-    struct Guard(Log);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            push(&self.0, "future dropped");
-        }
-    }
-    let log: Log = Rc::default();
-    let lp = runner_core::EventLoop::new().unwrap();
-    let guard = Guard(log.clone());
-    let fut: Shared = Rc::new(RefCell::new(Box::pin(scoped_timeout(ms(5), async move {
-        let _guard = guard;
-        std::future::pending::<()>().await
-    }))));
+    let fut: Shared = Rc::new(RefCell::new(Box::pin(fut)));
     let poll_in_a_callback = |fut: Shared, log: Log| {
         move || {
             let mut cx = Context::from_waker(futures::task::noop_waker_ref());
@@ -353,12 +343,32 @@ fn outside_a_task_the_deadline_drops_the_future() {
             push(&log, format!("{p:?}"));
         }
     };
+    let lp = runner_core::EventLoop::new().unwrap();
     lp.call_soon(poll_in_a_callback(fut.clone(), log.clone())).unwrap();
     lp.call_later(ms(50), poll_in_a_callback(fut.clone(), log.clone()))
         .unwrap();
     lp.run_until_complete(sleep(ms(60))).unwrap();
     drop(fut);
     lp.close().unwrap();
+}
+
+#[test]
+fn outside_a_task_the_deadline_drops_the_future() {
+    struct Guard(Log);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            push(&self.0, "future dropped");
+        }
+    }
+    let log: Log = Rc::default();
+    let guard = Guard(log.clone());
+    poll_outside_a_task(
+        scoped_timeout(ms(5), async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        }),
+        &log,
+    );
     assert_eq!(
         *log.borrow(),
         [
@@ -628,30 +638,13 @@ fn a_moved_deadline_cancels_a_task_group_inside_in_place() {
 // the code inside (there was none) drops the future when it passes.
 #[test]
 fn outside_a_task_the_plain_timer_follows_a_moved_deadline() {
-    use std::future::Future;
-    use std::pin::Pin;
-    use std::task::Context;
-
-    type Shared = Rc<RefCell<Pin<Box<dyn Future<Output = Result<(), runner_core::Elapsed>>>>>>;
-
     let log: Log = Rc::default();
-    let lp = runner_core::EventLoop::new().unwrap();
-    let fut: Shared = Rc::new(RefCell::new(Box::pin(scoped_timeout_with(None, |cm| async move {
-        cm.reschedule(Some(now() + ms(5))).unwrap();
-        std::future::pending::<()>().await
-    }))));
-    let poll_in_a_callback = |fut: Shared, log: Log| {
-        move || {
-            let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-            let p = fut.borrow_mut().as_mut().poll(&mut cx);
-            push(&log, format!("{p:?}"));
-        }
-    };
-    lp.call_soon(poll_in_a_callback(fut.clone(), log.clone())).unwrap();
-    lp.call_later(ms(50), poll_in_a_callback(fut.clone(), log.clone()))
-        .unwrap();
-    lp.run_until_complete(sleep(ms(60))).unwrap();
-    drop(fut);
-    lp.close().unwrap();
+    poll_outside_a_task(
+        scoped_timeout_with(None, |cm| async move {
+            cm.reschedule(Some(now() + ms(5))).unwrap();
+            std::future::pending::<()>().await
+        }),
+        &log,
+    );
     assert_eq!(*log.borrow(), ["Pending", "Ready(Err(Elapsed { duration: None }))"]);
 }
