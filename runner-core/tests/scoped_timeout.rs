@@ -648,3 +648,33 @@ fn outside_a_task_the_plain_timer_follows_a_moved_deadline() {
     );
     assert_eq!(*log.borrow(), ["Pending", "Ready(Err(Elapsed { duration: None }))"]);
 }
+
+// Between two runs of its loop, the deadline cannot move (no loop runs to
+// take it); in the next run it can.
+#[test]
+fn outside_its_running_loop_the_deadline_cannot_move() {
+    let lp = common::paused_loop();
+    let (task, cm) = lp
+        .run_until_complete(async {
+            let (tx, rx) = futures::channel::oneshot::channel();
+            let task = spawn(scoped_timeout_with(None, move |cm| async move {
+                tx.send(cm).unwrap();
+                sleep(ms(10_000)).await;
+            }));
+            (task, rx.await.unwrap())
+        })
+        .unwrap();
+    let between = cm.reschedule(Some(lp.time() + ms(10))).unwrap_err().to_string();
+    assert!(between.contains("outside its event loop"), "{between}");
+    let (r, took) = lp
+        .run_until_complete(async move {
+            let t0 = now();
+            cm.reschedule(Some(t0 + ms(10))).unwrap();
+            let r = task.await.unwrap();
+            (r, now() - t0)
+        })
+        .unwrap();
+    lp.close().unwrap();
+    assert!(r.is_err(), "timed out at the deadline set in the second run");
+    assert_eq!(took, ms(10));
+}

@@ -183,7 +183,7 @@ impl TimeoutHandle {
     /// [`RescheduleError`] when the deadline can no longer move: the
     /// timeout was not polled yet, its deadline already fired (the
     /// cancellation is on its way), or it returned; or the call came from
-    /// inside another loop than the timeout's.
+    /// outside the timeout's loop (while none runs, or inside another).
     pub fn reschedule(&self, when: Option<Instant>) -> Result<(), RescheduleError> {
         self.slot.reschedule(when)
     }
@@ -226,7 +226,7 @@ impl fmt::Display for RescheduleError {
             }
             Why::Exited => "cannot reschedule a timeout that has returned: start a new scoped_timeout",
             Why::OtherLoop => {
-                "cannot reschedule a timeout from inside another event loop than its own: \
+                "cannot reschedule a timeout outside its event loop (none runs, or another one does): \
                  call reschedule from code that runs on the timeout's loop"
             }
         })
