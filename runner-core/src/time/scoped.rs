@@ -170,7 +170,7 @@ impl TimeoutHandle {
     /// (asyncio's `expired()`). Stays `true` after the timeout returned.
     pub fn expired(&self) -> bool {
         self.slot.sync_fired();
-        self.slot.fired.get()
+        self.slot.fired()
     }
 
     /// Moves the deadline to `when` (`None`: no deadline), on the loop's
@@ -191,10 +191,10 @@ impl TimeoutHandle {
 
 impl fmt::Debug for TimeoutHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.slot.sync_fired();
         f.debug_struct("TimeoutHandle")
             .field("when", &self.when())
             .field("phase", &self.slot.phase.get())
-            .field("expired", &self.expired())
             .finish()
     }
 }
@@ -235,12 +235,18 @@ impl fmt::Display for RescheduleError {
 
 impl std::error::Error for RescheduleError {}
 
-/// Where a timeout stands for its handle (asyncio's `_State`, with
-/// `EXPIRING` as `fired`).
+/// Where a timeout stands (asyncio's `_State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
+    /// Not polled yet.
     Created,
+    /// Polled: the deadline is armed (or there is none).
     Entered,
+    /// The deadline fired: its cancellation is on its way.
+    Expiring,
+    /// It returned after its deadline fired.
+    Expired,
+    /// It returned (or was dropped) before its deadline.
     Exited,
 }
 
@@ -251,8 +257,6 @@ struct Slot {
     /// The deadline's entry in the timers of a loop (by its id), until it
     /// fires or is taken off.
     timer: Cell<Option<(u64, TimerKey)>>,
-    /// The deadline cancelled the task.
-    fired: Cell<bool>,
     phase: Cell<Phase>,
     /// The task the deadline cancels (a timeout entered in a task and
     /// shared with a handle, which may arm it again), and its loop's id.
@@ -267,7 +271,6 @@ impl Slot {
         Slot {
             when: Cell::new(when),
             timer: Cell::new(None),
-            fired: Cell::new(false),
             phase: Cell::new(Phase::Created),
             task: Cell::new(None),
             detached: Cell::new(false),
@@ -282,8 +285,20 @@ impl Slot {
         }));
     }
 
+    /// Whether the deadline fired (and cancelled the task).
+    fn fired(&self) -> bool {
+        matches!(self.phase.get(), Phase::Expiring | Phase::Expired)
+    }
+
+    /// The deadline fired.
+    fn expire(&self) {
+        if self.phase.get() == Phase::Entered {
+            self.phase.set(Phase::Expiring);
+        }
+    }
+
     /// Takes the deadline off its loop's timers; if it is no longer there,
-    /// it fired: `fired` says so from then on. (From another loop, or with
+    /// it fired: the phase says so from then on. (From another loop, or with
     /// none running, it cannot be reached: it stays, and cancels its task
     /// when it fires, if that task still runs.)
     fn disarm(&self) {
@@ -291,7 +306,7 @@ impl Slot {
             let entry =
                 driver::with_current(|d| (d.id == loop_id).then(|| d.timers.borrow_mut().remove(&key))).flatten();
             match entry {
-                Some(None) => self.fired.set(true),
+                Some(None) => self.expire(),
                 // Dropped (with its task reference) outside the borrow of
                 // the timers.
                 Some(Some(entry)) => drop(entry),
@@ -306,21 +321,19 @@ impl Slot {
             let waiting = driver::with_current(|d| (d.id == loop_id).then(|| d.timers.borrow().contains(&key)));
             if waiting == Some(Some(false)) {
                 self.timer.set(None);
-                self.fired.set(true);
+                self.expire();
             }
         }
     }
 
     fn reschedule(&self, when: Option<Instant>) -> Result<(), RescheduleError> {
         let refuse = |why| Err(RescheduleError { why });
+        self.sync_fired();
         match self.phase.get() {
             Phase::Created => return refuse(Why::NotEntered),
-            Phase::Exited => return refuse(Why::Exited),
+            Phase::Expiring => return refuse(Why::Expiring),
+            Phase::Expired | Phase::Exited => return refuse(Why::Exited),
             Phase::Entered => {}
-        }
-        self.sync_fired();
-        if self.fired.get() {
-            return refuse(Why::Expiring);
         }
         if self.detached.get() {
             // Its plain timer moves at the future's next poll.
@@ -351,7 +364,8 @@ impl Slot {
     /// The timeout returned or was dropped.
     fn exit(&self) {
         self.disarm();
-        self.phase.set(Phase::Exited);
+        self.phase
+            .set(if self.fired() { Phase::Expired } else { Phase::Exited });
         drop(self.task.take());
     }
 }
@@ -443,7 +457,7 @@ impl<F> fmt::Debug for ScopedTimeout<F> {
         let slot = self.slot.get();
         f.debug_struct("ScopedTimeout")
             .field("deadline", &slot.when.get())
-            .field("expired", &slot.fired.get())
+            .field("expired", &slot.fired())
             .finish_non_exhaustive()
     }
 }
@@ -501,7 +515,7 @@ fn step<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Poll<R
     };
     let slot = this.slot.get();
     slot.disarm();
-    if !slot.fired.get() {
+    if !slot.fired() {
         // The deadline did not fire: the output, or a cancellation from
         // elsewhere, which goes on.
         return match caught {
@@ -568,7 +582,7 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
     // off). Suspended with the deadline passed (and not moved by the code
     // inside): cancelled now.
     if poll.is_pending() && passed && slot.when.get() == when && slot.timer.get().is_none() && task.cancel() {
-        slot.fired.set(true);
+        slot.expire();
     }
     Some(poll)
 }
@@ -586,7 +600,7 @@ fn follow(sleep: &mut Option<Pin<Box<Sleep>>>, slot: &Slot, cx: &mut Context<'_>
     }
     let passed = sleep.as_mut().poll(cx).is_ready();
     if passed {
-        slot.fired.set(true);
+        slot.expire();
     }
     passed
 }
