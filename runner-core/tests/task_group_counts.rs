@@ -9,7 +9,9 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-use runner_core::{cancellable, current_task, sleep, spawn, task_group, timeout, yield_now, BoxError};
+use runner_core::{
+    cancellable, current_task, get_running_loop, sleep, spawn, task_group, timeout, yield_now, BoxError,
+};
 
 mod common;
 use common::{run_paused as run, Boom};
@@ -261,4 +263,245 @@ fn a_child_handing_on_a_nested_scopes_cancellation_with_the_question_mark_is_can
         Ok(Err(true)),
         "the child ended cancelled, and the group did not fail"
     );
+}
+
+// TaskGroup::cancel (asyncio 3.15): the group cancels its children and
+// its body, and the scope ends without the cancellation going on.
+
+/// A child that sleeps until cancelled, then cleans up with an await.
+fn sleeper(log: &Log, name: &'static str) -> impl std::future::Future<Output = Result<(), BoxError>> {
+    let log = log.clone();
+    async move {
+        if let Err(cancelled) = cancellable(sleep(ms(10_000))).await {
+            sleep(ms(5)).await;
+            log.borrow_mut().push(format!("{name} cleaned up"));
+            return Err(cancelled.into());
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn cancel_from_a_child_ends_the_scope_after_everyones_cleanup_and_nothing_goes_on() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    let (group_cancelled, failures, count, next_sleep_ok, took) = run(async move {
+        let t0 = get_running_loop().unwrap().time();
+        let l2 = l.clone();
+        let r = task_group(|tg| async move {
+            tg.spawn(sleeper(&l2, "sleeper"));
+            let stop = tg.clone();
+            tg.spawn(async move {
+                sleep(ms(10)).await;
+                stop.cancel();
+                Ok::<_, BoxError>(())
+            });
+            if let Err(cancelled) = cancellable(sleep(ms(10_000))).await {
+                l2.borrow_mut().push("body cancelled".into());
+                return Err::<u32, BoxError>(cancelled.into());
+            }
+            Ok(1)
+        })
+        .await;
+        let took = get_running_loop().unwrap().time() - t0;
+        let err = r.unwrap_err();
+        (
+            err.is_group_cancelled() && !err.is_cancelled(),
+            err.failures().len(),
+            cancelling(),
+            cancellable(sleep(ms(1))).await.is_ok(),
+            took,
+        )
+    });
+    assert!(group_cancelled);
+    assert_eq!(failures, 0);
+    assert_eq!(count, 0, "the group's request of its owner was taken back");
+    assert!(next_sleep_ok, "no cancellation goes on");
+    assert_eq!(took, ms(15), "the scope waited for the sleeper's cleanup");
+    assert_eq!(*log.borrow(), ["body cancelled", "sleeper cleaned up"]);
+}
+
+#[test]
+fn cancel_after_the_body_finished_keeps_its_value() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    let (out, count) = run(async move {
+        let r = task_group(|tg| async move {
+            tg.spawn(sleeper(&l, "sleeper"));
+            let stop = tg.clone();
+            tg.spawn(async move {
+                sleep(ms(10)).await;
+                stop.cancel();
+                stop.cancel(); // idempotent
+                Ok::<_, BoxError>(())
+            });
+            Ok::<_, BoxError>(7)
+        })
+        .await;
+        (r.map_err(|e| e.to_string()), cancelling())
+    });
+    assert_eq!(out, Ok(7));
+    assert_eq!(count, 0);
+    assert_eq!(*log.borrow(), ["sleeper cleaned up"]);
+}
+
+#[test]
+fn cancel_from_the_body_lands_at_its_next_suspension_or_not_at_all() {
+    let (suspended, finished, count) = run(async {
+        let suspended = task_group(|tg| async move {
+            tg.cancel();
+            assert_eq!(cancelling(), 1, "one request of the owner");
+            tg.cancel();
+            assert_eq!(cancelling(), 1, "idempotent");
+            yield_now().await;
+            Ok::<_, BoxError>("not reached")
+        })
+        .await;
+        // The body returns without suspending: its value stands, and the
+        // request, never delivered, is withdrawn.
+        let finished = task_group(|tg| async move {
+            tg.cancel();
+            Ok::<_, BoxError>("finished")
+        })
+        .await;
+        (
+            suspended.map_err(|e| e.is_group_cancelled()),
+            finished.map_err(|e| e.to_string()),
+            (cancelling(), cancellable(yield_now()).await.is_ok()),
+        )
+    });
+    assert_eq!(suspended, Err(true));
+    assert_eq!(finished, Ok("finished"));
+    assert_eq!(count, (0, true));
+}
+
+#[test]
+fn a_body_that_catches_the_groups_cancel_and_goes_on_gives_its_value() {
+    let out = run(async {
+        task_group(|tg| async move {
+            let stop = tg.clone();
+            tg.spawn(async move {
+                yield_now().await;
+                stop.cancel();
+                Ok::<_, BoxError>(())
+            });
+            let caught = cancellable(sleep(ms(10_000))).await.is_err();
+            sleep(ms(5)).await; // async cleanup, not interrupted again
+            Ok::<_, BoxError>(caught)
+        })
+        .await
+        .map_err(|e| e.to_string())
+    });
+    assert_eq!(out, Ok(true));
+}
+
+#[test]
+fn after_cancel_failures_still_win_and_new_children_never_run() {
+    let ran = Rc::new(std::cell::Cell::new(false));
+    let r2 = ran.clone();
+    let (failures, count, group_cancelled) = run(async move {
+        let r = task_group(|tg| async move {
+            tg.spawn(async {
+                let _ = cancellable(sleep(ms(10_000))).await;
+                Err::<(), _>(Boom("cleanup failed"))
+            });
+            yield_now().await;
+            tg.cancel();
+            // Cancelled before it runs; awaiting it, the body is cancelled.
+            let _ = tg
+                .spawn(async move {
+                    r2.set(true);
+                    Ok::<_, BoxError>(())
+                })
+                .await;
+            Ok::<_, BoxError>(())
+        })
+        .await;
+        let err = r.unwrap_err();
+        let texts: Vec<String> = err.failures().iter().map(|f| f.to_string()).collect();
+        (texts, cancelling(), err.is_group_cancelled())
+    });
+    assert_eq!(failures.len(), 1);
+    assert!(failures[0].ends_with("cleanup failed"), "{failures:?}");
+    assert_eq!(count, 0);
+    assert!(!group_cancelled, "the error is the failure's");
+    assert!(!ran.get(), "a child spawned after cancel() never runs");
+}
+
+// gh-155433: a cancellation from outside that comes after cancel() is not
+// lost with the group's own.
+#[test]
+fn an_outside_cancel_after_the_groups_own_goes_on() {
+    for body_done in [false, true] {
+        let ended_cancelled = run(async move {
+            let task = spawn(async move {
+                let _ = task_group(|tg| async move {
+                    tg.spawn(async {
+                        let _ = cancellable(sleep(ms(10_000))).await;
+                        sleep(ms(20)).await; // a long cleanup
+                        Ok::<_, BoxError>(())
+                    });
+                    yield_now().await;
+                    tg.cancel();
+                    if !body_done {
+                        let _ = cancellable(sleep(ms(10_000))).await;
+                        sleep(ms(20)).await;
+                    }
+                    Ok::<_, BoxError>(())
+                })
+                .await;
+                sleep(ms(10_000)).await;
+            });
+            sleep(ms(10)).await;
+            task.cancel();
+            task.await.unwrap_err().is_cancelled()
+        });
+        assert!(ended_cancelled, "body done: {body_done}");
+    }
+}
+
+#[test]
+fn cancel_on_a_group_whose_scope_ended_does_nothing() {
+    let (kept, count, ok) = run(async {
+        let mut kept = None;
+        let r = task_group(|tg| {
+            kept = Some(tg.clone());
+            async { Ok::<_, BoxError>(1) }
+        })
+        .await;
+        let tg = kept.unwrap();
+        tg.cancel();
+        (r.is_ok(), cancelling(), cancellable(yield_now()).await.is_ok())
+    });
+    assert!(kept);
+    assert_eq!(count, 0, "the owner was not cancelled");
+    assert!(ok);
+}
+
+#[test]
+fn a_nested_groups_cancel_leaves_the_outer_group_running() {
+    let out = run(async {
+        task_group(|outer| async move {
+            let sibling = outer.spawn(async {
+                sleep(ms(20)).await;
+                Ok::<_, BoxError>("sibling done")
+            });
+            let inner = task_group(|tg| async move {
+                tg.spawn(async {
+                    sleep(ms(10_000)).await;
+                    Ok::<_, BoxError>(())
+                });
+                sleep(ms(5)).await;
+                tg.cancel();
+                sleep(ms(10_000)).await;
+                Ok::<_, BoxError>(())
+            })
+            .await;
+            let inner = inner.unwrap_err().is_group_cancelled();
+            Ok::<_, BoxError>((inner, sibling.await.unwrap()))
+        })
+        .await
+        .map_err(|e| e.to_string())
+    });
+    assert_eq!(out, Ok((true, "sibling done")));
 }

@@ -7,7 +7,9 @@
 //! order they happened (the body's last, as asyncio appends it), in the
 //! [`TaskGroupError`] the scope returns. A cancellation of the task that
 //! runs the scope cancels the children too, waits for their cleanup, and
-//! then goes on as that task's cancellation.
+//! then goes on as that task's cancellation. [`TaskGroup::cancel`]
+//! (asyncio 3.15) ends a group early: as a failure does, without one, and
+//! the cancellation it sent ends with the scope.
 //!
 //! How it maps to the task layer: the body and the wait for the children
 //! each run inside a [`cancellable`], so a cancellation of the owner task
@@ -84,8 +86,9 @@ impl TaskResult for () {
 /// every failure. If the task running the scope is cancelled, the children
 /// are cancelled, their cleanup awaited, and the cancellation goes on as
 /// the task's own (the error says [`is_cancelled`](TaskGroupError::is_cancelled)):
-/// it lands at the task's next suspension outside the scope. Dropping the
-/// scope before it finished cancels the children.
+/// it lands at the task's next suspension outside the scope.
+/// [`TaskGroup::cancel`] ends the group early, without a failure. Dropping
+/// the scope before it finished cancels the children.
 ///
 /// ```
 /// use std::time::Duration;
@@ -143,6 +146,7 @@ where
         aborting: Cell::new(false),
         exiting: Cell::new(false),
         parent_cancel_requested: Cell::new(false),
+        cancel_called: Cell::new(false),
         closed: Cell::new(false),
         waker: RefCell::new(None),
     });
@@ -164,8 +168,12 @@ where
     }
     match ended {
         Ok(Ok(out)) => match out.into_result() {
-            Ok(_) if came_out => propagate_cancel = true,
-            Ok(v) => value = Some(v),
+            // With a cancellation in flight the value stands only if that
+            // cancellation was the group's own (`TaskGroup::cancel`).
+            Ok(v) => {
+                propagate_cancel = came_out;
+                value = Some(v);
+            }
             // A caught cancellation, re-raised: not a failure.
             Err(e) if is_cancellation(&e) => propagate_cancel = true,
             Err(e) => body_failure = Some(Failure::from_error(None, e)),
@@ -178,11 +186,14 @@ where
     }
     inner.exiting.set(true);
     while inner.live.get() > 0 {
-        if cancellable(WaitChildren(&inner)).await.is_err() && !inner.aborting.get() {
+        if cancellable(WaitChildren(&inner)).await.is_err() {
             // The owner was cancelled while the body was done and the
-            // children ran.
+            // children ran: it goes on, unless it was the group's own
+            // (taken back below).
             propagate_cancel = true;
-            inner.abort();
+            if !inner.aborting.get() {
+                inner.abort();
+            }
         }
     }
     inner.closed.set(true);
@@ -213,7 +224,7 @@ where
         }
         return Err(TaskGroupError {
             failures,
-            cancelled: false,
+            ended: Ended::Failed,
         });
     }
     if propagate_cancel {
@@ -223,10 +234,15 @@ where
         }
         return Err(TaskGroupError {
             failures,
-            cancelled: true,
+            ended: Ended::OwnerCancelled,
         });
     }
-    Ok(value.expect("invariant: the body finished, or it failed or was cancelled"))
+    // No value and nothing else to say: `TaskGroup::cancel` interrupted
+    // the body (its cancellation, the group's own, ends here).
+    value.ok_or(TaskGroupError {
+        failures,
+        ended: Ended::GroupCancelled,
+    })
 }
 
 /// Whether a body's or child's error is a cancellation handed on: a
@@ -354,6 +370,50 @@ impl TaskGroup {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Cancels the group (asyncio 3.15's `TaskGroup.cancel()`): every
+    /// child not yet done is cancelled, and so is the body, if it is still
+    /// running (through the task that runs the scope, as a failure does).
+    /// Their cleanup runs; then the scope ends *without* the cancellation
+    /// going on: this cancellation is the group's own and ends with it.
+    ///
+    /// The scope gives the body's value if the body finished anyway (it
+    /// had returned, or it caught the cancellation and went on to the
+    /// end); else a [`TaskGroupError`] that says
+    /// [`is_group_cancelled`](TaskGroupError::is_group_cancelled) and holds
+    /// no failure. Failures still win: a child that fails in its
+    /// cancellation cleanup makes the scope's error a failure. A
+    /// cancellation of the scope's task from elsewhere still goes on.
+    ///
+    /// Idempotent; after the scope ended it does nothing. Children
+    /// spawned afterwards are cancelled before they run.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use runner_core::{sleep, task_group, BoxError};
+    ///
+    /// runner_core::run(async {
+    ///     let r = task_group(|tg| async move {
+    ///         // A server and its workers, until one of them says "enough".
+    ///         tg.spawn(async { sleep(Duration::from_secs(3600)).await; Ok::<_, BoxError>(()) });
+    ///         let stop = tg.clone();
+    ///         tg.spawn(async move {
+    ///             sleep(Duration::from_millis(5)).await;
+    ///             stop.cancel();
+    ///             Ok::<_, BoxError>(())
+    ///         });
+    ///         Ok::<_, BoxError>("the body's value")
+    ///     })
+    ///     .await;
+    ///     // The body had finished: its value stands; no cancellation goes on.
+    ///     assert_eq!(r.unwrap(), "the body's value");
+    ///     sleep(Duration::from_millis(1)).await;
+    /// })
+    /// .unwrap();
+    /// ```
+    pub fn cancel(&self) {
+        self.inner.cancel();
+    }
 }
 
 impl fmt::Debug for TaskGroup {
@@ -362,6 +422,7 @@ impl fmt::Debug for TaskGroup {
             .field("children", &self.inner.live.get())
             .field("failures", &self.inner.failures.borrow().len())
             .field("aborting", &self.inner.aborting.get())
+            .field("cancel_called", &self.inner.cancel_called.get())
             .field("closed", &self.inner.closed.get())
             .finish()
     }
@@ -382,6 +443,8 @@ struct Inner {
     exiting: Cell<bool>,
     /// The group cancelled its owner (taken back when the scope ends).
     parent_cancel_requested: Cell<bool>,
+    /// `TaskGroup::cancel` was called.
+    cancel_called: Cell<bool>,
     /// The scope ended (or was dropped).
     closed: Cell<bool>,
     /// The scope, waiting for the children.
@@ -420,6 +483,23 @@ impl Inner {
         let children: Vec<TaskRef> = self.children.borrow().iter().flatten().cloned().collect();
         for child in children {
             child.cancel();
+        }
+    }
+
+    /// `TaskGroup::cancel`: the children and the body are cancelled; the
+    /// body's through the owner, a request taken back when the scope ends.
+    fn cancel(&self) {
+        if self.closed.get() || self.cancel_called.replace(true) {
+            return;
+        }
+        if !self.aborting.get() {
+            self.abort();
+        }
+        if !self.exiting.get() && !self.parent_cancel_requested.get() {
+            if let Some(owner) = &self.owner {
+                self.parent_cancel_requested.set(true);
+                owner.cancel();
+            }
         }
     }
 
@@ -675,11 +755,19 @@ impl fmt::Debug for Failure {
 }
 
 /// Why a [`task_group`] scope gave no value: failures of its children or
-/// body (asyncio's `ExceptionGroup`), or the cancellation of the task that
-/// ran it.
+/// body (asyncio's `ExceptionGroup`), the cancellation of the task that
+/// ran it, or [`TaskGroup::cancel`] before the body finished.
 pub struct TaskGroupError {
     failures: Vec<Failure>,
-    cancelled: bool,
+    ended: Ended,
+}
+
+/// How a scope without a value ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Failed,
+    OwnerCancelled,
+    GroupCancelled,
 }
 
 impl TaskGroupError {
@@ -698,14 +786,32 @@ impl TaskGroupError {
     /// failed: the cancellation goes on at the task's next suspension
     /// (catch it with [`cancellable`] around that, as with any).
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled
+        self.ended == Ended::OwnerCancelled
+    }
+
+    /// Whether [`TaskGroup::cancel`] ended the scope before its body gave
+    /// a value, and nothing failed. No cancellation goes on: where asyncio
+    /// goes on after the `async with` block, go on after the scope. (Handed
+    /// on with `?` from the body or a child of an outer group, it is a
+    /// failure there, as any error is: match it where the scope ends.)
+    pub fn is_group_cancelled(&self) -> bool {
+        self.ended == Ended::GroupCancelled
     }
 }
 
 impl fmt::Display for TaskGroupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.cancelled {
-            return f.write_str("the task running the TaskGroup was cancelled; its children were cancelled too");
+        match self.ended {
+            Ended::OwnerCancelled => {
+                return f.write_str("the task running the TaskGroup was cancelled; its children were cancelled too");
+            }
+            Ended::GroupCancelled => {
+                return f.write_str(
+                    "the TaskGroup was cancelled with TaskGroup::cancel before its body gave a value; \
+                     nothing failed",
+                );
+            }
+            Ended::Failed => {}
         }
         let n = self.failures.len();
         write!(f, "{n} failure{} in a TaskGroup", if n == 1 { "" } else { "s" })?;
@@ -720,7 +826,7 @@ impl fmt::Debug for TaskGroupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TaskGroupError")
             .field("failures", &self.failures)
-            .field("cancelled", &self.cancelled)
+            .field("ended", &self.ended)
             .finish()
     }
 }

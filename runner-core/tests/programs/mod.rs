@@ -1,10 +1,10 @@
 //! Random programs of cancellation, for the randomized tests: trees of
-//! spawns, joins, task groups, `timeout`, `scoped_timeout` (its deadline
-//! moved by the code inside, too), `wait_for`,
-//! `cancellable` (with resume), `shield`, self-cancels, `uncancel`,
-//! `as_completed`, async generators, cancels from another thread and
-//! blocking jobs, drawn from a seed. Every wait in them is a timer (or a
-//! job or thread that ends at once), so every program ends.
+//! spawns, joins, task groups (some ended early by `TaskGroup::cancel`),
+//! `timeout`, `scoped_timeout` (its deadline moved by the code inside,
+//! too), `wait_for`, `cancellable` (with resume), `shield`, self-cancels,
+//! `uncancel`, `as_completed`, async generators, cancels from another
+//! thread and blocking jobs, drawn from a seed. Every wait in them is a
+//! timer (or a job or thread that ends at once), so every program ends.
 //!
 //! Shared by `runner-core/tests/cancellation_fuzz.rs` and the Ctrl-C
 //! fixture (`tests/fixtures/ctrl_c.rs`, through `#[path]`): it uses
@@ -98,9 +98,20 @@ pub fn node(rng: Rc<Rng>, depth: u32) -> Node {
             }
             4 => {
                 let children = rng.below(4);
+                // Sometimes a child (or the body) ends the group early:
+                // `TaskGroup::cancel` after a while.
+                let stop_after = (rng.below(4) == 0).then(|| rng.ms(15));
                 let r = task_group(|tg| async move {
                     for _ in 0..children {
                         tg.spawn(child());
+                    }
+                    if let Some(after) = stop_after {
+                        let stop = tg.clone();
+                        tg.spawn(async move {
+                            sleep(after).await;
+                            stop.cancel();
+                            Ok::<u32, BoxError>(0)
+                        });
                     }
                     child().await
                 })
