@@ -146,9 +146,12 @@ where
     B: FnOnce(TimeoutHandle) -> F,
     F: IntoFuture,
 {
-    let slot = Rc::new(Slot::new(deadline));
-    let fut = body(TimeoutHandle { slot: slot.clone() });
-    ScopedTimeout::new(deadline, None, Some(slot), fut.into_future())
+    let shared = Rc::new(Handled {
+        slot: Slot::new(deadline),
+        task: Cell::new(None),
+    });
+    let fut = body(TimeoutHandle { shared: shared.clone() });
+    ScopedTimeout::new(deadline, None, Some(shared), fut.into_future())
 }
 
 /// The deadline of a [`scoped_timeout_with`], in the hands of the code it
@@ -156,21 +159,21 @@ where
 /// `Timeout` object.
 #[derive(Clone)]
 pub struct TimeoutHandle {
-    slot: Rc<Slot>,
+    shared: Rc<Handled>,
 }
 
 impl TimeoutHandle {
     /// The deadline, on the loop's clock; `None` when there is none
     /// (asyncio's `when()`).
     pub fn when(&self) -> Option<Instant> {
-        self.slot.when.get()
+        self.shared.slot.when.get()
     }
 
     /// Whether the deadline fired: the code inside was cancelled by it
     /// (asyncio's `expired()`). Stays `true` after the timeout returned.
     pub fn expired(&self) -> bool {
-        self.slot.sync_fired();
-        self.slot.fired()
+        self.shared.slot.sync_fired();
+        self.shared.slot.fired()
     }
 
     /// Moves the deadline to `when` (`None`: no deadline), on the loop's
@@ -185,16 +188,16 @@ impl TimeoutHandle {
     /// cancellation is on its way), or it returned; or the call came from
     /// outside the timeout's loop (while none runs, or inside another).
     pub fn reschedule(&self, when: Option<Instant>) -> Result<(), RescheduleError> {
-        self.slot.reschedule(when)
+        self.shared.reschedule(when)
     }
 }
 
 impl fmt::Debug for TimeoutHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.slot.sync_fired();
+        self.shared.slot.sync_fired();
         f.debug_struct("TimeoutHandle")
             .field("when", &self.when())
-            .field("phase", &self.slot.phase.get())
+            .field("phase", &self.shared.slot.phase.get())
             .finish()
     }
 }
@@ -251,19 +254,24 @@ enum Phase {
 }
 
 /// A scoped timeout's deadline and its place in a loop's timers: inline in
-/// the future, or shared with a [`TimeoutHandle`].
+/// the future (kept small: it is moved with it), or shared with a
+/// [`TimeoutHandle`] ([`Handled`]).
 struct Slot {
     when: Cell<Option<Instant>>,
     /// The deadline's entry in the timers of a loop (by its id), until it
     /// fires or is taken off.
     timer: Cell<Option<(u64, TimerKey)>>,
     phase: Cell<Phase>,
-    /// The task the deadline cancels (a timeout entered in a task and
-    /// shared with a handle, which may arm it again), and its loop's id.
+}
+
+/// The slot of a [`scoped_timeout_with`], and what its handle needs to
+/// arm the deadline again.
+struct Handled {
+    slot: Slot,
+    /// The task the deadline cancels, and its loop's id: set when the
+    /// timeout is entered in a task (not when it is polled outside one,
+    /// where it waits on a plain timer that follows `when` at its polls).
     task: Cell<Option<(u64, TaskRef)>>,
-    /// Entered outside a task: the future waits on a plain timer, moved
-    /// at its next poll.
-    detached: Cell<bool>,
 }
 
 impl Slot {
@@ -272,12 +280,11 @@ impl Slot {
             when: Cell::new(when),
             timer: Cell::new(None),
             phase: Cell::new(Phase::Created),
-            task: Cell::new(None),
-            detached: Cell::new(false),
         }
     }
 
     /// Puts the deadline in the current loop's timers, to cancel `task`.
+    #[inline]
     fn arm(&self, when: Instant, task: TaskRef) {
         self.timer.set(driver::with_current(|d| {
             let key = d.timers.borrow_mut().insert(when, TimerEntry::Cancel(task));
@@ -301,6 +308,7 @@ impl Slot {
     /// it fired: the phase says so from then on. (From another loop, or with
     /// none running, it cannot be reached: it stays, and cancels its task
     /// when it fires, if that task still runs.)
+    #[inline]
     fn disarm(&self) {
         if let Some((loop_id, key)) = self.timer.take() {
             let entry =
@@ -326,31 +334,44 @@ impl Slot {
         }
     }
 
+    /// The timeout returned or was dropped.
+    #[inline]
+    fn exit(&self) {
+        match self.phase.get() {
+            Phase::Expired | Phase::Exited => {}
+            _ => {
+                self.disarm();
+                self.phase
+                    .set(if self.fired() { Phase::Expired } else { Phase::Exited });
+            }
+        }
+    }
+}
+
+impl Handled {
     fn reschedule(&self, when: Option<Instant>) -> Result<(), RescheduleError> {
         let refuse = |why| Err(RescheduleError { why });
-        self.sync_fired();
-        match self.phase.get() {
+        let slot = &self.slot;
+        slot.sync_fired();
+        match slot.phase.get() {
             Phase::Created => return refuse(Why::NotEntered),
             Phase::Expiring => return refuse(Why::Expiring),
             Phase::Expired | Phase::Exited => return refuse(Why::Exited),
             Phase::Entered => {}
         }
-        if self.detached.get() {
-            // Its plain timer moves at the future's next poll.
-            self.when.set(when);
-            return Ok(());
-        }
         let Some((loop_id, task)) = self.task.take() else {
-            // Entered in a task without a handle: cannot happen.
-            return refuse(Why::Exited);
+            // Entered outside a task: its plain timer moves at the
+            // future's next poll.
+            slot.when.set(when);
+            return Ok(());
         };
         let here = driver::with_current(|d| d.id) == Some(loop_id);
         if here {
-            self.disarm();
-            self.when.set(when);
+            slot.disarm();
+            slot.when.set(when);
             if let Some(when) = when {
                 // One already passed fires on the loop's next turn.
-                self.arm(when, task.clone());
+                slot.arm(when, task.clone());
             }
         }
         self.task.set(Some((loop_id, task)));
@@ -359,14 +380,6 @@ impl Slot {
         } else {
             refuse(Why::OtherLoop)
         }
-    }
-
-    /// The timeout returned or was dropped.
-    fn exit(&self) {
-        self.disarm();
-        self.phase
-            .set(if self.fired() { Phase::Expired } else { Phase::Exited });
-        drop(self.task.take());
     }
 }
 
@@ -394,14 +407,24 @@ enum State {
 /// [`TimeoutHandle`].
 enum Holder {
     Own(Slot),
-    Shared(Rc<Slot>),
+    Shared(Rc<Handled>),
 }
 
 impl Holder {
+    #[inline]
     fn get(&self) -> &Slot {
         match self {
             Holder::Own(slot) => slot,
-            Holder::Shared(slot) => slot,
+            Holder::Shared(shared) => &shared.slot,
+        }
+    }
+
+    /// The timeout returned or was dropped.
+    #[inline]
+    fn exit(&self) {
+        self.get().exit();
+        if let Holder::Shared(shared) = self {
+            drop(shared.task.take());
         }
     }
 }
@@ -426,7 +449,7 @@ pin_project! {
 
     impl<F> PinnedDrop for ScopedTimeout<F> {
         fn drop(this: Pin<&mut Self>) {
-            this.project().slot.get().exit();
+            this.project().slot.exit();
         }
     }
 }
@@ -435,7 +458,7 @@ impl<F: Future> ScopedTimeout<F> {
     fn new(
         deadline: Option<Instant>,
         duration: Option<Duration>,
-        shared: Option<Rc<Slot>>,
+        shared: Option<Rc<Handled>>,
         fut: F,
     ) -> ScopedTimeout<F> {
         ScopedTimeout {
@@ -443,7 +466,7 @@ impl<F: Future> ScopedTimeout<F> {
             duration,
             state: State::Idle,
             slot: match shared {
-                Some(slot) => Holder::Shared(slot),
+                Some(shared) => Holder::Shared(shared),
                 None => Holder::Own(Slot::new(deadline)),
             },
             entered_with: 0,
@@ -469,7 +492,7 @@ impl<F: Future> Future for ScopedTimeout<F> {
         let mut this = self.project();
         let out = step(&mut this, cx);
         if out.is_ready() || *this.state == State::Resumed {
-            this.slot.get().exit();
+            this.slot.exit();
         }
         out
     }
@@ -555,7 +578,6 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
     let Some(task) = sched::current_raw().map(|t| t.task_ref()) else {
         // Nothing to cancel: `timeout`'s way, on a plain timer.
         *this.state = State::Detached;
-        slot.detached.set(true);
         if let Poll::Ready(out) = this.inner.as_mut().poll(cx) {
             return Some(Poll::Ready(out));
         }
@@ -573,9 +595,9 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
     if let (Some(when), false) = (when, passed) {
         slot.arm(when, task.clone());
     }
-    if let (Holder::Shared(_), Some(loop_id)) = (&*this.slot, driver::with_current(|d| d.id)) {
+    if let (Holder::Shared(shared), Some(loop_id)) = (&*this.slot, driver::with_current(|d| d.id)) {
         // The handle may arm it again.
-        slot.task.set(Some((loop_id, task.clone())));
+        shared.task.set(Some((loop_id, task.clone())));
     }
     let poll = this.inner.as_mut().poll(cx);
     // Ready at once: never interrupted (the caller takes the deadline
