@@ -505,3 +505,107 @@ fn a_nested_groups_cancel_leaves_the_outer_group_running() {
     });
     assert_eq!(out, Ok((true, "sibling done")));
 }
+
+/// asyncio's `Event`, enough for the tests: `set` wakes every waiter, in
+/// the order they began to wait.
+#[derive(Clone, Default)]
+struct Event(Rc<RefCell<(bool, Vec<std::task::Waker>)>>);
+
+impl Event {
+    fn set(&self) {
+        let waiters = {
+            let mut state = self.0.borrow_mut();
+            state.0 = true;
+            std::mem::take(&mut state.1)
+        };
+        waiters.into_iter().for_each(std::task::Waker::wake);
+    }
+
+    async fn wait(&self) {
+        std::future::poll_fn(|cx| {
+            let mut state = self.0.borrow_mut();
+            if state.0 {
+                return std::task::Poll::Ready(());
+            }
+            state.1.push(cx.waker().clone());
+            std::task::Poll::Pending
+        })
+        .await
+    }
+}
+
+// test_taskgroup_cancel_one_winner: the first of two racers to finish
+// cancels the group; the other, woken by the same event, is cancelled
+// before its next step.
+#[test]
+fn the_first_racer_to_finish_cancels_the_group_and_the_other_never_finishes() {
+    let log: Log = Rc::default();
+    let l = log.clone();
+    let (winner, count) = run(async move {
+        let event = Event::default();
+        let outcome = Rc::new(std::cell::Cell::new(0));
+        let racer = |n: u32| {
+            let (event, log) = (event.clone(), l.clone());
+            async move {
+                log.borrow_mut().push(format!("{n} started"));
+                event.wait().await;
+                log.borrow_mut().push(format!("{n} finished"));
+                n
+            }
+        };
+        let trigger = {
+            let (event, log) = (event.clone(), l.clone());
+            spawn(async move {
+                log.borrow_mut().push("trigger started".into());
+                sleep(ms(1_000)).await;
+                log.borrow_mut().push("trigger set".into());
+                event.set();
+            })
+        };
+        let o = outcome.clone();
+        let r = task_group(|tg| async move {
+            for fut in [racer(1), racer(2)] {
+                let (tg2, o) = (tg.clone(), o.clone());
+                tg.spawn(async move {
+                    o.set(fut.await);
+                    tg2.cancel();
+                    Ok::<_, BoxError>(())
+                });
+            }
+            Ok::<_, BoxError>(())
+        })
+        .await;
+        assert!(r.is_ok(), "the body had finished: {r:?}");
+        trigger.await.unwrap();
+        (outcome.get(), cancelling())
+    });
+    assert_eq!(winner, 1);
+    assert_eq!(count, 0);
+    assert_eq!(
+        *log.borrow(),
+        ["trigger started", "1 started", "2 started", "trigger set", "1 finished"]
+    );
+}
+
+// test_taskgroup_cancel_before_exception: the body's error after cancel()
+// is the group's failure; the group's own request is taken back.
+#[test]
+fn an_error_of_the_body_after_cancel_is_the_groups_failure() {
+    let (failures, count) = run(async {
+        let r = task_group(|tg| async move {
+            tg.spawn(async {
+                sleep(ms(10_000)).await;
+                Ok::<_, BoxError>(())
+            });
+            tg.cancel();
+            Err::<(), _>(Boom("after cancel"))
+        })
+        .await;
+        let err = r.unwrap_err();
+        let failures: Vec<String> = err.failures().iter().map(|f| f.to_string()).collect();
+        (failures, cancelling())
+    });
+    assert_eq!(failures.len(), 1);
+    assert!(failures[0].ends_with("after cancel"), "{failures:?}");
+    assert_eq!(count, 0);
+}
