@@ -678,3 +678,26 @@ fn outside_its_running_loop_the_deadline_cannot_move() {
     assert!(r.is_err(), "timed out at the deadline set in the second run");
     assert_eq!(took, ms(10));
 }
+
+// A refused reschedule is an ordinary error: `Send + Sync`, and `?` turns
+// it into a `BoxError` whose message says what to do.
+#[test]
+fn a_refused_reschedule_goes_through_the_question_mark() {
+    fn send_sync<T: std::error::Error + Send + Sync + 'static>() {}
+    send_sync::<runner_core::RescheduleError>();
+    let err = run(async {
+        let mut kept = None;
+        let _ = scoped_timeout_with(None, |cm| {
+            kept = Some(cm);
+            async {}
+        })
+        .await;
+        let cm = kept.unwrap();
+        let moved = || -> Result<(), BoxError> {
+            cm.reschedule(None)?;
+            Ok(())
+        };
+        moved().unwrap_err().to_string()
+    });
+    assert!(err.contains("start a new scoped_timeout"), "{err}");
+}
