@@ -609,3 +609,31 @@ fn an_error_of_the_body_after_cancel_is_the_groups_failure() {
     assert!(failures[0].ends_with("after cancel"), "{failures:?}");
     assert_eq!(count, 0);
 }
+
+// A clone of the group in another task (not a child): its cancel() ends
+// the group the same way.
+#[test]
+fn cancel_from_an_unrelated_task_ends_the_group() {
+    let (group_cancelled, count) = run(async {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let stopper = spawn(async move {
+            let tg: runner_core::TaskGroup = rx.await.unwrap();
+            sleep(ms(10)).await;
+            tg.cancel();
+        });
+        let r = task_group(|tg| async move {
+            tx.send(tg.clone()).unwrap();
+            tg.spawn(async {
+                sleep(ms(10_000)).await;
+                Ok::<_, BoxError>(())
+            });
+            sleep(ms(10_000)).await;
+            Ok::<_, BoxError>(())
+        })
+        .await;
+        stopper.await.unwrap();
+        (r.unwrap_err().is_group_cancelled(), cancelling())
+    });
+    assert!(group_cancelled);
+    assert_eq!(count, 0);
+}
