@@ -388,21 +388,6 @@ impl Handled {
 /// ([`WatchFlight`]).
 type Finished<T> = (Result<T, Cancelled>, bool);
 
-/// Where a scoped timeout stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Not polled yet.
-    Idle,
-    /// In a task: its deadline is a loop timer that cancels the task.
-    Armed,
-    /// Polled outside a task: it waits on a plain timer and drops the
-    /// future at the deadline.
-    Detached,
-    /// It handed on a cancellation that was not its own; polled again, it
-    /// has nothing left to give.
-    Resumed,
-}
-
 /// The deadline's [`Slot`]: the future's own, or one shared with a
 /// [`TimeoutHandle`].
 enum Holder {
@@ -438,7 +423,10 @@ pin_project! {
         #[pin]
         inner: WatchFlight<Cancellable<F>>,
         duration: Option<Duration>,
-        state: State,
+        // Polled outside a task: it waits on a plain timer (`sleep`) and
+        // drops the future at the deadline, instead of a loop timer that
+        // cancels the task.
+        detached: bool,
         slot: Holder,
         // The task's outstanding cancellation requests when the timeout
         // was entered (its first poll; asyncio's `_cancelling`).
@@ -464,7 +452,7 @@ impl<F: Future> ScopedTimeout<F> {
         ScopedTimeout {
             inner: WatchFlight::new(cancellable(fut)),
             duration,
-            state: State::Idle,
+            detached: false,
             slot: match shared {
                 Some(shared) => Holder::Shared(shared),
                 None => Holder::Own(Slot::new(deadline)),
@@ -491,7 +479,7 @@ impl<F: Future> Future for ScopedTimeout<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let out = step(&mut this, cx);
-        if out.is_ready() || *this.state == State::Resumed {
+        if out.is_ready() {
             this.slot.exit();
         }
         out
@@ -502,13 +490,15 @@ fn step<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Poll<R
     let elapsed = Elapsed {
         duration: *this.duration,
     };
-    let poll = match *this.state {
-        State::Resumed => return Poll::Ready(Err(elapsed)),
-        State::Idle => match enter(this, cx) {
+    let poll = match this.slot.get().phase.get() {
+        // It handed on a cancellation that was not its own: polled again,
+        // it has nothing left to give.
+        Phase::Expired | Phase::Exited => return Poll::Ready(Err(elapsed)),
+        Phase::Created => match enter(this, cx) {
             Some(poll) => poll,
             None => return Poll::Pending,
         },
-        State::Detached => {
+        Phase::Entered | Phase::Expiring if *this.detached => {
             // As `timeout`: the deadline wins once the future suspended.
             if follow(this.sleep, this.slot.get(), cx) {
                 return Poll::Ready(Err(elapsed));
@@ -520,7 +510,7 @@ fn step<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Poll<R
             }
             return poll.map(|(out, _)| out.map_err(|_| elapsed));
         }
-        State::Armed => this.inner.as_mut().poll(cx),
+        Phase::Entered | Phase::Expiring => this.inner.as_mut().poll(cx),
     };
     let caught = match poll {
         Poll::Pending => return Poll::Pending,
@@ -543,7 +533,7 @@ fn step<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Poll<R
         // elsewhere, which goes on.
         return match caught {
             Ok(v) => Poll::Ready(Ok(v)),
-            Err(Cancelled) => resume(this.state),
+            Err(Cancelled) => resume(this.slot),
         };
     }
     // The deadline fired: its request is taken back, whatever came of
@@ -558,7 +548,7 @@ fn step<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Poll<R
             Poll::Ready(Err(elapsed))
         }
         // Also cancelled by something else: that goes on.
-        Err(Cancelled) => resume(this.state),
+        Err(Cancelled) => resume(this.slot),
     }
 }
 
@@ -577,7 +567,7 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
     slot.phase.set(Phase::Entered);
     let Some(task) = sched::current_raw().map(|t| t.task_ref()) else {
         // Nothing to cancel: `timeout`'s way, on a plain timer.
-        *this.state = State::Detached;
+        *this.detached = true;
         if let Poll::Ready(out) = this.inner.as_mut().poll(cx) {
             return Some(Poll::Ready(out));
         }
@@ -585,7 +575,6 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
         follow(this.sleep, slot, cx);
         return None;
     };
-    *this.state = State::Armed;
     *this.entered_with = task.core().cancelling();
     let when = slot.when.get();
     let passed = match when {
@@ -628,9 +617,10 @@ fn follow(sleep: &mut Option<Pin<Box<Sleep>>>, slot: &Slot, cx: &mut Context<'_>
 }
 
 /// Hands on a caught cancellation that was not the timeout's (Python's
-/// bare `raise`): pending again, delivered where the task suspends.
-fn resume<T>(state: &mut State) -> Poll<Result<T, Elapsed>> {
-    *state = State::Resumed;
+/// bare `raise`): pending again, delivered where the task suspends. The
+/// timeout is over.
+fn resume<T>(slot: &Holder) -> Poll<Result<T, Elapsed>> {
+    slot.exit();
     if sched::with_current_task(|core| core.resume_cancel()) == Some(true) {
         return Poll::Pending;
     }
