@@ -153,7 +153,6 @@ where
         aborting: Cell::new(false),
         exiting: Cell::new(false),
         parent_cancel_requested: Cell::new(false),
-        cancel_called: Cell::new(false),
         closed: Cell::new(false),
         waker: RefCell::new(None),
     });
@@ -429,7 +428,6 @@ impl fmt::Debug for TaskGroup {
             .field("children", &self.inner.live.get())
             .field("failures", &self.inner.failures.borrow().len())
             .field("aborting", &self.inner.aborting.get())
-            .field("cancel_called", &self.inner.cancel_called.get())
             .field("closed", &self.inner.closed.get())
             .finish()
     }
@@ -450,8 +448,6 @@ struct Inner {
     exiting: Cell<bool>,
     /// The group cancelled its owner (taken back when the scope ends).
     parent_cancel_requested: Cell<bool>,
-    /// `TaskGroup::cancel` was called.
-    cancel_called: Cell<bool>,
     /// The scope ended (or was dropped).
     closed: Cell<bool>,
     /// The scope, waiting for the children.
@@ -495,8 +491,9 @@ impl Inner {
 
     /// `TaskGroup::cancel`: the children and the body are cancelled; the
     /// body's through the owner, a request taken back when the scope ends.
+    /// Idempotent: each part happens once (as after a failure).
     fn cancel(&self) {
-        if self.closed.get() || self.cancel_called.replace(true) {
+        if self.closed.get() {
             return;
         }
         if !self.aborting.get() {
