@@ -701,3 +701,75 @@ fn a_refused_reschedule_goes_through_the_question_mark() {
     });
     assert!(err.contains("start a new scoped_timeout"), "{err}");
 }
+
+// In a task that polls two branches at once (`join!`), the deadline goes
+// to the branch it bounds, not to a `cancellable` in the other one, in
+// either order; the cancellation handed on by the cleanup inside comes
+// back out to the timeout, not to the sibling.
+#[test]
+fn in_a_join_the_deadline_goes_to_its_own_branch_not_a_siblings_cancellable() {
+    for timed_first in [true, false] {
+        let log: Log = Rc::default();
+        let l = log.clone();
+        run(async move {
+            let (l1, l2) = (l.clone(), l.clone());
+            let timed = async move {
+                let r = scoped_timeout(ms(10), async {
+                    if let Err(cancelled) = cancellable(sleep(ms(10_000))).await {
+                        push(&l1, "timed branch cleaned up");
+                        cancelled.resume().await;
+                    }
+                })
+                .await;
+                push(&l1, format!("timed out: {}", r.is_err()));
+            };
+            let sibling = async move {
+                let r = cancellable(sleep(ms(50))).await;
+                push(&l2, format!("sibling cancelled: {}", r.is_err()));
+            };
+            if timed_first {
+                futures::future::join(timed, sibling).await;
+            } else {
+                futures::future::join(sibling, timed).await;
+            }
+            push(&l, format!("cancelling {}", cancelling()));
+        });
+        assert_eq!(
+            *log.borrow(),
+            [
+                "timed branch cleaned up",
+                "timed out: true",
+                "sibling cancelled: false",
+                "cancelling 0"
+            ],
+            "timed branch first: {timed_first}"
+        );
+    }
+}
+
+// The same around a task's handle: the deadline cancels the task awaited
+// in its own branch, not the one the sibling branch awaits.
+#[test]
+fn in_a_join_the_deadline_cancels_the_task_awaited_in_its_own_branch() {
+    for timed_first in [true, false] {
+        let (timed, other) = run(async move {
+            let mine = spawn(async {
+                sleep(ms(10_000)).await;
+            });
+            let theirs = spawn(async {
+                sleep(ms(50)).await;
+                "theirs finished"
+            });
+            let timed = async move { scoped_timeout(ms(10), mine).await.is_err() };
+            let sibling = async move { theirs.await.map_err(|e| e.to_string()) };
+            if timed_first {
+                futures::future::join(timed, sibling).await
+            } else {
+                let (b, a) = futures::future::join(sibling, timed).await;
+                (a, b)
+            }
+        });
+        assert!(timed, "timed out (timed branch first: {timed_first})");
+        assert_eq!(other, Ok("theirs finished"), "timed branch first: {timed_first}");
+    }
+}

@@ -637,3 +637,60 @@ fn cancel_from_an_unrelated_task_ends_the_group() {
     assert!(group_cancelled);
     assert_eq!(count, 0);
 }
+
+// In a task that polls a group's scope and another branch at once
+// (`join!`), the group's failure cancels its own body, not a `cancellable`
+// in the other branch; so does `TaskGroup::cancel`. Either order.
+#[test]
+fn in_a_join_a_groups_cancellation_of_its_body_stays_in_its_branch() {
+    for (group_first, by_cancel) in [(true, false), (false, false), (true, true), (false, true)] {
+        let log: Log = Rc::default();
+        let l = log.clone();
+        let count = run(async move {
+            let (l1, l2) = (l.clone(), l.clone());
+            let group = async move {
+                let l3 = l1.clone();
+                let r = task_group(|tg| async move {
+                    let stop = tg.clone();
+                    tg.spawn(async move {
+                        sleep(ms(10)).await;
+                        if by_cancel {
+                            stop.cancel();
+                            return Ok(());
+                        }
+                        Err::<(), _>(Boom("child"))
+                    });
+                    if cancellable(sleep(ms(10_000))).await.is_err() {
+                        l3.borrow_mut().push("body cancelled".into());
+                    }
+                    Ok::<_, BoxError>(())
+                })
+                .await;
+                l1.borrow_mut().push(format!("group ok: {}", r.is_ok()));
+            };
+            // Its scope is deeper than the body's: where a cancellation of
+            // the task goes, were it not meant for the body.
+            let sibling = async move {
+                let r = cancellable(cancellable(cancellable(sleep(ms(50))))).await;
+                let cancelled = !matches!(r, Ok(Ok(Ok(()))));
+                l2.borrow_mut().push(format!("sibling cancelled: {cancelled}"));
+            };
+            if group_first {
+                futures::future::join(group, sibling).await;
+            } else {
+                futures::future::join(sibling, group).await;
+            }
+            cancelling()
+        });
+        assert_eq!(count, 0);
+        assert_eq!(
+            *log.borrow(),
+            [
+                "body cancelled".to_string(),
+                format!("group ok: {by_cancel}"),
+                "sibling cancelled: false".to_string()
+            ],
+            "group first: {group_first}, by cancel(): {by_cancel}"
+        );
+    }
+}

@@ -176,8 +176,8 @@ impl LoopCore {
                 None => break,
                 Some(TimerEntry::Waker(w)) => w.wake(),
                 Some(TimerEntry::Callback(cb)) => self.sched.push_callback(cb),
-                Some(TimerEntry::Cancel(task)) => {
-                    task.cancel();
+                Some(TimerEntry::Cancel(task, scope)) => {
+                    task.cancel_in(scope);
                 }
             }
         }

@@ -139,6 +139,15 @@ pin_project! {
     }
 }
 
+impl<F> Cancellable<F> {
+    /// Gives the scope its id before its first poll, so that a
+    /// cancellation can be meant for it (see `branches`): one of the
+    /// polling task's [`new_scope`](super::core::TaskCore::new_scope).
+    pub(crate) fn set_scope(self: Pin<&mut Self>, scope: u32) {
+        *self.project().scope = scope;
+    }
+}
+
 impl<F> fmt::Debug for Cancellable<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cancellable")
@@ -156,7 +165,7 @@ impl<F: Future> Future for Cancellable<F> {
             panic!("Cancellable polled after completion");
         }
         let entered = sched::with_current_task(|core| core.enter_catch(this.scope));
-        let depth = match entered {
+        let entered = match entered {
             // Outside a task: nothing can cancel us.
             None => None,
             // The pending cancellation is delivered here: the inner future
@@ -165,13 +174,13 @@ impl<F: Future> Future for Cancellable<F> {
                 this.inner.set(None);
                 return Poll::Ready(Err(Cancelled));
             }
-            Some(Some(depth)) => Some(depth),
+            Some(Some(entered)) => Some(entered),
         };
         let inner = this.inner.as_mut().as_pin_mut().expect("checked above");
         let poll = inner.poll(cx);
-        if let Some(depth) = depth {
+        if let Some(entered) = entered {
             let scope = *this.scope;
-            sched::with_current_task(|core| core.leave_catch(scope, depth, poll.is_pending()));
+            sched::with_current_task(|core| core.leave_catch(scope, entered, poll.is_pending()));
         }
         if poll.is_ready() {
             this.inner.set(None);
@@ -257,6 +266,10 @@ pin_project! {
 impl<F> WatchFlight<F> {
     pub(crate) fn new(inner: F) -> WatchFlight<F> {
         WatchFlight { inner }
+    }
+
+    pub(crate) fn inner(self: Pin<&mut Self>) -> Pin<&mut F> {
+        self.project().inner
     }
 }
 

@@ -10,11 +10,14 @@
 //! the task was suspended during its last poll (outside any scope, inside
 //! the `cancellable` scope with a given id, or inside a `shield`), which
 //! the scopes record while they are polled (a depth counter and the
-//! innermost `cancellable` that returned `Pending`).
+//! innermost `cancellable` that returned `Pending`), and, for a task
+//! suspended in several branches at once, where a cancellation meant for
+//! one scope goes (`branches`, whose per-poll record lives here).
 
 use std::cell::Cell;
 use std::panic::Location;
 
+use super::branches::{self, Aim};
 use super::raw::TaskRef;
 use crate::context::{Map, TaskContext};
 use crate::runtime::{TaskId, TaskInfo};
@@ -112,6 +115,14 @@ pub(crate) struct TaskCore {
     state: Cell<u8>,
 }
 
+/// What [`TaskCore::enter_catch`] gives back to
+/// [`leave_catch`](TaskCore::leave_catch).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entered {
+    depth: u16,
+    branches: u32,
+}
+
 /// What a poll records as it goes (the scopes it passes through), reset
 /// before each poll. Polls do not nest, so one per thread, not one per
 /// task: the core keeps only what must survive between polls.
@@ -127,6 +138,8 @@ struct Scratch {
     shielded: Cell<bool>,
     /// How many `shield`s enclose the code being polled.
     shields: Cell<u16>,
+    /// The branches the poll passes through (`branches`).
+    branches: branches::Record,
 }
 
 thread_local! {
@@ -138,6 +151,7 @@ thread_local! {
             catch_depth: Cell::new(0),
             shielded: Cell::new(false),
             shields: Cell::new(0),
+            branches: branches::Record::new(),
         }
     };
 }
@@ -284,6 +298,34 @@ impl TaskCore {
     /// [`settle_forwarded`](Self::settle_forwarded)); otherwise the request
     /// is pending, and the caller schedules the task to deliver it.
     pub(crate) fn request_cancel(&self) -> Requested {
+        self.request()
+    }
+
+    /// A request meant for scope `target` (see `branches`): `polled_now`
+    /// when the task asks it of itself, during its poll.
+    pub(crate) fn request_cancel_in(&self, target: u32, polled_now: bool) -> Requested {
+        if polled_now {
+            SCRATCH.with(|s| branches::aim_now(&s.branches, target));
+            return self.request();
+        }
+        match SCRATCH.with(|s| branches::aim(&s.branches, self.ctx.id(), target)) {
+            Some(Aim { leaf, forward_to }) if self.suspended() != Suspended::Shielded && !self.is_done() => {
+                self.aim(leaf, forward_to);
+                self.request()
+            }
+            _ => self.request(),
+        }
+    }
+
+    /// A cancellation is meant for the branch of scope `leaf`: delivered
+    /// there, and handed to `forward_to`, a task awaited in that branch,
+    /// rather than to one awaited in another.
+    fn aim(&self, leaf: u32, forward_to: Option<TaskRef>) {
+        self.suspended.set(leaf);
+        self.set_awaiting(forward_to);
+    }
+
+    fn request(&self) -> Requested {
         if self.is_done() {
             return Requested::Done;
         }
@@ -447,6 +489,17 @@ impl TaskCore {
         drop(self.awaiting.replace(awaited));
     }
 
+    /// The task is done: what `branches` kept of it goes.
+    pub(crate) fn forget_branches(&self) {
+        SCRATCH.with(|s| branches::forget(&s.branches, self.ctx.id()));
+    }
+
+    /// The task, being polled, awaits `awaited`'s handle here.
+    pub(crate) fn await_task(&self, awaited: TaskRef) {
+        SCRATCH.with(|s| branches::note_await(&s.branches, s.depth.get(), awaited.raw()));
+        self.set_awaiting(Some(awaited));
+    }
+
     // --- a poll ---
 
     /// Prepares a poll: what it records starts empty; `deliver_to` is the
@@ -460,20 +513,29 @@ impl TaskCore {
             s.catch_scope.set(0);
             s.shielded.set(false);
             s.shields.set(0);
+            branches::begin_poll(&s.branches);
         });
     }
 
     /// Records where the poll that just returned `Pending` left the task.
     pub(crate) fn end_poll(&self) -> Suspended {
-        let suspended = SCRATCH.with(|s| {
-            if s.shielded.get() {
+        let (suspended, recorded) = SCRATCH.with(|s| {
+            let suspended = if s.shielded.get() {
                 Suspended::Shielded
             } else if s.catch_scope.get() != 0 {
                 Suspended::Catch(s.catch_scope.get())
             } else {
                 Suspended::Bare
-            }
+            };
+            (suspended, branches::recorded(&s.branches))
         });
+        // A cancellation asked for during the poll and meant for one
+        // branch goes to that branch's innermost scope.
+        let suspended = if recorded {
+            self.end_branches(suspended)
+        } else {
+            suspended
+        };
         self.suspended.set(match suspended {
             Suspended::Bare => BARE,
             Suspended::Shielded => SHIELDED,
@@ -482,15 +544,37 @@ impl TaskCore {
         suspended
     }
 
+    /// What `branches` recorded of the poll that just ended: kept, and
+    /// where a cancellation aimed during it goes.
+    #[inline(never)]
+    fn end_branches(&self, suspended: Suspended) -> Suspended {
+        match (
+            SCRATCH.with(|s| branches::end_poll(&s.branches, self.ctx.id())),
+            suspended,
+        ) {
+            (Some(Aim { leaf, forward_to }), Suspended::Catch(_)) => {
+                self.set_awaiting(forward_to);
+                Suspended::Catch(leaf)
+            }
+            (_, suspended) => suspended,
+        }
+    }
+
+    /// A new `cancellable` scope id (never 0, no scope, nor `SHIELDED`),
+    /// for a scope that must be known before its first poll.
+    pub(crate) fn new_scope(&self) -> u32 {
+        let scope = self.next_scope.get();
+        let next = scope.wrapping_add(1);
+        self.next_scope
+            .set(if next == 0 || next == SHIELDED { 1 } else { next });
+        scope
+    }
+
     /// A `cancellable` scope enters: its id (given on first poll), and
     /// `None` when the pending cancellation is delivered to it now.
-    pub(crate) fn enter_catch(&self, scope: &mut u32) -> Option<u16> {
+    pub(crate) fn enter_catch(&self, scope: &mut u32) -> Option<Entered> {
         if *scope == 0 {
-            *scope = self.next_scope.get();
-            // Never 0 (no scope) nor SHIELDED.
-            let next = self.next_scope.get().wrapping_add(1);
-            self.next_scope
-                .set(if next == 0 || next == SHIELDED { 1 } else { next });
+            *scope = self.new_scope();
         }
         SCRATCH.with(|s| {
             if s.deliver_to.get() == *scope {
@@ -500,19 +584,32 @@ impl TaskCore {
             }
             let depth = s.depth.get();
             s.depth.set(depth.saturating_add(1));
-            Some(depth)
+            Some(Entered {
+                depth,
+                branches: branches::enter(&s.branches, depth, *scope),
+            })
         })
     }
 
     /// A `cancellable` scope leaves; `pending` when its future was.
-    pub(crate) fn leave_catch(&self, scope: u32, depth: u16, pending: bool) {
+    pub(crate) fn leave_catch(&self, scope: u32, entered: Entered, pending: bool) {
+        let depth = entered.depth;
         SCRATCH.with(|s| {
             s.depth.set(depth);
-            if pending && (s.catch_scope.get() == 0 || depth >= s.catch_depth.get()) {
-                s.catch_scope.set(scope);
-                s.catch_depth.set(depth);
+            if pending {
+                if s.catch_scope.get() == 0 || depth >= s.catch_depth.get() {
+                    s.catch_scope.set(scope);
+                    s.catch_depth.set(depth);
+                }
+                branches::leave_pending(&s.branches, depth, scope, entered.branches);
             }
         });
+    }
+
+    /// The innermost `cancellable` scope around the code being polled (0:
+    /// none): where a cancellation it hands on is meant to go.
+    fn enclosing_scope(&self) -> u32 {
+        SCRATCH.with(|s| branches::enclosing(&s.branches, s.depth.get()))
     }
 
     /// A `shield` returned `Pending`.
@@ -539,8 +636,17 @@ impl TaskCore {
         if self.is_done() || SCRATCH.with(|s| s.shields.get()) > 0 {
             return false;
         }
-        self.pend_in_flight();
+        self.pend_in_flight_here();
         true
+    }
+
+    /// [`pend_in_flight`](Self::pend_in_flight) by the code being polled
+    /// (a scope handing on a cancellation it caught): meant for the scopes
+    /// around that code.
+    pub(crate) fn pend_in_flight_here(&self) {
+        let target = self.enclosing_scope();
+        SCRATCH.with(|s| branches::aim_now(&s.branches, target));
+        self.pend_in_flight();
     }
 
     /// Who the task is, for reports (`name` from the loop's side table,

@@ -190,7 +190,7 @@ impl<T: 'static> Future for JoinHandle<T> {
         // that task is handed to this one first, as asyncio cancels the
         // future a task waits on.
         if let Some(current) = current.filter(|c| c.is_own_waker(cx.waker())) {
-            current.core().set_awaiting(Some(this.task_ref()));
+            current.core().await_task(this.task_ref());
         }
         Poll::Pending
     }

@@ -160,6 +160,7 @@ pub(crate) fn finish<T>(
     // context values are `!Send`.
     drop(core.ctx.replace(Map::default()));
     core.set_awaiting(None);
+    core.forget_branches();
     if let Err(e) = &outcome {
         sched::report_panic_if_owed(task, e);
     }
@@ -172,6 +173,22 @@ impl RawTask {
         match self.core().request_cancel() {
             Requested::Done => false,
             // The awaited task wakes this one when it ends.
+            Requested::Forwarded => true,
+            Requested::Pending => {
+                self.wake();
+                true
+            }
+        }
+    }
+
+    /// Requests the task's cancellation, meant for its `cancellable` scope
+    /// `target` (see `branches`): in a task suspended in several branches
+    /// at once, it goes to the branch inside that scope. `false` when the
+    /// task is done.
+    pub(crate) fn cancel_in(&self, target: u32) -> bool {
+        let polled_now = sched::current_raw() == Some(*self);
+        match self.core().request_cancel_in(target, polled_now) {
+            Requested::Done => false,
             Requested::Forwarded => true,
             Requested::Pending => {
                 self.wake();
@@ -193,6 +210,11 @@ impl TaskRef {
     /// See [`RawTask::cancel`].
     pub(crate) fn cancel(&self) -> bool {
         self.raw().cancel()
+    }
+
+    /// See [`RawTask::cancel_in`].
+    pub(crate) fn cancel_in(&self, target: u32) -> bool {
+        self.raw().cancel_in(target)
     }
 
     /// See [`RawTask::force_drop`].

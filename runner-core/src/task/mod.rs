@@ -35,11 +35,16 @@
 //!
 //! The scopes learn where they are by recording themselves in the current
 //! task's core during the poll (a depth counter and the innermost scope that
-//! returned `Pending`). Cancellation requests are counted: `cancelling()`
+//! returned `Pending`). A task suspended in several branches at once
+//! (`join!`, `select!`) has several innermost scopes; a cancellation meant
+//! for one scope (a `scoped_timeout`'s deadline, a task group's
+//! cancellation of its body, one handed on) goes to the branch inside it
+//! (`branches`). Cancellation requests are counted: `cancelling()`
 //! says how many are outstanding and `uncancel()` takes one back (the last
 //! one withdraws a cancellation not delivered yet), as in Python 3.13; the
 //! runner uses this to tell Ctrl-C from other cancellations.
 
+mod branches;
 mod cancel;
 mod cancel_handle;
 mod completed;

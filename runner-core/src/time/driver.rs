@@ -163,8 +163,9 @@ pub(crate) enum TimerEntry {
     Callback(Rc<Callback>),
     /// A [`scoped_timeout`](super::scoped_timeout)'s deadline: the loop
     /// cancels the task when it fires (asyncio's timeout handle calling
-    /// `task.cancel()`), before the task's next poll.
-    Cancel(TaskRef),
+    /// `task.cancel()`), before the task's next poll; the cancellation is
+    /// meant for the timeout's `cancellable` scope (the `u32`).
+    Cancel(TaskRef, u32),
 }
 
 /// One timer: when it fires, its place in the heap, what it wakes.
@@ -309,7 +310,7 @@ impl Timers {
                 }
                 true
             }
-            Some(TimerEntry::Callback(_) | TimerEntry::Cancel(_)) => true,
+            Some(TimerEntry::Callback(_) | TimerEntry::Cancel(..)) => true,
             None => false,
         }
     }

@@ -262,6 +262,9 @@ struct Slot {
     /// fires or is taken off.
     timer: Cell<Option<(u64, TimerKey)>>,
     phase: Cell<Phase>,
+    /// The timeout's own `cancellable` scope, which its deadline's
+    /// cancellation is meant for (given when it is entered in a task).
+    scope: Cell<u32>,
 }
 
 /// The slot of a [`scoped_timeout_with`], and what its handle needs to
@@ -280,6 +283,7 @@ impl Slot {
             when: Cell::new(when),
             timer: Cell::new(None),
             phase: Cell::new(Phase::Created),
+            scope: Cell::new(0),
         }
     }
 
@@ -287,7 +291,10 @@ impl Slot {
     #[inline]
     fn arm(&self, when: Instant, task: TaskRef) {
         self.timer.set(driver::with_current(|d| {
-            let key = d.timers.borrow_mut().insert(when, TimerEntry::Cancel(task));
+            let key = d
+                .timers
+                .borrow_mut()
+                .insert(when, TimerEntry::Cancel(task, self.scope.get()));
             (d.id, key)
         }));
     }
@@ -576,6 +583,9 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
         return None;
     };
     *this.entered_with = task.core().cancelling();
+    // The scope is named now, so that the deadline can be meant for it.
+    slot.scope.set(task.core().new_scope());
+    this.inner.as_mut().inner().set_scope(slot.scope.get());
     let when = slot.when.get();
     let passed = match when {
         Some(when) => driver::with_current(|d| d.now() >= when).unwrap_or(true),
@@ -592,7 +602,12 @@ fn enter<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Optio
     // Ready at once: never interrupted (the caller takes the deadline
     // off). Suspended with the deadline passed (and not moved by the code
     // inside): cancelled now.
-    if poll.is_pending() && passed && slot.when.get() == when && slot.timer.get().is_none() && task.cancel() {
+    if poll.is_pending()
+        && passed
+        && slot.when.get() == when
+        && slot.timer.get().is_none()
+        && task.cancel_in(slot.scope.get())
+    {
         slot.expire();
     }
     Some(poll)

@@ -34,7 +34,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::panic::{catch_unwind, AssertUnwindSafe, Location};
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
@@ -144,8 +144,13 @@ where
     Fut: IntoFuture,
     Fut::Output: TaskResult,
 {
+    let owner = sched::current_raw().map(|t| t.task_ref());
+    // The body's scope is named now, so that the group's cancellations of
+    // its owner can be meant for it.
+    let body_scope = owner.as_ref().map_or(0, |o| o.core().new_scope());
     let inner = Rc::new(Inner {
-        owner: sched::current_raw().map(|t| t.task_ref()),
+        owner,
+        body_scope,
         children: RefCell::new(Vec::new()),
         free: RefCell::new(Vec::new()),
         live: Cell::new(0),
@@ -162,7 +167,11 @@ where
     let mut propagate_cancel = false;
     let mut value = None;
     let mut body_failure = None;
-    let (ended, came_out) = WatchFlight::new(cancellable(CatchPanic::new(body(group).into_future()))).await;
+    let mut body = pin!(WatchFlight::new(cancellable(CatchPanic::new(
+        body(group).into_future()
+    ))));
+    body.as_mut().inner().set_scope(body_scope);
+    let (ended, came_out) = body.await;
     // A body that finished with a cancellation in flight (a nested scope
     // that was cancelled hands it on, and the body returned at once) let
     // it come out: the scope catches it here, as its `cancellable` would
@@ -234,9 +243,9 @@ where
         });
     }
     if propagate_cancel {
-        // The caught cancellation goes on as the owner's.
+        // The caught cancellation goes on as the owner's, from here.
         if let Some(owner) = &inner.owner {
-            owner.core().pend_in_flight();
+            owner.core().pend_in_flight_here();
         }
         return Err(TaskGroupError {
             failures,
@@ -436,6 +445,9 @@ impl fmt::Debug for TaskGroup {
 struct Inner {
     /// The task running the scope, cancelled by the first failure.
     owner: Option<TaskRef>,
+    /// The body's `cancellable` scope in the owner, which the group's
+    /// cancellations of the owner are meant for (0: no owner).
+    body_scope: u32,
     /// The children by slot; `None` once gone.
     children: RefCell<Vec<Option<TaskRef>>>,
     free: RefCell<Vec<usize>>,
@@ -502,7 +514,7 @@ impl Inner {
         if !self.exiting.get() && !self.parent_cancel_requested.get() {
             if let Some(owner) = &self.owner {
                 self.parent_cancel_requested.set(true);
-                owner.cancel();
+                owner.cancel_in(self.body_scope);
             }
         }
     }
@@ -528,7 +540,7 @@ impl Inner {
                 // The body is still running: cancel it (through its task).
                 if let Some(owner) = &self.owner {
                     self.parent_cancel_requested.set(true);
-                    owner.cancel();
+                    owner.cancel_in(self.body_scope);
                 }
             }
         }
