@@ -294,7 +294,9 @@ fn end_branched(task: u64, r: &Record, l: &Lists) -> Option<Aim> {
         } else {
             None
         };
-        BRANCHED.with(|b| {
+        // Task references replaced or removed are dropped after the
+        // borrow (dropping one may run a task's output's destructor).
+        let _replaced = BRANCHED.with(|b| {
             let mut b = b.borrow_mut();
             let at = b.iter().position(|e| e.task == task);
             let kept = || awaits.iter().map(|(s, t)| (*s, t.task_ref()));
@@ -303,8 +305,7 @@ fn end_branched(task: u64, r: &Record, l: &Lists) -> Option<Aim> {
                     let entry = &mut b[i];
                     entry.leaves.clear();
                     entry.leaves.extend_from_slice(&leaves);
-                    entry.awaits.clear();
-                    entry.awaits.extend(kept());
+                    Some(std::mem::replace(&mut entry.awaits, kept().collect()))
                 }
                 (true, None) => {
                     b.push(Branched {
@@ -313,15 +314,13 @@ fn end_branched(task: u64, r: &Record, l: &Lists) -> Option<Aim> {
                         awaits: kept().collect(),
                     });
                     r.branched.set(r.branched.get() + 1);
+                    None
                 }
                 (false, Some(i)) => {
-                    // Dropped outside the borrow (task references).
-                    let gone = b.swap_remove(i);
                     r.branched.set(r.branched.get() - 1);
-                    drop(b);
-                    drop(gone);
+                    Some(b.swap_remove(i).awaits)
                 }
-                (false, None) => {}
+                (false, None) => None,
             }
         });
         aim
