@@ -327,23 +327,21 @@ fn end_branched(task: u64, r: &Record, l: &Lists) -> Option<Aim> {
     }
 }
 
+/// The chains of `leaves`, the last recorded first.
+fn chains(leaves: &[u32]) -> impl Iterator<Item = &[u32]> {
+    let mut end = leaves.len();
+    std::iter::from_fn(move || {
+        let len = *leaves.get(end.checked_sub(1)?)? as usize;
+        let chain = &leaves[end - 1 - len..end - 1];
+        end -= len + 1;
+        Some(chain)
+    })
+}
+
 /// How many ends of branches a poll left: its leaves, and its awaits of
 /// handles outside every leaf.
 fn ends<T>(leaves: &[u32], count: u32, awaits: &[(u32, T)]) -> u32 {
-    if awaits.is_empty() {
-        return count;
-    }
-    let is_leaf = |scope: u32| {
-        let mut end = leaves.len();
-        while end > 0 {
-            let len = leaves[end - 1] as usize;
-            if leaves[end - 2] == scope {
-                return true;
-            }
-            end -= len + 1;
-        }
-        false
-    };
+    let is_leaf = |scope: u32| chains(leaves).any(|c| c.last() == Some(&scope));
     count
         + awaits
             .iter()
@@ -386,35 +384,18 @@ pub(crate) fn forget(r: &Record, task: u64) {
 /// The deepest leaf under `target` (the last among equals), and the last
 /// task awaited inside `target`.
 fn aim_in<T>(leaves: &[u32], target: u32, awaits: impl DoubleEndedIterator<Item = (u32, T)>) -> Option<Aim<T>> {
-    let mut best: Option<(usize, u32)> = None;
-    let mut end = leaves.len();
-    while end > 0 {
-        let len = leaves[end - 1] as usize;
-        let chain = &leaves[end - 1 - len..end - 1];
-        end -= len + 1;
-        // Walking backwards: a later leaf wins a tie.
-        if chain.contains(&target) && best.is_none_or(|(depth, _)| len > depth) {
-            best = Some((len, chain[len - 1]));
-        }
-    }
-    let (_, leaf) = best?;
+    // The chains come last first: a later leaf wins a tie.
+    let leaf = chains(leaves)
+        .filter(|c| c.contains(&target))
+        .fold(None::<&[u32]>, |best, c| match best {
+            Some(b) if b.len() >= c.len() => Some(b),
+            _ => Some(c),
+        })?;
+    let leaf = *leaf.last().expect("invariant: a chain holds its leaf");
+    let position = |chain: &[u32], scope: u32| chain.iter().position(|&s| s == scope);
     let under = |scope: u32| {
-        scope != 0 && {
-            let mut end = leaves.len();
-            let mut found = false;
-            while end > 0 && !found {
-                let len = leaves[end - 1] as usize;
-                let chain = &leaves[end - 1 - len..end - 1];
-                end -= len + 1;
-                if let (Some(t), Some(s)) = (
-                    chain.iter().position(|&x| x == target),
-                    chain.iter().position(|&x| x == scope),
-                ) {
-                    found = s >= t;
-                }
-            }
-            found
-        }
+        scope != 0
+            && chains(leaves).any(|c| matches!((position(c, target), position(c, scope)), (Some(t), Some(s)) if s >= t))
     };
     let forward_to = awaits.rev().find(|(scope, _)| under(*scope)).map(|(_, task)| task);
     Some(Aim { leaf, forward_to })
