@@ -170,15 +170,7 @@ pub(crate) fn finish<T>(
 impl RawTask {
     /// Requests the task's cancellation; `false` when it is done.
     pub(crate) fn cancel(&self) -> bool {
-        match self.core().request_cancel() {
-            Requested::Done => false,
-            // The awaited task wakes this one when it ends.
-            Requested::Forwarded => true,
-            Requested::Pending => {
-                self.wake();
-                true
-            }
-        }
+        self.requested(self.core().request_cancel())
     }
 
     /// Requests the task's cancellation, meant for its `cancellable` scope
@@ -187,8 +179,14 @@ impl RawTask {
     /// task is done.
     pub(crate) fn cancel_in(&self, target: u32) -> bool {
         let polled_now = sched::current_raw() == Some(*self);
-        match self.core().request_cancel_in(target, polled_now) {
+        self.requested(self.core().request_cancel_in(target, polled_now))
+    }
+
+    /// What a request did: a pending one schedules the task to deliver it.
+    fn requested(&self, requested: Requested) -> bool {
+        match requested {
             Requested::Done => false,
+            // The awaited task wakes this one when it ends.
             Requested::Forwarded => true,
             Requested::Pending => {
                 self.wake();
