@@ -89,6 +89,20 @@ pub const CLOSE_HINT_AFTER: Duration = Duration::from_secs(1);
 /// running on this thread, it fails with [`Error::NestedRun`] and drops `fut`
 /// without polling it.
 ///
+/// `fut` must be `'static`, as a spawned task's future (tokio's `block_on`
+/// would take a borrowing one): it runs as the loop's main task, which
+/// the loop may hold after `run` returns, to cancel and finish at its
+/// close (a second Ctrl-C returns at once; see [`Runner::run`]). Move
+/// what it needs into it (`async move`), or share it with `Rc`/`Arc`:
+///
+/// ```
+/// let words = vec!["a", "b"];
+/// // `async { words.len() }` borrows `words`: "borrowed value does not
+/// // live long enough". `async move` owns it, and gives it back:
+/// let (n, words) = runner_core::run(async move { (words.len(), words) }).unwrap();
+/// assert_eq!((n, words.len()), (2, 2));
+/// ```
+///
 /// ```
 /// use std::time::Duration;
 ///
