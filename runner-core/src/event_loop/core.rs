@@ -295,6 +295,9 @@ impl LoopCore {
         self.tick.set(tick);
         let blocking = timeout != Some(Duration::ZERO);
         let io_turn = tick % REACTOR_INTERVAL == 0 && self.reactor.has_sources();
+        if blocking {
+            self.sched.trim_ready();
+        }
         if blocking || io_turn {
             self.wait(timeout);
         }
@@ -383,5 +386,42 @@ impl Drop for LoopCore {
             // reports go to the default one (see `Scheduler::report`).
             self.release();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::event_loop::EventLoop;
+
+    /// A burst of ready tasks leaves no queue memory behind once the loop
+    /// waits: a server's loop after a spike keeps 8 KiB, not 8 bytes for
+    /// every task the spike had ready at once.
+    #[test]
+    fn the_ready_queue_gives_back_a_bursts_room_when_the_loop_waits() {
+        let lp = EventLoop::new().unwrap();
+        let queued = lp.clone();
+        let during = lp
+            .run_until_complete(async move {
+                let handles: Vec<_> = (0..20_000u32).map(|i| crate::spawn(async move { i })).collect();
+                let during = queued.core().sched.ready_capacity();
+                for h in handles {
+                    h.await.unwrap();
+                }
+                // Nothing is ready while this sleeps: the loop blocks.
+                crate::sleep(Duration::from_millis(1)).await;
+                during
+            })
+            .unwrap();
+        assert!(
+            during >= 20_000,
+            "the burst was queued at once ({during} entries of room)"
+        );
+        let after = lp.core().sched.ready_capacity();
+        assert!(
+            after <= super::sched::KEEP_READY,
+            "{after} entries of room kept after the loop waited"
+        );
     }
 }

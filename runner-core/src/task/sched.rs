@@ -132,6 +132,10 @@ struct Registry {
     len: usize,
 }
 
+/// How many entries of room the ready queue keeps when the loop goes idle
+/// ([`Scheduler::trim_ready`]): 8 KiB, more than most loops ever queue.
+pub(crate) const KEEP_READY: usize = 1024;
+
 /// A loop's task scheduling state (see the module docs).
 pub(crate) struct Scheduler {
     pub(crate) shared: Arc<Shared>,
@@ -192,6 +196,22 @@ impl Scheduler {
             Unpacked::Task(task) => Ready::Task(task),
             Unpacked::Rc(cb) => Ready::Callback(cb),
         })
+    }
+
+    /// Gives back the ready queue's room beyond [`KEEP_READY`] entries
+    /// while it is empty: the loop calls it before it blocks, so that a
+    /// burst of ready tasks (a million spawns) does not keep its queue's
+    /// memory (8 bytes an entry) for the loop's whole life.
+    pub(crate) fn trim_ready(&self) {
+        let mut ready = self.ready.borrow_mut();
+        if ready.capacity() > KEEP_READY && ready.is_empty() {
+            ready.shrink_to(KEEP_READY);
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn ready_capacity(&self) -> usize {
+        self.ready.borrow().capacity()
     }
 
     pub(crate) fn ready_len(&self) -> usize {
