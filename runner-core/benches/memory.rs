@@ -1,0 +1,249 @@
+//! Memory per task: runner-core against tokio's current-thread runtime and
+//! smol (async-executor's `LocalExecutor` driven by async-io's
+//! `block_on`), on the same tasks.
+//!
+//! Two shapes, 1,000,000 tasks each, every `JoinHandle` kept in a `Vec`:
+//!
+//! - `queued`: tasks of a future that holds a `u64` and returns it, spawned
+//!   and not yet run (what a burst of spawns costs).
+//! - `idle`: tasks that hold a `u64` and wait on a future that never wakes,
+//!   each polled once, then the loop waits (a 1 ms sleep of the main
+//!   future): what idle connections' tasks cost.
+//!
+//! For each: allocations and bytes asked of the allocator per task (a
+//! counting allocator around the system's), and resident memory per task
+//! (the growth of the process's RSS, `/proc/self/statm`), which is what
+//! the allocator's rounding and bookkeeping make of those bytes. Each
+//! runtime runs in a child process of its own, so that no runtime gets the
+//! pages another one freed.
+//!
+//! Run with `cargo bench -p runner-core --bench memory` (Linux only: it
+//! reads `/proc`); the figures are in `docs/benchmarks.md`.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::pin::Pin;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+const TASKS: usize = 1_000_000;
+/// How long the `idle` shape lets the loop wait.
+const PAUSE: Duration = Duration::from_millis(1);
+const CHILD: &str = "RUNNER_MEMORY_BENCH_CHILD";
+const RUNTIMES: [&str; 3] = ["runner", "tokio", "smol"];
+const SHAPES: [&str; 2] = ["queued", "idle"];
+
+/// Counts allocations and the bytes asked for, then defers to `System`.
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static LIVE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed to `System` unchanged; the counters are
+// plain atomics.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        LIVE_BYTES.fetch_add(layout.size() as u64, Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as u64, Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Relaxed);
+        LIVE_BYTES.fetch_add(new_size as u64, Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size() as u64, Relaxed);
+        // SAFETY: the caller's contract is `System`'s.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// What the counters and RSS say at one moment.
+#[derive(Clone, Copy)]
+struct Snapshot {
+    allocs: u64,
+    live: u64,
+    rss: u64,
+}
+
+fn snapshot() -> Snapshot {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("this benchmark needs /proc");
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("/proc/self/statm has a resident field");
+    // SAFETY: sysconf has no preconditions.
+    #[allow(unsafe_code)]
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+    Snapshot {
+        allocs: ALLOCS.load(Relaxed),
+        live: LIVE_BYTES.load(Relaxed),
+        rss: pages * page,
+    }
+}
+
+/// Prints the per-task figures between `before` and now, for the parent.
+fn report(before: Snapshot) {
+    let after = snapshot();
+    let n = TASKS as f64;
+    println!(
+        "{:.2} {:.1} {:.1}",
+        (after.allocs - before.allocs) as f64 / n,
+        after.live.saturating_sub(before.live) as f64 / n,
+        after.rss.saturating_sub(before.rss) as f64 / n,
+    );
+}
+
+/// Counts its first poll, then never completes (and is never woken).
+struct Idle {
+    value: u64,
+    polled: Arc<AtomicUsize>,
+    counted: bool,
+}
+
+impl Future for Idle {
+    type Output = u64;
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<u64> {
+        if !self.counted {
+            self.counted = true;
+            self.polled.fetch_add(1, Relaxed);
+        }
+        if self.value == u64::MAX {
+            Poll::Ready(self.value)
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+fn idle(value: u64, polled: &Arc<AtomicUsize>) -> Idle {
+    Idle {
+        value,
+        polled: polled.clone(),
+        counted: false,
+    }
+}
+
+/// Runs one runtime's shape in this process and prints its figures.
+fn child(runtime: &str, shape: &str) {
+    let polled = Arc::new(AtomicUsize::new(0));
+    let queued = shape == "queued";
+    match runtime {
+        "runner" => runner_core::run(async move {
+            let mut handles = Vec::with_capacity(TASKS);
+            let before = snapshot();
+            for i in 0..TASKS as u64 {
+                if queued {
+                    handles.push(runner_core::spawn(async move { std::hint::black_box(i) }));
+                } else {
+                    handles.push(runner_core::spawn(idle(i, &polled)));
+                }
+            }
+            while !queued && polled.load(Relaxed) < TASKS {
+                runner_core::yield_now().await;
+            }
+            if !queued {
+                runner_core::sleep(PAUSE).await;
+            }
+            report(before);
+            std::process::exit(0);
+        })
+        .expect("the benchmark's run"),
+        "tokio" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(async move {
+                let mut handles = Vec::with_capacity(TASKS);
+                let before = snapshot();
+                for i in 0..TASKS as u64 {
+                    if queued {
+                        handles.push(tokio::spawn(async move { std::hint::black_box(i) }));
+                    } else {
+                        handles.push(tokio::spawn(idle(i, &polled)));
+                    }
+                }
+                while !queued && polled.load(Relaxed) < TASKS {
+                    tokio::task::yield_now().await;
+                }
+                if !queued {
+                    tokio::time::sleep(PAUSE).await;
+                }
+                report(before);
+                std::process::exit(0);
+            }),
+        "smol" => {
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                let mut handles = Vec::with_capacity(TASKS);
+                let before = snapshot();
+                for i in 0..TASKS as u64 {
+                    if queued {
+                        handles.push(ex.spawn(async move { std::hint::black_box(i) }));
+                    } else {
+                        handles.push(ex.spawn(idle(i, &polled)));
+                    }
+                }
+                while !queued && polled.load(Relaxed) < TASKS {
+                    futures_lite::future::yield_now().await;
+                }
+                if !queued {
+                    async_io::Timer::after(PAUSE).await;
+                }
+                report(before);
+                std::process::exit(0);
+            }))
+        }
+        other => panic!("no runtime {other:?}"),
+    }
+}
+
+fn main() {
+    if let Ok(which) = std::env::var(CHILD) {
+        let (runtime, shape) = which.split_once(' ').expect("runtime and shape");
+        child(runtime, shape);
+        return;
+    }
+    let exe = std::env::current_exe().expect("the benchmark's own path");
+    for shape in SHAPES {
+        println!("\n{shape}: {TASKS} tasks, per task");
+        println!("| runtime | allocations | bytes asked | resident bytes | resident, runner = 1 |");
+        println!("|---|---:|---:|---:|---:|");
+        let mut runner_rss = None;
+        for runtime in RUNTIMES {
+            let out = Command::new(&exe)
+                .env(CHILD, format!("{runtime} {shape}"))
+                .output()
+                .expect("the benchmark runs itself as a child");
+            let text = String::from_utf8_lossy(&out.stdout);
+            let figures: Vec<f64> = text.split_whitespace().filter_map(|f| f.parse().ok()).collect();
+            if !out.status.success() || figures.len() != 3 {
+                eprintln!("{runtime} {shape} failed: {}", String::from_utf8_lossy(&out.stderr));
+                continue;
+            }
+            let rss = figures[2];
+            let base = *runner_rss.get_or_insert(rss);
+            println!(
+                "| {runtime} | {:.2} | {:.1} | {:.1} | {:.2}x |",
+                figures[0],
+                figures[1],
+                rss,
+                rss / base
+            );
+        }
+    }
+}
