@@ -20,8 +20,10 @@
 //! Which context is *current* is a thread-local `Slot`: the task being
 //! polled (tasks carry their map inline, so spawning allocates nothing for
 //! the context; the task layer points `enter_task` at it for the length
-//! of each poll), a [`Context`] entered with [`Context::run`], or the
-//! thread's base context. This module uses no other module of the crate.
+//! of each poll, or at the [`Context`] a task runs in, which the task then
+//! reads and writes in place), a [`Context`] entered with [`Context::run`],
+//! or the thread's base context. This module uses no other module of the
+//! crate.
 
 use std::any::Any;
 use std::cell::Cell;
@@ -134,7 +136,9 @@ pub(crate) fn new_context_id() -> u64 {
     NEXT_CONTEXT_ID.fetch_add(1, Ordering::Relaxed) | (1 << 63)
 }
 
-/// A task's context, inline in the task: its map, and its id (the task's).
+/// A context's state: its map and its id. Inline in every task (whose id
+/// it is), and what a [`Context`] shares (a task that runs in a `Context`
+/// is polled with that `Context`'s state as its own).
 pub(crate) struct TaskContext {
     id: u64,
     map: Cell<Map>,
@@ -185,7 +189,8 @@ pub(crate) enum Slot {
 thread_local! {
     static CURRENT: std::cell::RefCell<Slot> = const { std::cell::RefCell::new(Slot::Base) };
     static BASE: Context = Context::new();
-    /// The context of the task being polled, while it is polled.
+    /// The context of the task being polled, while it is polled: its own,
+    /// or the [`Context`] it runs in.
     static POLLED: Cell<Option<NonNull<TaskContext>>> = const { Cell::new(None) };
 }
 
@@ -245,10 +250,11 @@ fn with_holder<R>(f: impl FnOnce(&dyn ContextHolder) -> R) -> R {
         Slot::Holder(holder) => f(&**holder),
         Slot::Task => match POLLED.with(Cell::get) {
             // SAFETY: `POLLED` points at the context of the task being
-            // polled, set by `enter_task` from a reference that outlives
-            // its guard, and reset when the guard drops (also on unwind):
-            // while it is set, the task's context is alive and only this
-            // thread touches it (through `Cell`s).
+            // polled (its own, or the `Context` it runs in), set by
+            // `enter_task` from a reference that outlives its guard, and
+            // reset when the guard drops (also on unwind): while it is
+            // set, that context is alive and only this thread touches it
+            // (through `Cell`s).
             Some(ctx) => f(unsafe { ctx.as_ref() }),
             None => BASE.with(|base| f(&*base.inner)),
         },
@@ -491,21 +497,6 @@ impl fmt::Display for ContextError {
 
 impl std::error::Error for ContextError {}
 
-pub(crate) struct ContextInner {
-    id: u64,
-    map: Cell<Map>,
-}
-
-impl ContextHolder for ContextInner {
-    fn map_cell(&self) -> &Cell<Map> {
-        &self.map
-    }
-
-    fn context_id(&self) -> u64 {
-        self.id
-    }
-}
-
 /// A set of context-variable values: Python's `contextvars.Context`.
 ///
 /// Cloning a `Context` gives another handle to the *same* context (changes
@@ -526,7 +517,7 @@ impl ContextHolder for ContextInner {
 /// ```
 #[derive(Clone)]
 pub struct Context {
-    inner: Rc<ContextInner>,
+    inner: Rc<TaskContext>,
 }
 
 impl Context {
@@ -537,10 +528,7 @@ impl Context {
 
     pub(crate) fn from_map(map: Map) -> Context {
         Context {
-            inner: Rc::new(ContextInner {
-                id: new_context_id(),
-                map: Cell::new(map),
-            }),
+            inner: Rc::new(TaskContext::new(new_context_id(), map)),
         }
     }
 
@@ -560,9 +548,9 @@ impl Context {
         snapshot(&self.inner.map)
     }
 
-    /// Replaces this context's contents.
-    pub(crate) fn set_map(&self, map: Map) {
-        self.inner.map.set(map);
+    /// The state a task running in this context is polled with.
+    pub(crate) fn state(&self) -> &TaskContext {
+        &self.inner
     }
 
     /// Runs `f` with this context as the current one; variables `f` sets

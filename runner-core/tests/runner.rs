@@ -393,6 +393,49 @@ fn runner_run_with_explicit_context_uses_it_instead() {
 }
 
 #[test]
+fn a_token_set_in_one_run_resets_in_the_next_as_both_run_in_the_runners_context() {
+    static VAR: ContextVar<i32> = ContextVar::new("var");
+    let runner = Runner::new();
+    let token = runner.run(async { VAR.set(1) }).unwrap();
+    let reset = runner.run(async move { VAR.reset(token).map(|()| VAR.get()) }).unwrap();
+    assert_eq!(
+        reset,
+        Ok(None),
+        "the token belongs to the runner's context, where it was made"
+    );
+    assert_eq!(runner.context().unwrap().get(&VAR), None);
+}
+
+#[test]
+fn the_main_task_and_its_contexts_run_and_get_see_one_state() {
+    static VAR: ContextVar<i32> = ContextVar::new("var");
+    let runner = Runner::new();
+    let ctx = Context::new();
+    let inside = ctx.clone();
+    let seen = runner
+        .run_in_context(
+            async move {
+                let _ = VAR.set(1);
+                // The task runs in `inside`: reading or entering it sees what
+                // the task set, and what `run` sets is the task's too.
+                let got = inside.get(&VAR);
+                let in_run = inside.run(|| {
+                    let before = VAR.get();
+                    let _ = VAR.set(2);
+                    before
+                });
+                let after_run = VAR.get();
+                sleep(Duration::from_millis(1)).await;
+                (got, in_run, after_run, VAR.get())
+            },
+            &ctx,
+        )
+        .unwrap();
+    assert_eq!(seen, (Some(1), Some(1), Some(2), Some(2)));
+    assert_eq!(ctx.get(&VAR), Some(2), "nothing the task's `run` set was lost");
+}
+
+#[test]
 fn runner_explicit_close_closes_loop_and_refuses_further_use() {
     let runner = Runner::new();
     let lp = runner.get_loop().unwrap();

@@ -30,13 +30,15 @@ use super::raw::{self, RawTask, TaskRef};
 use super::sched::{self, Scheduler};
 use crate::context::{self, Context, Map};
 
-/// How a task's context relates to its map: its own copy (most tasks), or
-/// a shared [`Context`] it runs in itself (a runner's main task).
+/// Which context a task's polls run in: its own copy of its spawner's
+/// (most tasks), or a shared [`Context`] (a runner's main task, a task
+/// spawned with `spawn_in_context`), which the task then reads and writes
+/// in place: `ctx.run(..)` or `ctx.get(..)` inside the task see what it
+/// set, as asyncio's task and `Context.run` share one context.
 pub(crate) trait ContextMode {
-    /// Before a poll: the task's map is the shared context's.
-    fn load(&self, core: &TaskCore);
-    /// After a poll: what the task set goes back to the shared context.
-    fn store(&self, core: &TaskCore);
+    /// Makes the polled task's context this mode's shared one, if it has
+    /// one, until the guard drops (the scheduler entered the task's own).
+    fn enter(&self) -> Option<context::TaskGuard<'_>>;
 }
 
 /// The task runs in its own copy of its spawner's context.
@@ -44,18 +46,14 @@ pub(crate) struct OwnContext;
 
 impl ContextMode for OwnContext {
     #[inline]
-    fn load(&self, _: &TaskCore) {}
-    #[inline]
-    fn store(&self, _: &TaskCore) {}
+    fn enter(&self) -> Option<context::TaskGuard<'_>> {
+        None
+    }
 }
 
 impl ContextMode for Context {
-    fn load(&self, core: &TaskCore) {
-        core.ctx.replace(self.map());
-    }
-
-    fn store(&self, core: &TaskCore) {
-        self.set_map(core.ctx.replace(Map::default()));
+    fn enter(&self) -> Option<context::TaskGuard<'_>> {
+        Some(context::enter_task(self.state()))
     }
 }
 

@@ -606,20 +606,19 @@ unsafe fn poll<F: Future, C: ContextMode, S: Settle<F::Output>>(ptr: NonNull<Pre
     // on the loop's thread, and nothing else holds a borrow of it while
     // the task is polled (a task's own handle cannot be awaited by it).
     let Running { fut, ctx } = unsafe { &mut *(*stage).running };
-    ctx.load(core);
+    let entered = ctx.enter();
     // SAFETY: the future lives in the task's allocation, which never
     // moves, until it is dropped in place below.
     let pinned = unsafe { Pin::new_unchecked(&mut **fut) };
     let Poll::Ready(outcome) = harness::poll_task(core, pinned, cx) else {
-        ctx.store(core);
         return false;
     };
     // SAFETY: dropped in place, once: the stage is overwritten right after,
     // and `ManuallyDrop` keeps that from dropping it again (also when a
     // destructor panics).
     let dropped = catch_unwind(AssertUnwindSafe(|| unsafe { ManuallyDrop::drop(fut) }));
-    ctx.store(core);
     let outcome = harness::finish(RawTask { ptr }, S::settle(outcome), dropped);
+    drop(entered);
     // SAFETY: moved out once, after anything that could unwind (so the
     // stage, still `RUNNING`, keeps it for `dealloc_task` to drop then);
     // the stage is overwritten right after.
