@@ -555,6 +555,12 @@ impl Context {
 
     /// Runs `f` with this context as the current one; variables `f` sets
     /// stay in this context.
+    ///
+    /// Inside a task that runs in this context (a `Runner`'s main task,
+    /// one spawned with `spawn_in_context`), or inside another `run` of
+    /// it, `f` goes on with the same variables: it sees what the task set,
+    /// and the task sees what `f` sets (asyncio refuses to enter a context
+    /// that is already entered).
     pub fn run<R>(&self, f: impl FnOnce() -> R) -> R {
         enter(self.inner.clone(), f)
     }
