@@ -296,7 +296,10 @@ impl LoopCore {
         let blocking = timeout != Some(Duration::ZERO);
         let io_turn = tick % REACTOR_INTERVAL == 0 && self.reactor.has_sources();
         if blocking {
+            // What a burst grew, given back while the loop has time.
             self.sched.trim_ready();
+            self.sched.trim_registry();
+            self.time.timers.borrow_mut().trim();
         }
         if blocking || io_turn {
             self.wait(timeout);
@@ -423,5 +426,64 @@ mod tests {
             after <= super::sched::KEEP_READY,
             "{after} entries of room kept after the loop waited"
         );
+    }
+
+    /// After a burst, the registry's few live tasks move to its front: the
+    /// room is given back, and the moved tasks still finish, are listed and
+    /// are cancelled as before.
+    #[test]
+    fn the_registry_gives_back_a_bursts_room_and_its_moved_tasks_go_on() {
+        let lp = EventLoop::new().unwrap();
+        let inner = lp.clone();
+        let (during, after, outputs) = lp
+            .run_until_complete(async move {
+                let burst: Vec<_> = (0..20_000u32).map(|i| crate::spawn(async move { i })).collect();
+                // Spawned last: the highest slots.
+                let late: Vec<_> = (0..10u32)
+                    .map(|i| {
+                        crate::spawn(async move {
+                            crate::sleep(Duration::from_millis(20)).await;
+                            i
+                        })
+                    })
+                    .collect();
+                let stuck = crate::spawn(std::future::pending::<()>());
+                let during = inner.core().sched.registry_capacity();
+                for h in burst {
+                    h.await.unwrap();
+                }
+                // The loop blocks here: the late tasks are all that is left.
+                crate::sleep(Duration::from_millis(2)).await;
+                let after = inner.core().sched.registry_capacity();
+                assert_eq!(
+                    crate::all_tasks().len(),
+                    12,
+                    "the main task, ten late ones, the stuck one"
+                );
+                stuck.cancel();
+                assert!(stuck.await.unwrap_err().is_cancelled());
+                let mut outputs = Vec::new();
+                for h in late {
+                    outputs.push(h.await.unwrap());
+                }
+                (during, after, outputs)
+            })
+            .unwrap();
+        assert!(during >= 20_000, "the burst took {during} slots");
+        assert!(after <= super::sched::KEEP_SLOTS, "{after} slots kept for 12 tasks");
+        assert_eq!(outputs, (0..10).collect::<Vec<_>>());
+        assert_eq!(lp.task_count(), 0);
+        // A second burst takes slots again.
+        let n = lp
+            .run_until_complete(async {
+                let hs: Vec<_> = (0..3000u32).map(|i| crate::spawn(async move { i })).collect();
+                let mut n = 0;
+                for h in hs {
+                    n += h.await.unwrap();
+                }
+                n
+            })
+            .unwrap();
+        assert_eq!(n, (0..3000).sum::<u32>());
     }
 }

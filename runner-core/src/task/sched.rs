@@ -136,6 +136,10 @@ struct Registry {
 /// ([`Scheduler::trim_ready`]): 8 KiB, more than most loops ever queue.
 pub(crate) const KEEP_READY: usize = 1024;
 
+/// How many slots the registry keeps at least when it gives back room
+/// ([`Scheduler::trim_registry`]).
+pub(crate) const KEEP_SLOTS: usize = 1024;
+
 /// A loop's task scheduling state (see the module docs).
 pub(crate) struct Scheduler {
     pub(crate) shared: Arc<Shared>,
@@ -207,6 +211,35 @@ impl Scheduler {
         if ready.capacity() > KEEP_READY && ready.is_empty() {
             ready.shrink_to(KEEP_READY);
         }
+    }
+
+    /// Gives back the registry's room when at most a quarter of it holds
+    /// live tasks (and it has more than [`KEEP_SLOTS`] slots): the live
+    /// tasks move to the front, in their order, and learn their new
+    /// slots. Called before the loop blocks, when no task is being polled;
+    /// O(slots), once per shrink of at least three quarters.
+    pub(crate) fn trim_registry(&self) {
+        let mut reg = self.registry.borrow_mut();
+        if reg.slots.len() <= KEEP_SLOTS || reg.len.saturating_mul(4) > reg.slots.len() {
+            return;
+        }
+        let mut dense = 0;
+        for i in 0..reg.slots.len() {
+            if let Some(task) = reg.slots[i].task() {
+                reg.slots[dense] = Slot::used(task);
+                task.core().set_index(dense as u32);
+                dense += 1;
+            }
+        }
+        debug_assert_eq!(dense, reg.len);
+        reg.slots.truncate(dense);
+        reg.slots.shrink_to(dense.saturating_mul(2).max(KEEP_SLOTS));
+        reg.free = None;
+    }
+
+    #[cfg(test)]
+    pub(crate) fn registry_capacity(&self) -> usize {
+        self.registry.borrow().slots.capacity()
     }
 
     #[cfg(test)]

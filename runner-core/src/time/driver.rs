@@ -1,11 +1,14 @@
 //! A loop's time: its clock (real or virtual) and its timer queue, and the
 //! thread's current one.
 //!
-//! Timers live in a `BTreeMap` keyed by `(deadline, sequence number)`: the
-//! first entry is the next to fire, equal deadlines fire in the order they
-//! were registered (FIFO), and removing a timer (a dropped `Sleep`, a
-//! cancelled `TimerHandle`) is O(log n) with nothing left behind, so
-//! timeouts that are almost always cancelled do not pile up.
+//! Timers live in [`Timers`]: a binary heap ordered by `(deadline,
+//! sequence number)` over a slab of slots, so the first is the next to
+//! fire, equal deadlines fire in the order they were registered (FIFO),
+//! and removing a timer (a dropped `Sleep`, a cancelled `TimerHandle`) is
+//! O(log n) with nothing left behind, so timeouts that are almost always
+//! cancelled do not pile up. The slab keeps its room after a burst while
+//! any timer waits (a key names its slot); once none is left, the loop
+//! gives the room back before it blocks.
 //!
 //! The loop owns a [`TimeDriver`] and makes it the thread's current one
 //! while it runs ([`enter`]); [`super::sleep`] and the rest find it there.
@@ -192,7 +195,14 @@ pub(crate) struct Timers {
     free: Vec<u32>,
     heap: Vec<u32>,
     seq: u64,
+    /// The generation new slots start at: above every generation before
+    /// the last [`trim`](Self::trim), so that no key from then matches.
+    fresh_generation: u32,
 }
+
+/// How many timers' room the queue keeps when it gives back the rest
+/// ([`Timers::trim`]).
+pub(crate) const KEEP_TIMERS: usize = 1024;
 
 impl Timers {
     pub(crate) fn insert(&mut self, when: Instant, entry: TimerEntry) -> TimerKey {
@@ -212,7 +222,7 @@ impl Timers {
                     when,
                     seq: self.seq,
                     pos,
-                    generation: 0,
+                    generation: self.fresh_generation,
                     entry: Some(entry),
                 });
                 u32::try_from(self.nodes.len() - 1).expect("fewer than 4 billion timers")
@@ -224,6 +234,28 @@ impl Timers {
             slot,
             generation: self.nodes[slot as usize].generation,
         }
+    }
+
+    /// Gives back the room of a burst of timers once none is left (the
+    /// loop calls it before it blocks): a million sleeps leave no 64 MB
+    /// of slots behind. Keys from before stay stale: the slots made after
+    /// start at a generation none of them has.
+    pub(crate) fn trim(&mut self) {
+        if !self.heap.is_empty() || self.nodes.len() <= KEEP_TIMERS {
+            return;
+        }
+        let newest = self.nodes.iter().map(|n| n.generation).max().unwrap_or(0);
+        self.fresh_generation = newest.wrapping_add(1);
+        self.nodes.clear();
+        self.nodes.shrink_to(KEEP_TIMERS);
+        self.free.clear();
+        self.free.shrink_to(KEEP_TIMERS);
+        self.heap.shrink_to(KEEP_TIMERS);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn capacity(&self) -> usize {
+        self.nodes.capacity()
     }
 
     fn node(&self, key: &TimerKey) -> Option<&Node> {
@@ -430,5 +462,45 @@ mod tests {
         assert!(t.still_waiting(&fresh, Waker::noop()));
         assert!(keys.iter().all(|k| !t.still_waiting(k, Waker::noop())));
         assert_eq!(fired(&mut t, base), 1);
+    }
+
+    #[test]
+    fn a_burst_of_timers_gives_back_its_room_once_none_is_left_and_old_keys_stay_stale() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        let keys: Vec<TimerKey> = (0..5000u64)
+            .map(|i| {
+                t.insert(
+                    base + Duration::from_millis(i % 10),
+                    TimerEntry::Waker(Waker::noop().clone()),
+                )
+            })
+            .collect();
+        t.trim();
+        assert!(t.capacity() >= 5000, "timers that wait keep their room");
+        // The keys' timers, fired or removed, with slots' generations
+        // moved on by a second use of some of them.
+        for key in keys.iter().step_by(2) {
+            assert!(t.remove(key).is_some());
+        }
+        let again = t.insert(base, TimerEntry::Waker(Waker::noop().clone()));
+        assert_eq!(fired(&mut t, base + Duration::from_millis(10)), 2501);
+        assert!(!t.contains(&again));
+        t.trim();
+        assert!(t.capacity() <= KEEP_TIMERS, "{} slots kept", t.capacity());
+        // New timers take the old slots: no key from before reaches them.
+        let fresh: Vec<TimerKey> = (0..5000u64)
+            .map(|_| t.insert(base, TimerEntry::Waker(Waker::noop().clone())))
+            .collect();
+        for old in keys.iter().chain([&again]) {
+            assert!(!t.contains(old));
+            assert!(!t.still_waiting(old, Waker::noop()));
+            assert!(
+                t.remove(old).is_none(),
+                "a key from before the trim removed a new timer"
+            );
+        }
+        assert!(fresh.iter().all(|k| t.contains(k)));
+        assert_eq!(fired(&mut t, base), 5000);
     }
 }
