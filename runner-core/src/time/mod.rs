@@ -26,6 +26,7 @@
 pub(crate) mod driver;
 mod interval;
 mod scoped;
+mod timers;
 
 pub use self::interval::{interval, interval_at, Interval, MissedTickBehavior};
 pub use self::scoped::{

@@ -1,0 +1,514 @@
+//! A loop's timer queue: [`Timers`], the timers themselves in a binary
+//! heap ordered by `(deadline, registration order)`, and a table of slots
+//! that [`TimerKey`]s name, each knowing where its timer is in the heap.
+//!
+//! The first timer is the next to fire; equal deadlines fire in the order
+//! they were registered (FIFO). Inserting, and removing a timer before it
+//! fires (a dropped `Sleep`, a cancelled `TimerHandle`: the common fate of
+//! a timeout), are O(log n) with no allocation once the vectors have
+//! grown, and nothing is left behind, so timeouts that are almost always
+//! cancelled do not pile up. The heap holds the timers inline, so
+//! comparing two of them reads no other memory; a slot is 8 bytes, so a
+//! burst of a million timers leaves 8 MB of slots behind while any timer
+//! still waits (a key names its slot, so slots never move), and the heap
+//! gives its room back ([`Timers::trim`], before the loop blocks).
+//!
+//! Uses `task` (a timeout's entry names its task) and nothing above.
+
+use std::mem::ManuallyDrop;
+use std::rc::Rc;
+use std::task::Waker;
+use std::time::Instant;
+
+use crate::task::raw::TaskRef;
+use crate::task::sched::Callback;
+
+/// A timer's place in the queue: its slot and the slot's generation, so a
+/// stale key (its timer fired or was removed) never reaches a reused slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimerKey {
+    slot: u32,
+    generation: u32,
+}
+
+/// What a timer does when it fires.
+pub(crate) enum TimerEntry {
+    Waker(Waker),
+    /// A loop callback (`call_later`, `call_at`).
+    Callback(Rc<Callback>),
+    /// A [`scoped_timeout`](super::scoped_timeout)'s deadline: the loop
+    /// cancels the task when it fires (asyncio's timeout handle calling
+    /// `task.cancel()`), before the task's next poll; the cancellation is
+    /// meant for the timeout's `cancellable` scope (the `u32`).
+    Cancel(TaskRef, u32),
+}
+
+/// One timer, in the heap.
+struct Node {
+    when: Instant,
+    /// Registration order: equal deadlines fire first-in, first-out.
+    seq: u64,
+    /// The slot its key names.
+    slot: u32,
+    entry: TimerEntry,
+}
+
+/// A slot of the table keys name: the heap position of its timer, or, when
+/// free, [`FREE`] with the next free slot in the low bits.
+#[derive(Clone, Copy)]
+struct Slot {
+    place: u32,
+    generation: u32,
+}
+
+/// [`Slot::place`]: the slot is free.
+const FREE: u32 = 1 << 31;
+/// The end of the free chain.
+const NO_SLOT: u32 = FREE - 1;
+
+/// How much room the queue keeps when it gives back the rest
+/// ([`Timers::trim`]), in timers.
+pub(crate) const KEEP_TIMERS: usize = 1024;
+
+/// The loop's timer queue (see the module docs).
+pub(crate) struct Timers {
+    heap: Vec<Node>,
+    slots: Vec<Slot>,
+    /// The first free slot, or [`NO_SLOT`].
+    free: u32,
+    seq: u64,
+    /// The generation new slots start at: above every generation before
+    /// the slots were last cleared, so that no key from then matches.
+    fresh_generation: u32,
+}
+
+impl Default for Timers {
+    fn default() -> Timers {
+        Timers {
+            heap: Vec::new(),
+            slots: Vec::new(),
+            free: NO_SLOT,
+            seq: 0,
+            fresh_generation: 0,
+        }
+    }
+}
+
+impl Timers {
+    pub(crate) fn insert(&mut self, when: Instant, entry: TimerEntry) -> TimerKey {
+        self.seq += 1;
+        let pos = self.heap.len();
+        let place = u32::try_from(pos)
+            .ok()
+            .filter(|&p| p < NO_SLOT)
+            .expect("fewer than 2 billion timers");
+        let slot = if self.free != NO_SLOT {
+            let slot = self.free;
+            let s = &mut self.slots[slot as usize];
+            self.free = s.place & !FREE;
+            s.place = place;
+            slot
+        } else {
+            let slot = u32::try_from(self.slots.len())
+                .ok()
+                .filter(|&s| s < NO_SLOT)
+                .expect("fewer than 2 billion timers");
+            self.slots.push(Slot {
+                place,
+                generation: self.fresh_generation,
+            });
+            slot
+        };
+        self.heap.push(Node {
+            when,
+            seq: self.seq,
+            slot,
+            entry,
+        });
+        self.sift_up(pos);
+        TimerKey {
+            slot,
+            generation: self.slots[slot as usize].generation,
+        }
+    }
+
+    /// The heap position of the key's timer, if it still waits.
+    fn position(&self, key: &TimerKey) -> Option<usize> {
+        let s = self.slots.get(key.slot as usize)?;
+        (s.generation == key.generation && s.place & FREE == 0).then_some(s.place as usize)
+    }
+
+    pub(crate) fn remove(&mut self, key: &TimerKey) -> Option<TimerEntry> {
+        let pos = self.position(key)?;
+        Some(self.remove_at(pos))
+    }
+
+    /// Removes the timer at heap position `pos`; its slot becomes free.
+    fn remove_at(&mut self, pos: usize) -> TimerEntry {
+        let node = self.heap.swap_remove(pos);
+        if pos < self.heap.len() {
+            // The last timer moved into the hole: restore the heap order.
+            self.sift_down(pos);
+            self.sift_up(pos);
+        }
+        let s = &mut self.slots[node.slot as usize];
+        s.generation = s.generation.wrapping_add(1);
+        s.place = FREE | self.free;
+        self.free = node.slot;
+        node.entry
+    }
+
+    /// Moves the timer at `pos` towards the root while it fires before its
+    /// parent. Each level moves the parent down into the hole the timer
+    /// left (one move, where a swap is three: a timer is 56 bytes).
+    fn sift_up(&mut self, pos: usize) {
+        let mut hole = Hole::new(&mut self.heap, pos);
+        while hole.pos > 0 {
+            let parent = (hole.pos - 1) / 2;
+            if !hole.fires_before(parent) {
+                break;
+            }
+            let moved = hole.move_to(parent);
+            self.slots[moved.slot as usize].place = moved.pos;
+        }
+        let (slot, pos) = hole.fill();
+        self.slots[slot as usize].place = pos;
+    }
+
+    /// Moves the timer at `pos` towards the leaves while a child fires
+    /// before it, as [`sift_up`](Self::sift_up) does.
+    fn sift_down(&mut self, pos: usize) {
+        let len = self.heap.len();
+        let mut hole = Hole::new(&mut self.heap, pos);
+        loop {
+            let (left, right) = (2 * hole.pos + 1, 2 * hole.pos + 2);
+            if left >= len {
+                break;
+            }
+            let child = if right < len && hole.before(right, left) {
+                right
+            } else {
+                left
+            };
+            if !hole.after(child) {
+                break;
+            }
+            let moved = hole.move_to(child);
+            self.slots[moved.slot as usize].place = moved.pos;
+        }
+        let (slot, pos) = hole.fill();
+        self.slots[slot as usize].place = pos;
+    }
+
+    /// Whether the timer is still waiting (it has not fired nor been
+    /// removed); if so, it wakes `waker` from now on. One lookup: a
+    /// sleep's every poll after the first.
+    pub(crate) fn still_waiting(&mut self, key: &TimerKey, waker: &Waker) -> bool {
+        let Some(pos) = self.position(key) else {
+            return false;
+        };
+        if let TimerEntry::Waker(w) = &mut self.heap[pos].entry {
+            if !w.will_wake(waker) {
+                *w = waker.clone();
+            }
+        }
+        true
+    }
+
+    pub(crate) fn contains(&self, key: &TimerKey) -> bool {
+        self.position(key).is_some()
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.heap.first().map(|n| n.when)
+    }
+
+    /// Removes and returns the first entry whose deadline is at or before
+    /// `now`.
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<TimerEntry> {
+        match self.next_deadline() {
+            Some(when) if when <= now => Some(self.remove_at(0)),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    /// Gives back the room of a burst of timers (the loop calls it before
+    /// it blocks): the heap's beyond twice what waits, once three quarters
+    /// of it is empty; the slots' once no timer is left. Keys from before
+    /// stay stale: the slots made after start at a generation none of them
+    /// has.
+    pub(crate) fn trim(&mut self) {
+        let (len, room) = (self.heap.len(), self.heap.capacity());
+        if room > KEEP_TIMERS && len.saturating_mul(4) < room {
+            self.heap.shrink_to(len.saturating_mul(2).max(KEEP_TIMERS));
+        }
+        if len == 0 && self.slots.len() > KEEP_TIMERS {
+            self.forget_slots();
+            self.slots.shrink_to(KEEP_TIMERS);
+        }
+    }
+
+    /// Frees every slot; keys from before never match the slots made next.
+    fn forget_slots(&mut self) {
+        let newest = self.slots.iter().map(|s| s.generation).max().unwrap_or(0);
+        self.fresh_generation = self.fresh_generation.max(newest).wrapping_add(1);
+        self.slots.clear();
+        self.free = NO_SLOT;
+    }
+
+    /// Removes every timer and gives back what they were to do.
+    pub(crate) fn clear(&mut self) -> Vec<TimerEntry> {
+        if self.heap.is_empty() {
+            return Vec::new();
+        }
+        self.forget_slots();
+        std::mem::take(&mut self.heap).into_iter().map(|n| n.entry).collect()
+    }
+
+    #[cfg(test)]
+    fn room(&self) -> (usize, usize) {
+        (self.heap.capacity(), self.slots.capacity())
+    }
+}
+
+/// A timer taken out of the heap while it moves, and the hole it leaves:
+/// what std's `BinaryHeap` does to move each timer it passes once instead
+/// of swapping it (three moves). The timer goes back into the hole when
+/// the `Hole` is filled or dropped (also if a caller unwinds), so the heap
+/// never holds a timer twice.
+struct Hole<'a> {
+    heap: &'a mut [Node],
+    /// The timer taken out; its place in `heap` is the hole.
+    node: ManuallyDrop<Node>,
+    pos: usize,
+}
+
+/// A timer [`Hole::move_to`] moved into the old hole: its slot, where it is.
+struct Moved {
+    slot: u32,
+    pos: u32,
+}
+
+#[allow(unsafe_code)]
+impl<'a> Hole<'a> {
+    fn new(heap: &'a mut [Node], pos: usize) -> Hole<'a> {
+        // SAFETY: `pos` is in bounds (indexing checks it); the timer is
+        // read out once, and its place is written back before the `Hole`
+        // is gone (`fill` or `drop`), with nothing reading it meanwhile
+        // (`heap` is borrowed by the `Hole` alone).
+        let node = unsafe { std::ptr::read(&heap[pos]) };
+        Hole {
+            heap,
+            node: ManuallyDrop::new(node),
+            pos,
+        }
+    }
+
+    fn key(node: &Node) -> (Instant, u64) {
+        (node.when, node.seq)
+    }
+
+    /// Whether the taken timer fires before the one at `at` (not the hole).
+    fn fires_before(&self, at: usize) -> bool {
+        debug_assert_ne!(at, self.pos);
+        Self::key(&self.node) < Self::key(&self.heap[at])
+    }
+
+    /// Whether the one at `at` (not the hole) fires before the taken timer.
+    fn after(&self, at: usize) -> bool {
+        debug_assert_ne!(at, self.pos);
+        Self::key(&self.heap[at]) < Self::key(&self.node)
+    }
+
+    /// Whether the timer at `a` fires before the one at `b` (neither the
+    /// hole).
+    fn before(&self, a: usize, b: usize) -> bool {
+        debug_assert!(a != self.pos && b != self.pos);
+        Self::key(&self.heap[a]) < Self::key(&self.heap[b])
+    }
+
+    /// Moves the timer at `at` into the hole; the hole is then at `at`.
+    fn move_to(&mut self, at: usize) -> Moved {
+        assert!(at < self.heap.len() && at != self.pos);
+        let slot = self.heap[at].slot;
+        let base = self.heap.as_mut_ptr();
+        // SAFETY: both in bounds (asserted; `self.pos` since `new`), and
+        // distinct; the hole's own content was read out, so overwriting it
+        // drops nothing; `at` becomes the hole, never read until filled.
+        unsafe { std::ptr::copy_nonoverlapping(base.add(at), base.add(self.pos), 1) };
+        let moved = Moved {
+            slot,
+            pos: self.pos as u32,
+        };
+        self.pos = at;
+        moved
+    }
+
+    /// Puts the taken timer into the hole: its slot, and where it is now.
+    fn fill(self) -> (u32, u32) {
+        (self.node.slot, self.pos as u32)
+    }
+}
+
+#[allow(unsafe_code)]
+impl Drop for Hole<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `self.pos` is in bounds and holds no timer (see `new`
+        // and `move_to`); the taken timer is written there once, and the
+        // `ManuallyDrop` is not used again.
+        unsafe {
+            let hole = self.heap.as_mut_ptr().add(self.pos);
+            std::ptr::copy_nonoverlapping(&*self.node, hole, 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn fired(t: &mut Timers, now: Instant) -> usize {
+        let mut n = 0;
+        while t.pop_expired(now).is_some() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn timers_fire_in_deadline_order_then_registration_order() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        let mut keys = Vec::new();
+        // Deadlines out of order, with ties.
+        for (i, ms) in [5u64, 1, 3, 1, 4, 3, 2].iter().enumerate() {
+            let key = t.insert(
+                base + Duration::from_millis(*ms),
+                TimerEntry::Waker(Waker::noop().clone()),
+            );
+            keys.push((*ms, i, key));
+        }
+        let mut order = Vec::new();
+        for ms in 0..=5u64 {
+            let now = base + Duration::from_millis(ms);
+            while t.next_deadline().is_some_and(|d| d <= now) {
+                let when = t.next_deadline().unwrap();
+                let (_, i, key) = keys
+                    .iter()
+                    .filter(|(m, _, k)| base + Duration::from_millis(*m) == when && t.contains(k))
+                    .min_by_key(|(_, i, _)| *i)
+                    .unwrap();
+                assert!(t.pop_expired(now).is_some());
+                assert!(!t.contains(key), "the key of a fired timer is stale");
+                order.push(*i);
+            }
+        }
+        // 1 ms: #1 then #3; 2 ms: #6; 3 ms: #2 then #5; 4 ms: #4; 5 ms: #0.
+        assert_eq!(order, [1, 3, 6, 2, 5, 4, 0]);
+        assert_eq!(t.len(), 0);
+    }
+
+    #[test]
+    fn removing_timers_anywhere_keeps_the_heap_in_order_and_slots_are_reused() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        let keys: Vec<TimerKey> = (0..1000u64)
+            .map(|i| {
+                let ms = (i * 7919) % 1000;
+                t.insert(
+                    base + Duration::from_millis(ms),
+                    TimerEntry::Waker(Waker::noop().clone()),
+                )
+            })
+            .collect();
+        // Remove every third timer (the insert-then-cancel of timeouts).
+        for key in keys.iter().step_by(3) {
+            assert!(t.remove(key).is_some());
+            assert!(t.remove(key).is_none(), "removing twice finds nothing");
+        }
+        assert_eq!(t.len(), 1000 - 334);
+        let mut last = base;
+        let mut n = 0;
+        while let Some(when) = t.next_deadline() {
+            assert!(when >= last, "deadlines come out in order");
+            last = when;
+            t.pop_expired(when).unwrap();
+            n += 1;
+        }
+        assert_eq!(n, 666);
+        // Freed slots are reused, and old keys do not reach the new timers.
+        let fresh = t.insert(base, TimerEntry::Waker(Waker::noop().clone()));
+        assert!(t.contains(&fresh));
+        assert!(keys.iter().all(|k| !t.contains(k)));
+        assert!(t.still_waiting(&fresh, Waker::noop()));
+        assert!(keys.iter().all(|k| !t.still_waiting(k, Waker::noop())));
+        assert_eq!(fired(&mut t, base), 1);
+    }
+
+    #[test]
+    fn a_burst_of_timers_gives_back_its_room_and_old_keys_stay_stale() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        // More than the room kept (smaller under Miri, which is slow).
+        let n: usize = if cfg!(miri) { 1_200 } else { 5_000 };
+        let keys: Vec<TimerKey> = (0..n as u64)
+            .map(|i| {
+                t.insert(
+                    base + Duration::from_millis(i % 10),
+                    TimerEntry::Waker(Waker::noop().clone()),
+                )
+            })
+            .collect();
+        t.trim();
+        assert!(t.room().0 >= n, "timers that wait keep their room");
+        // All but the ten latest fire; the heap gives back its room, the
+        // slots keep theirs (the ten's keys name slots among them).
+        let late: Vec<TimerKey> = (0..10)
+            .map(|_| t.insert(base + Duration::from_secs(1), TimerEntry::Waker(Waker::noop().clone())))
+            .collect();
+        assert_eq!(fired(&mut t, base + Duration::from_millis(10)), n);
+        t.trim();
+        assert!(t.room().0 <= KEEP_TIMERS, "{} timers' room kept for 10", t.room().0);
+        assert!(t.room().1 >= n);
+        assert!(late.iter().all(|k| t.contains(k)));
+        assert_eq!(t.next_deadline(), Some(base + Duration::from_secs(1)));
+        // Some of the ten removed, the others fired: none is left.
+        for key in late.iter().step_by(2) {
+            assert!(t.remove(key).is_some());
+        }
+        assert_eq!(fired(&mut t, base + Duration::from_secs(1)), 5);
+        t.trim();
+        assert!(t.room().1 <= KEEP_TIMERS, "{} slots kept", t.room().1);
+        // New timers take the old slots: no key from before reaches them.
+        let fresh: Vec<TimerKey> = (0..n)
+            .map(|_| t.insert(base, TimerEntry::Waker(Waker::noop().clone())))
+            .collect();
+        for old in keys.iter().chain(&late) {
+            assert!(!t.contains(old));
+            assert!(!t.still_waiting(old, Waker::noop()));
+            assert!(
+                t.remove(old).is_none(),
+                "a key from before the trim removed a new timer"
+            );
+        }
+        assert!(fresh.iter().all(|k| t.contains(k)));
+        assert_eq!(fired(&mut t, base), n);
+    }
+
+    #[test]
+    fn cleared_timers_keys_do_not_reach_the_next_ones() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        let old = t.insert(base, TimerEntry::Waker(Waker::noop().clone()));
+        assert_eq!(t.clear().len(), 1);
+        assert_eq!(t.len(), 0);
+        let new = t.insert(base, TimerEntry::Waker(Waker::noop().clone()));
+        assert!(!t.contains(&old) && t.remove(&old).is_none());
+        assert!(t.contains(&new));
+    }
+}
