@@ -10,12 +10,18 @@
 //!   each polled once, then the loop waits (a 1 ms sleep of the main
 //!   future): what idle connections' tasks cost.
 //!
-//! For each: allocations and bytes asked of the allocator per task (a
+//! - `burst`: tasks that each sleep 1 to 5 ms and return, all awaited,
+//!   then the loop waits (a 1 ms sleep): what a burst leaves behind.
+//!
+//! For `queued` and `idle`: allocations and bytes asked of the allocator per task (a
 //! counting allocator around the system's), and resident memory per task
 //! (the growth of the process's RSS, `/proc/self/statm`), which is what
 //! the allocator's rounding and bookkeeping make of those bytes. Each
 //! runtime runs in a child process of its own, so that no runtime gets the
-//! pages another one freed.
+//! pages another one freed. For `burst`, per task of the burst: the bytes
+//! the runtime still holds once it is over (asked, not given back), the
+//! growth of RSS, and that growth after `malloc_trim(0)` (what is left when
+//! the allocator's free lists go back to the system).
 //!
 //! Run with `cargo bench -p runner-core --bench memory` (Linux only: it
 //! reads `/proc`); the figures are in `docs/benchmarks.md`.
@@ -34,7 +40,7 @@ const TASKS: usize = 1_000_000;
 const PAUSE: Duration = Duration::from_millis(1);
 const CHILD: &str = "RUNNER_MEMORY_BENCH_CHILD";
 const RUNTIMES: [&str; 3] = ["runner", "tokio", "smol"];
-const SHAPES: [&str; 2] = ["queued", "idle"];
+const SHAPES: [&str; 3] = ["queued", "idle", "burst"];
 
 /// Counts allocations and the bytes asked for, then defers to `System`.
 struct Counting;
@@ -108,6 +114,95 @@ fn report(before: Snapshot) {
     );
 }
 
+/// Prints what a burst left behind, per task, for the parent.
+fn report_burst(before: Snapshot) {
+    let after = snapshot();
+    // SAFETY: malloc_trim has no preconditions.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    let trimmed = snapshot();
+    let n = TASKS as f64;
+    println!(
+        "{:.1} {:.1} {:.1}",
+        after.live.saturating_sub(before.live) as f64 / n,
+        after.rss.saturating_sub(before.rss) as f64 / n,
+        trimmed.rss.saturating_sub(before.rss) as f64 / n,
+    );
+}
+
+/// A burst task's sleep: 1 to 5 ms.
+fn burst_delay(i: u64) -> Duration {
+    Duration::from_millis(1 + i % 5)
+}
+
+/// The `burst` shape on `runtime`.
+fn burst(runtime: &str) {
+    match runtime {
+        "runner" => runner_core::run(async {
+            let before = snapshot();
+            let handles: Vec<_> = (0..TASKS as u64)
+                .map(|i| {
+                    runner_core::spawn(async move {
+                        runner_core::sleep(burst_delay(i)).await;
+                        i
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await.expect("a burst task");
+            }
+            runner_core::sleep(PAUSE).await;
+            report_burst(before);
+            std::process::exit(0);
+        })
+        .expect("the benchmark's run"),
+        "tokio" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(async {
+                let before = snapshot();
+                let handles: Vec<_> = (0..TASKS as u64)
+                    .map(|i| {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(burst_delay(i)).await;
+                            i
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.await.expect("a burst task");
+                }
+                tokio::time::sleep(PAUSE).await;
+                report_burst(before);
+                std::process::exit(0);
+            }),
+        "smol" => {
+            let ex = async_executor::LocalExecutor::new();
+            async_io::block_on(ex.run(async {
+                let before = snapshot();
+                let handles: Vec<_> = (0..TASKS as u64)
+                    .map(|i| {
+                        ex.spawn(async move {
+                            async_io::Timer::after(burst_delay(i)).await;
+                            i
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.await;
+                }
+                async_io::Timer::after(PAUSE).await;
+                report_burst(before);
+                std::process::exit(0);
+            }))
+        }
+        other => panic!("no runtime {other:?}"),
+    }
+}
+
 /// Counts its first poll, then never completes (and is never woken).
 struct Idle {
     value: u64,
@@ -140,6 +235,9 @@ fn idle(value: u64, polled: &Arc<AtomicUsize>) -> Idle {
 
 /// Runs one runtime's shape in this process and prints its figures.
 fn child(runtime: &str, shape: &str) {
+    if shape == "burst" {
+        return burst(runtime);
+    }
     let polled = Arc::new(AtomicUsize::new(0));
     let queued = shape == "queued";
     match runtime {
@@ -221,7 +319,13 @@ fn main() {
     let exe = std::env::current_exe().expect("the benchmark's own path");
     for shape in SHAPES {
         println!("\n{shape}: {TASKS} tasks, per task");
-        println!("| runtime | allocations | bytes asked | resident bytes | resident, runner = 1 |");
+        if shape == "burst" {
+            println!(
+                "| runtime | bytes still held | resident bytes | resident after malloc_trim | the last, runner = 1 |"
+            );
+        } else {
+            println!("| runtime | allocations | bytes asked | resident bytes | resident, runner = 1 |");
+        }
         println!("|---|---:|---:|---:|---:|");
         let mut runner_rss = None;
         for runtime in RUNTIMES {
