@@ -137,67 +137,52 @@ fn burst_delay(i: u64) -> Duration {
     Duration::from_millis(1 + i % 5)
 }
 
-/// The `burst` shape on `runtime`.
-fn burst(runtime: &str) {
-    match runtime {
-        "runner" => runner_core::run(async {
+/// The `burst` shape as one async block, for any runtime (the arguments
+/// as [`spawn_shape`]'s; `$join` turns an awaited handle into its output).
+macro_rules! burst_shape {
+    ([$($spawn:tt)+], $sleep:expr, $join:expr) => {
+        async move {
             let before = snapshot();
             let handles: Vec<_> = (0..TASKS as u64)
                 .map(|i| {
-                    runner_core::spawn(async move {
-                        runner_core::sleep(burst_delay(i)).await;
+                    $($spawn)+(async move {
+                        $sleep(burst_delay(i)).await;
                         i
                     })
                 })
                 .collect();
             for h in handles {
-                h.await.expect("a burst task");
+                $join(h.await);
             }
-            runner_core::sleep(PAUSE).await;
+            $sleep(PAUSE).await;
             report_burst(before);
             std::process::exit(0);
-        })
+        }
+    };
+}
+
+/// The `burst` shape on `runtime`.
+fn burst(runtime: &str) {
+    match runtime {
+        "runner" => runner_core::run(burst_shape!([runner_core::spawn], runner_core::sleep, |r: Result<
+            u64,
+            runner_core::JoinError,
+        >| r
+            .expect("a burst task")))
         .expect("the benchmark's run"),
         "tokio" => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a tokio runtime")
-            .block_on(async {
-                let before = snapshot();
-                let handles: Vec<_> = (0..TASKS as u64)
-                    .map(|i| {
-                        tokio::spawn(async move {
-                            tokio::time::sleep(burst_delay(i)).await;
-                            i
-                        })
-                    })
-                    .collect();
-                for h in handles {
-                    h.await.expect("a burst task");
-                }
-                tokio::time::sleep(PAUSE).await;
-                report_burst(before);
-                std::process::exit(0);
-            }),
+            .block_on(burst_shape!([tokio::spawn], tokio::time::sleep, |r: Result<
+                u64,
+                tokio::task::JoinError,
+            >| r
+                .expect("a burst task"))),
         "smol" => {
-            let ex = async_executor::LocalExecutor::new();
-            async_io::block_on(ex.run(async {
-                let before = snapshot();
-                let handles: Vec<_> = (0..TASKS as u64)
-                    .map(|i| {
-                        ex.spawn(async move {
-                            async_io::Timer::after(burst_delay(i)).await;
-                            i
-                        })
-                    })
-                    .collect();
-                for h in handles {
-                    h.await;
-                }
-                async_io::Timer::after(PAUSE).await;
-                report_burst(before);
-                std::process::exit(0);
-            }))
+            let executor = async_executor::LocalExecutor::new();
+            let ex = &executor;
+            async_io::block_on(ex.run(burst_shape!([ex.spawn], async_io::Timer::after, |r: u64| r)))
         }
         other => panic!("no runtime {other:?}"),
     }
@@ -233,6 +218,34 @@ fn idle(value: u64, polled: &Arc<AtomicUsize>) -> Idle {
     }
 }
 
+/// The `queued` and `idle` shapes as one async block, for any runtime:
+/// `[$spawn]` is what spawns (a path or a method: `[ex.spawn]`), and
+/// `$yield_now` and `$sleep` are the runtime's.
+macro_rules! spawn_shape {
+    ($queued:expr, $polled:expr, [$($spawn:tt)+], $yield_now:expr, $sleep:expr) => {
+        async move {
+            let (queued, polled): (bool, Arc<AtomicUsize>) = ($queued, $polled);
+            let mut handles = Vec::with_capacity(TASKS);
+            let before = snapshot();
+            for i in 0..TASKS as u64 {
+                if queued {
+                    handles.push($($spawn)+(async move { std::hint::black_box(i) }));
+                } else {
+                    handles.push($($spawn)+(idle(i, &polled)));
+                }
+            }
+            while !queued && polled.load(Relaxed) < TASKS {
+                $yield_now.await;
+            }
+            if !queued {
+                $sleep(PAUSE).await;
+            }
+            report(before);
+            std::process::exit(0);
+        }
+    };
+}
+
 /// Runs one runtime's shape in this process and prints its figures.
 fn child(runtime: &str, shape: &str) {
     if shape == "burst" {
@@ -241,70 +254,35 @@ fn child(runtime: &str, shape: &str) {
     let polled = Arc::new(AtomicUsize::new(0));
     let queued = shape == "queued";
     match runtime {
-        "runner" => runner_core::run(async move {
-            let mut handles = Vec::with_capacity(TASKS);
-            let before = snapshot();
-            for i in 0..TASKS as u64 {
-                if queued {
-                    handles.push(runner_core::spawn(async move { std::hint::black_box(i) }));
-                } else {
-                    handles.push(runner_core::spawn(idle(i, &polled)));
-                }
-            }
-            while !queued && polled.load(Relaxed) < TASKS {
-                runner_core::yield_now().await;
-            }
-            if !queued {
-                runner_core::sleep(PAUSE).await;
-            }
-            report(before);
-            std::process::exit(0);
-        })
+        "runner" => runner_core::run(spawn_shape!(
+            queued,
+            polled,
+            [runner_core::spawn],
+            runner_core::yield_now(),
+            runner_core::sleep
+        ))
         .expect("the benchmark's run"),
         "tokio" => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("a tokio runtime")
-            .block_on(async move {
-                let mut handles = Vec::with_capacity(TASKS);
-                let before = snapshot();
-                for i in 0..TASKS as u64 {
-                    if queued {
-                        handles.push(tokio::spawn(async move { std::hint::black_box(i) }));
-                    } else {
-                        handles.push(tokio::spawn(idle(i, &polled)));
-                    }
-                }
-                while !queued && polled.load(Relaxed) < TASKS {
-                    tokio::task::yield_now().await;
-                }
-                if !queued {
-                    tokio::time::sleep(PAUSE).await;
-                }
-                report(before);
-                std::process::exit(0);
-            }),
+            .block_on(spawn_shape!(
+                queued,
+                polled,
+                [tokio::spawn],
+                tokio::task::yield_now(),
+                tokio::time::sleep
+            )),
         "smol" => {
-            let ex = async_executor::LocalExecutor::new();
-            async_io::block_on(ex.run(async {
-                let mut handles = Vec::with_capacity(TASKS);
-                let before = snapshot();
-                for i in 0..TASKS as u64 {
-                    if queued {
-                        handles.push(ex.spawn(async move { std::hint::black_box(i) }));
-                    } else {
-                        handles.push(ex.spawn(idle(i, &polled)));
-                    }
-                }
-                while !queued && polled.load(Relaxed) < TASKS {
-                    futures_lite::future::yield_now().await;
-                }
-                if !queued {
-                    async_io::Timer::after(PAUSE).await;
-                }
-                report(before);
-                std::process::exit(0);
-            }))
+            let executor = async_executor::LocalExecutor::new();
+            let ex = &executor;
+            async_io::block_on(ex.run(spawn_shape!(
+                queued,
+                polled,
+                [ex.spawn],
+                futures_lite::future::yield_now(),
+                async_io::Timer::after
+            )))
         }
         other => panic!("no runtime {other:?}"),
     }
