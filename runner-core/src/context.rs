@@ -455,6 +455,28 @@ pub struct Token<T: 'static> {
     _marker: PhantomData<fn() -> T>,
 }
 
+impl<T: Clone + 'static> Token<T> {
+    /// The value the variable had before the `set` that made this token
+    /// (asyncio's `Token.old_value`); `None` where asyncio says
+    /// `Token.MISSING`: the variable was not set (its default, if any,
+    /// does not count).
+    ///
+    /// ```
+    /// use runner_core::ContextVar;
+    ///
+    /// static LEVEL: ContextVar<u8> = ContextVar::with_default("level", || 1);
+    ///
+    /// let first = LEVEL.set(2);
+    /// let second = LEVEL.set(3);
+    /// assert_eq!((first.old_value(), second.old_value()), (None, Some(2)));
+    /// LEVEL.reset(second).unwrap();
+    /// LEVEL.reset(first).unwrap();
+    /// ```
+    pub fn old_value(&self) -> Option<T> {
+        self.old.as_ref().and_then(|v| v.downcast_ref::<T>()).cloned()
+    }
+}
+
 impl<T: 'static> fmt::Debug for Token<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Token").field("had_value", &self.old.is_some()).finish()
