@@ -132,7 +132,14 @@ pub fn all_tasks() -> Vec<CurrentTask> {
 /// # Panics
 /// When no loop is running on this thread (as `tokio::spawn` does outside a
 /// runtime); use [`EventLoop::spawn`](crate::EventLoop::spawn) to spawn
-/// onto a loop that is not running yet.
+/// onto a loop that is not running yet, and
+/// [`get_running_loop()`](crate::get_running_loop)`?.spawn(fut)` where no
+/// running loop should be an error rather than a panic:
+///
+/// ```
+/// let outside = runner_core::get_running_loop().map(|lp| lp.spawn(async { 1 }));
+/// assert!(outside.is_err(), "no loop runs here: an error, not a panic");
+/// ```
 #[track_caller]
 pub fn spawn<F>(fut: F) -> JoinHandle<F::Output>
 where
