@@ -511,4 +511,110 @@ mod tests {
         assert!(!t.contains(&old) && t.remove(&old).is_none());
         assert!(t.contains(&new));
     }
+
+    /// Random inserts, removals (by fresh and stale keys), firings and
+    /// trims, against a model: a sorted map from (deadline, order) to the
+    /// timer's number. The queue must fire what the model fires, in the
+    /// same order, and answer every key as the model does.
+    #[test]
+    fn random_operations_agree_with_a_sorted_model() {
+        use std::collections::BTreeMap;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        use std::task::Wake;
+
+        /// A waker that says which timer it belongs to.
+        struct Numbered(u64, Arc<AtomicU64>);
+        impl Wake for Numbered {
+            fn wake(self: Arc<Self>) {
+                self.1.store(self.0, Ordering::SeqCst);
+            }
+        }
+
+        let rounds = if cfg!(miri) { 1_500 } else { 60_000 };
+        let base = Instant::now();
+        let woken = Arc::new(AtomicU64::new(u64::MAX));
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut t = Timers::default();
+        let mut model: BTreeMap<(Instant, u64), u64> = BTreeMap::new();
+        // Every key ever made: (key, its timer's number, its model entry).
+        let mut keys: Vec<(TimerKey, u64, (Instant, u64))> = Vec::new();
+        let mut now = base;
+        let (mut most_live, mut trims_with_room) = (0, 0);
+        for order in 0..rounds as u64 {
+            // Bursts of inserts, then drains, so that the room grows past
+            // what is kept and is given back.
+            let burst = (order / (rounds as u64 / 6)) % 2 == 0;
+            let pick = next() % 10;
+            let op = match (burst, pick) {
+                (true, 0..=7) | (false, 0..=1) => 0,
+                (true, 8) | (false, 2..=3) => 5,
+                (false, 4..=7) => 7,
+                _ => 9,
+            };
+            match op {
+                // Insert, with deadlines that often tie.
+                0..=4 => {
+                    let when = now + Duration::from_millis(next() % 50);
+                    let waker = Waker::from(Arc::new(Numbered(order, woken.clone())));
+                    let key = t.insert(when, TimerEntry::Waker(waker));
+                    model.insert((when, order), order);
+                    keys.push((key, order, (when, order)));
+                }
+                // Remove by any key ever made, live or stale.
+                5 | 6 if !keys.is_empty() => {
+                    let (key, number, entry) = keys[(next() % keys.len() as u64) as usize];
+                    let expected = model.remove(&entry);
+                    assert_eq!(t.contains(&key), expected.is_some());
+                    match t.remove(&key) {
+                        Some(TimerEntry::Waker(w)) => {
+                            w.wake();
+                            assert_eq!(woken.load(Ordering::SeqCst), number);
+                            assert_eq!(expected, Some(number));
+                        }
+                        Some(_) => unreachable!("only wakers here"),
+                        None => assert_eq!(expected, None, "a live timer was not found"),
+                    }
+                }
+                // Time moves on; what is due fires in order.
+                7 | 8 => {
+                    now += Duration::from_millis(next() % 5);
+                    while let Some(entry) = t.pop_expired(now) {
+                        let (&first, &number) = model.iter().next().expect("the model has it too");
+                        assert!(first.0 <= now);
+                        model.remove(&first);
+                        let TimerEntry::Waker(w) = entry else { unreachable!() };
+                        w.wake();
+                        assert_eq!(woken.load(Ordering::SeqCst), number, "fired out of order");
+                    }
+                    assert!(model.keys().next().is_none_or(|k| k.0 > now));
+                }
+                // The loop about to block.
+                _ => {
+                    trims_with_room += usize::from(t.room().0 > KEEP_TIMERS);
+                    t.trim();
+                }
+            }
+            most_live = most_live.max(model.len());
+            assert_eq!(t.len(), model.len());
+            assert_eq!(t.next_deadline(), model.keys().next().map(|k| k.0));
+        }
+        // Every key answers as the model does at the end.
+        for (key, _, entry) in &keys {
+            assert_eq!(t.contains(key), model.contains_key(entry));
+        }
+        if !cfg!(miri) {
+            assert!(
+                most_live > KEEP_TIMERS,
+                "the bursts outgrew the room kept ({most_live})"
+            );
+            assert!(trims_with_room > 0, "some trims had room to give back");
+        }
+    }
 }
