@@ -158,8 +158,7 @@ impl TaskContext {
         self.id
     }
 
-    /// Replaces the map (a task that runs in a shared [`Context`] loads it
-    /// before each poll and stores it back after).
+    /// Replaces the map (a finished task lets go of its values this way).
     pub(crate) fn replace(&self, map: Map) -> Map {
         self.map.replace(map)
     }

@@ -473,8 +473,9 @@ fn callbacks_queued_among_tasks_run_in_order_or_are_freed_at_close() {
 }
 
 /// A runner's main task runs in the runner's own context (a context mode
-/// that is not zero-sized, moved out of the task when it finishes): its
-/// changes persist across runs, and its output and future are freed.
+/// that is not zero-sized, moved out of the task when it finishes), which
+/// it reads and writes in place: its changes persist across runs, and its
+/// output and future are freed.
 #[test]
 fn a_runners_main_task_hands_back_its_context_and_frees_its_output() {
     static N: runner_core::ContextVar<u64> = runner_core::ContextVar::new("n");
