@@ -117,6 +117,8 @@ fn report(before: Snapshot) {
 /// Prints what a burst left behind, per task, for the parent.
 fn report_burst(before: Snapshot) {
     let after = snapshot();
+    // glibc's; elsewhere the last figure is the resident one again.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim has no preconditions.
     #[allow(unsafe_code)]
     unsafe {
