@@ -162,24 +162,21 @@ impl Timers {
     /// parent. Each level moves the parent down into the hole the timer
     /// left (one move, where a swap is three: a timer is 56 bytes).
     fn sift_up(&mut self, pos: usize) {
-        let mut hole = Hole::new(&mut self.heap, pos);
+        let mut hole = Hole::new(&mut self.heap, &mut self.slots, pos);
         while hole.pos > 0 {
             let parent = (hole.pos - 1) / 2;
             if !hole.fires_before(parent) {
                 break;
             }
-            let moved = hole.move_to(parent);
-            self.slots[moved.slot as usize].place = moved.pos;
+            hole.move_to(parent);
         }
-        let (slot, pos) = hole.fill();
-        self.slots[slot as usize].place = pos;
     }
 
     /// Moves the timer at `pos` towards the leaves while a child fires
     /// before it, as [`sift_up`](Self::sift_up) does.
     fn sift_down(&mut self, pos: usize) {
         let len = self.heap.len();
-        let mut hole = Hole::new(&mut self.heap, pos);
+        let mut hole = Hole::new(&mut self.heap, &mut self.slots, pos);
         loop {
             let (left, right) = (2 * hole.pos + 1, 2 * hole.pos + 2);
             if left >= len {
@@ -193,11 +190,8 @@ impl Timers {
             if !hole.after(child) {
                 break;
             }
-            let moved = hole.move_to(child);
-            self.slots[moved.slot as usize].place = moved.pos;
+            hole.move_to(child);
         }
-        let (slot, pos) = hole.fill();
-        self.slots[slot as usize].place = pos;
     }
 
     /// Whether the timer is still waiting (it has not fired nor been
@@ -277,32 +271,29 @@ impl Timers {
 
 /// A timer taken out of the heap while it moves, and the hole it leaves:
 /// what std's `BinaryHeap` does to move each timer it passes once instead
-/// of swapping it (three moves). The timer goes back into the hole when
-/// the `Hole` is filled or dropped (also if a caller unwinds), so the heap
-/// never holds a timer twice.
+/// of swapping it (three moves). Every timer moved tells its slot where it
+/// went; the taken timer goes back into the hole, and tells its slot, when
+/// the `Hole` is dropped (also if a caller unwinds), so the heap never
+/// holds a timer twice.
 struct Hole<'a> {
     heap: &'a mut [Node],
+    slots: &'a mut [Slot],
     /// The timer taken out; its place in `heap` is the hole.
     node: ManuallyDrop<Node>,
     pos: usize,
 }
 
-/// A timer [`Hole::move_to`] moved into the old hole: its slot, where it is.
-struct Moved {
-    slot: u32,
-    pos: u32,
-}
-
 #[allow(unsafe_code)]
 impl<'a> Hole<'a> {
-    fn new(heap: &'a mut [Node], pos: usize) -> Hole<'a> {
+    fn new(heap: &'a mut [Node], slots: &'a mut [Slot], pos: usize) -> Hole<'a> {
         // SAFETY: `pos` is in bounds (indexing checks it); the timer is
-        // read out once, and its place is written back before the `Hole`
-        // is gone (`fill` or `drop`), with nothing reading it meanwhile
-        // (`heap` is borrowed by the `Hole` alone).
+        // read out once, and its place is written back when the `Hole`
+        // drops, with nothing reading it meanwhile (`heap` is borrowed by
+        // the `Hole` alone).
         let node = unsafe { std::ptr::read(&heap[pos]) };
         Hole {
             heap,
+            slots,
             node: ManuallyDrop::new(node),
             pos,
         }
@@ -331,32 +322,29 @@ impl<'a> Hole<'a> {
         Self::key(&self.heap[a]) < Self::key(&self.heap[b])
     }
 
-    /// Moves the timer at `at` into the hole; the hole is then at `at`.
-    fn move_to(&mut self, at: usize) -> Moved {
+    /// Moves the timer at `at` into the hole, and tells its slot; the hole
+    /// is then at `at`.
+    #[inline]
+    fn move_to(&mut self, at: usize) {
         assert!(at < self.heap.len() && at != self.pos);
-        let slot = self.heap[at].slot;
+        let slot = self.heap[at].slot as usize;
+        self.slots[slot].place = self.pos as u32;
         let base = self.heap.as_mut_ptr();
         // SAFETY: both in bounds (asserted; `self.pos` since `new`), and
         // distinct; the hole's own content was read out, so overwriting it
         // drops nothing; `at` becomes the hole, never read until filled.
         unsafe { std::ptr::copy_nonoverlapping(base.add(at), base.add(self.pos), 1) };
-        let moved = Moved {
-            slot,
-            pos: self.pos as u32,
-        };
         self.pos = at;
-        moved
-    }
-
-    /// Puts the taken timer into the hole: its slot, and where it is now.
-    fn fill(self) -> (u32, u32) {
-        (self.node.slot, self.pos as u32)
     }
 }
 
 #[allow(unsafe_code)]
 impl Drop for Hole<'_> {
+    #[inline]
     fn drop(&mut self) {
+        if let Some(slot) = self.slots.get_mut(self.node.slot as usize) {
+            slot.place = self.pos as u32;
+        }
         // SAFETY: `self.pos` is in bounds and holds no timer (see `new`
         // and `move_to`); the taken timer is written there once, and the
         // `ManuallyDrop` is not used again.
