@@ -70,6 +70,51 @@ fn echo_of_one_mebibyte_through_one_connection() {
     assert!(echoed, "every byte came back in order");
 }
 
+/// `write_all` and `read_exact` across many partial transfers: 8 MiB one
+/// way between two tasks of one loop (the writer fills the socket buffers
+/// and waits, the reader drains in slow 7-byte-aligned steps), content
+/// checked; and their futures are three words (a connection's task holds
+/// one at each await).
+#[test]
+fn write_all_and_read_exact_carry_8_mib_through_partial_transfers() {
+    let got = runner_core::run(async {
+        let listener = TcpListener::bind(localhost()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let data: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+        let expected = data.clone();
+        let writer = spawn(async move {
+            let s = TcpStream::connect(addr).await.unwrap();
+            assert_eq!(
+                std::mem::size_of_val(&s.write_all(&data)),
+                3 * std::mem::size_of::<usize>()
+            );
+            s.write_all(&data).await.unwrap();
+        });
+        let (s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 8 << 20];
+        assert_eq!(
+            std::mem::size_of_val(&s.read_exact(&mut buf)),
+            3 * std::mem::size_of::<usize>()
+        );
+        let mut offset = 0;
+        while offset < buf.len() {
+            let step = (buf.len() - offset).min(7 * 9_973);
+            s.read_exact(&mut buf[offset..offset + step]).await.unwrap();
+            offset += step;
+            yield_now().await;
+        }
+        writer.await.unwrap();
+        // Nothing more: the writer's stream is closed.
+        let mut more = [0u8; 1];
+        assert_eq!(s.read(&mut more).await.unwrap(), 0);
+        let err = s.read_exact(&mut more).await.unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
+        buf == expected
+    })
+    .unwrap();
+    assert!(got, "the bytes arrived in order and whole");
+}
+
 #[test]
 fn one_thousand_concurrent_connections_each_echo() {
     const N: usize = 1000;

@@ -33,6 +33,7 @@ mod unix;
 pub use self::addr::ToAddrs;
 pub use self::async_fd::Async;
 pub use self::server::Server;
+pub use self::stream::{ReadExactFuture, ReadFuture, WriteAllFuture, WriteFuture};
 pub use self::tcp::{TcpListener, TcpStream, LISTEN_BACKLOG};
 pub use self::udp::UdpSocket;
 #[cfg(unix)]

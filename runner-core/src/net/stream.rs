@@ -8,13 +8,13 @@ macro_rules! stream_io {
     ($stream:ident, $std:ty) => {
         impl $stream {
             /// Reads into `buf`; `Ok(0)` at end of stream.
-            pub async fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
-                std::future::poll_fn(|cx| self.poll_read_buf(cx, buf)).await
+            pub fn read<'a>(&'a self, buf: &'a mut [u8]) -> $crate::net::ReadFuture<'a, Self> {
+                $crate::net::ReadFuture { stream: self, buf }
             }
 
             /// Writes from `buf`; returns how much was written.
-            pub async fn write(&self, buf: &[u8]) -> io::Result<usize> {
-                std::future::poll_fn(|cx| self.poll_write_buf(cx, buf)).await
+            pub fn write<'a>(&'a self, buf: &'a [u8]) -> $crate::net::WriteFuture<'a, Self> {
+                $crate::net::WriteFuture { stream: self, buf }
             }
 
             /// A read that came back short emptied the receive buffer, so
@@ -46,25 +46,13 @@ macro_rules! stream_io {
             }
 
             /// Fills `buf` completely, or fails with `UnexpectedEof`.
-            pub async fn read_exact(&self, mut buf: &mut [u8]) -> io::Result<()> {
-                while !buf.is_empty() {
-                    match self.read(buf).await? {
-                        0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-                        n => buf = &mut buf[n..],
-                    }
-                }
-                Ok(())
+            pub fn read_exact<'a>(&'a self, buf: &'a mut [u8]) -> $crate::net::ReadExactFuture<'a, Self> {
+                $crate::net::ReadExactFuture { stream: self, buf }
             }
 
             /// Writes all of `buf`.
-            pub async fn write_all(&self, mut buf: &[u8]) -> io::Result<()> {
-                while !buf.is_empty() {
-                    match self.write(buf).await? {
-                        0 => return Err(io::ErrorKind::WriteZero.into()),
-                        n => buf = &buf[n..],
-                    }
-                }
-                Ok(())
+            pub fn write_all<'a>(&'a self, buf: &'a [u8]) -> $crate::net::WriteAllFuture<'a, Self> {
+                $crate::net::WriteAllFuture { stream: self, buf }
             }
 
             /// Shuts down the read, write, or both halves.
@@ -114,6 +102,57 @@ macro_rules! stream_io {
             }
         }
 
+        impl std::future::Future for $crate::net::ReadFuture<'_, $stream> {
+            type Output = io::Result<usize>;
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+                let this = &mut *self;
+                this.stream.poll_read_buf(cx, this.buf)
+            }
+        }
+
+        impl std::future::Future for $crate::net::WriteFuture<'_, $stream> {
+            type Output = io::Result<usize>;
+            fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+                self.stream.poll_write_buf(cx, self.buf)
+            }
+        }
+
+        impl std::future::Future for $crate::net::ReadExactFuture<'_, $stream> {
+            type Output = io::Result<()>;
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let this = &mut *self;
+                while !this.buf.is_empty() {
+                    let buf = std::mem::take(&mut this.buf);
+                    match this.stream.poll_read_buf(cx, buf) {
+                        Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                        Poll::Ready(Ok(n)) => this.buf = &mut buf[n..],
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => {
+                            this.buf = buf;
+                            return Poll::Pending;
+                        }
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+        }
+
+        impl std::future::Future for $crate::net::WriteAllFuture<'_, $stream> {
+            type Output = io::Result<()>;
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+                let this = &mut *self;
+                while !this.buf.is_empty() {
+                    match this.stream.poll_write_buf(cx, this.buf) {
+                        Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                        Poll::Ready(Ok(n)) => this.buf = &this.buf[n..],
+                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+        }
+
         impl AsyncWrite for $stream {
             fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
                 Pin::new(&mut &*self).poll_write(cx, buf)
@@ -131,3 +170,57 @@ macro_rules! stream_io {
 }
 
 pub(crate) use stream_io;
+
+/// What [`TcpStream::read`](crate::net::TcpStream::read) and
+/// [`UnixStream::read`](crate::net::UnixStream::read) return: a future of
+/// how many bytes were read (`Ok(0)` at end of stream). Three words, so
+/// that a connection's task stays small.
+#[must_use = "futures do nothing unless awaited"]
+pub struct ReadFuture<'a, S> {
+    pub(super) stream: &'a S,
+    pub(super) buf: &'a mut [u8],
+}
+
+/// What [`TcpStream::write`](crate::net::TcpStream::write) and
+/// [`UnixStream::write`](crate::net::UnixStream::write) return: a future
+/// of how many bytes were written.
+#[must_use = "futures do nothing unless awaited"]
+pub struct WriteFuture<'a, S> {
+    pub(super) stream: &'a S,
+    pub(super) buf: &'a [u8],
+}
+
+/// What [`TcpStream::read_exact`](crate::net::TcpStream::read_exact) and
+/// [`UnixStream::read_exact`](crate::net::UnixStream::read_exact) return:
+/// a future that fills the buffer, or fails with `UnexpectedEof`.
+#[must_use = "futures do nothing unless awaited"]
+pub struct ReadExactFuture<'a, S> {
+    pub(super) stream: &'a S,
+    pub(super) buf: &'a mut [u8],
+}
+
+/// What [`TcpStream::write_all`](crate::net::TcpStream::write_all) and
+/// [`UnixStream::write_all`](crate::net::UnixStream::write_all) return: a
+/// future that writes the whole buffer (`WriteZero` if the stream takes
+/// nothing).
+#[must_use = "futures do nothing unless awaited"]
+pub struct WriteAllFuture<'a, S> {
+    pub(super) stream: &'a S,
+    pub(super) buf: &'a [u8],
+}
+
+/// The futures' `Debug`: the stream and how many bytes are left.
+macro_rules! debug_io_future {
+    ($($name:ident),+) => {$(
+        impl<S: std::fmt::Debug> std::fmt::Debug for $name<'_, S> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("stream", self.stream)
+                    .field("bytes_left", &self.buf.len())
+                    .finish()
+            }
+        }
+    )+};
+}
+
+debug_io_future!(ReadFuture, WriteFuture, ReadExactFuture, WriteAllFuture);
