@@ -122,15 +122,9 @@ macro_rules! stream_io {
             fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 let this = &mut *self;
                 while !this.buf.is_empty() {
-                    let buf = std::mem::take(&mut this.buf);
-                    match this.stream.poll_read_buf(cx, buf) {
-                        Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
-                        Poll::Ready(Ok(n)) => this.buf = &mut buf[n..],
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => {
-                            this.buf = buf;
-                            return Poll::Pending;
-                        }
+                    match std::task::ready!(this.stream.poll_read_buf(cx, this.buf))? {
+                        0 => return Poll::Ready(Err(io::ErrorKind::UnexpectedEof.into())),
+                        n => this.buf = &mut std::mem::take(&mut this.buf)[n..],
                     }
                 }
                 Poll::Ready(Ok(()))
@@ -142,11 +136,9 @@ macro_rules! stream_io {
             fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
                 let this = &mut *self;
                 while !this.buf.is_empty() {
-                    match this.stream.poll_write_buf(cx, this.buf) {
-                        Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                        Poll::Ready(Ok(n)) => this.buf = &this.buf[n..],
-                        Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                        Poll::Pending => return Poll::Pending,
+                    match std::task::ready!(this.stream.poll_write_buf(cx, this.buf))? {
+                        0 => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                        n => this.buf = &this.buf[n..],
                     }
                 }
                 Poll::Ready(Ok(()))
