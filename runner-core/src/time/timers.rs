@@ -8,10 +8,11 @@
 //! a timeout), are O(log n) with no allocation once the vectors have
 //! grown, and nothing is left behind, so timeouts that are almost always
 //! cancelled do not pile up. The heap holds the timers inline, so
-//! comparing two of them reads no other memory; a slot is 8 bytes, so a
-//! burst of a million timers leaves 8 MB of slots behind while any timer
-//! still waits (a key names its slot, so slots never move), and the heap
-//! gives its room back ([`Timers::trim`], before the loop blocks).
+//! comparing two of them reads no other memory. A key names its slot, so
+//! slots never move: the table of a burst of a million timers (8 bytes a
+//! slot) starts again from its first slot once the last of them left, and
+//! until then keeps its size. The heap and the table give their room
+//! back ([`Timers::trim`], before the loop blocks).
 //!
 //! Uses `task` (a timeout's entry names its task) and nothing above.
 
@@ -151,6 +152,13 @@ impl Timers {
             self.sift_down(pos);
             self.sift_up(pos);
         }
+        if self.heap.is_empty() && self.slots.len() > KEEP_TIMERS {
+            // The last timer of a burst: its slots go, so the next timers
+            // take the first slots again and `trim` can give the table's
+            // room back (O(slots), once per burst that made them).
+            self.forget_slots();
+            return node.entry;
+        }
         let s = &mut self.slots[node.slot as usize];
         s.generation = s.generation.wrapping_add(1);
         s.place = FREE | self.free;
@@ -231,18 +239,19 @@ impl Timers {
     }
 
     /// Gives back the room of a burst of timers (the loop calls it before
-    /// it blocks): the heap's beyond twice what waits, once three quarters
-    /// of it is empty; the slots' once no timer is left. Keys from before
-    /// stay stale: the slots made after start at a generation none of them
-    /// has.
+    /// it blocks): the heap's and the slot table's beyond twice what they
+    /// hold, once three quarters of it is empty. The table empties when
+    /// the last timer leaves ([`remove_at`](Self::remove_at)); keys from
+    /// before stay stale: the slots made after start at a generation none
+    /// of them has.
     pub(crate) fn trim(&mut self) {
         let (len, room) = (self.heap.len(), self.heap.capacity());
         if room > KEEP_TIMERS && len.saturating_mul(4) < room {
             self.heap.shrink_to(len.saturating_mul(2).max(KEEP_TIMERS));
         }
-        if len == 0 && self.slots.len() > KEEP_TIMERS {
-            self.forget_slots();
-            self.slots.shrink_to(KEEP_TIMERS);
+        let (used, room) = (self.slots.len(), self.slots.capacity());
+        if room > KEEP_TIMERS && used.saturating_mul(4) < room {
+            self.slots.shrink_to(used.saturating_mul(2).max(KEEP_TIMERS));
         }
     }
 
@@ -486,6 +495,42 @@ mod tests {
         }
         assert!(fresh.iter().all(|k| t.contains(k)));
         assert_eq!(fired(&mut t, base), n);
+    }
+
+    /// The shape of a burst of sleeping tasks awaited by one that then
+    /// sleeps once more: the burst's last timer leaves before the next
+    /// timer comes and before the loop blocks (and trims).
+    #[test]
+    fn a_drained_burst_gives_back_its_slots_though_a_new_timer_waits() {
+        let base = Instant::now();
+        let mut t = Timers::default();
+        let n: usize = if cfg!(miri) { 1_200 } else { 5_000 };
+        let keys: Vec<TimerKey> = (0..n as u64)
+            .map(|i| {
+                t.insert(
+                    base + Duration::from_millis(i % 7),
+                    TimerEntry::Waker(Waker::noop().clone()),
+                )
+            })
+            .collect();
+        // Half removed (dropped sleeps), the rest fired.
+        for key in keys.iter().step_by(2) {
+            assert!(t.remove(key).is_some());
+        }
+        assert_eq!(fired(&mut t, base + Duration::from_millis(7)), n / 2);
+        let pause = t.insert(
+            base + Duration::from_millis(20),
+            TimerEntry::Waker(Waker::noop().clone()),
+        );
+        t.trim();
+        let (heap_room, slot_room) = t.room();
+        assert!(
+            heap_room <= KEEP_TIMERS && slot_room <= KEEP_TIMERS,
+            "room kept: {heap_room}, {slot_room}"
+        );
+        assert!(keys.iter().all(|k| !t.contains(k) && t.remove(k).is_none()));
+        assert!(t.remove(&pause).is_some());
+        assert_eq!(t.len(), 0);
     }
 
     #[test]
