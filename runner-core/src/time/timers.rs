@@ -579,8 +579,9 @@ mod tests {
         // Every key ever made: (key, its timer's number, its model entry).
         let mut keys: Vec<(TimerKey, u64, (Instant, u64))> = Vec::new();
         let mut now = base;
-        let (mut most_live, mut trims_with_room) = (0, 0);
+        let (mut most_live, mut trims_with_room, mut restarts) = (0, 0, 0);
         for order in 0..rounds as u64 {
+            let slots_before = t.slots.len();
             // Bursts of inserts, then drains, so that the room grows past
             // what is kept and is given back.
             let burst = (order / (rounds as u64 / 6)) % 2 == 0;
@@ -635,6 +636,8 @@ mod tests {
                 }
             }
             most_live = most_live.max(model.len());
+            // The last timer of a burst left: the slot table starts over.
+            restarts += usize::from(slots_before > KEEP_TIMERS && t.slots.is_empty());
             assert_eq!(t.len(), model.len());
             assert_eq!(t.next_deadline(), model.keys().next().map(|k| k.0));
         }
@@ -648,6 +651,7 @@ mod tests {
                 "the bursts outgrew the room kept ({most_live})"
             );
             assert!(trims_with_room > 0, "some trims had room to give back");
+            assert!(restarts > 0, "no burst drained: the slot table never started over");
         }
     }
 }
