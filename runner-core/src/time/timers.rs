@@ -377,6 +377,20 @@ mod tests {
         n
     }
 
+    /// A burst of more timers than the room kept (fewer under Miri, which
+    /// is slow), due `base` plus 0 to `spread - 1` ms.
+    fn burst(t: &mut Timers, base: Instant, spread: u64) -> Vec<TimerKey> {
+        let n: u64 = if cfg!(miri) { 1_200 } else { 5_000 };
+        (0..n)
+            .map(|i| {
+                t.insert(
+                    base + Duration::from_millis(i % spread),
+                    TimerEntry::Waker(Waker::noop().clone()),
+                )
+            })
+            .collect()
+    }
+
     #[test]
     fn timers_fire_in_deadline_order_then_registration_order() {
         let base = Instant::now();
@@ -451,16 +465,8 @@ mod tests {
     fn a_burst_of_timers_gives_back_its_room_and_old_keys_stay_stale() {
         let base = Instant::now();
         let mut t = Timers::default();
-        // More than the room kept (smaller under Miri, which is slow).
-        let n: usize = if cfg!(miri) { 1_200 } else { 5_000 };
-        let keys: Vec<TimerKey> = (0..n as u64)
-            .map(|i| {
-                t.insert(
-                    base + Duration::from_millis(i % 10),
-                    TimerEntry::Waker(Waker::noop().clone()),
-                )
-            })
-            .collect();
+        let keys = burst(&mut t, base, 10);
+        let n = keys.len();
         t.trim();
         assert!(t.room().0 >= n, "timers that wait keep their room");
         // All but the ten latest fire; the heap gives back its room, the
@@ -504,15 +510,8 @@ mod tests {
     fn a_drained_burst_gives_back_its_slots_though_a_new_timer_waits() {
         let base = Instant::now();
         let mut t = Timers::default();
-        let n: usize = if cfg!(miri) { 1_200 } else { 5_000 };
-        let keys: Vec<TimerKey> = (0..n as u64)
-            .map(|i| {
-                t.insert(
-                    base + Duration::from_millis(i % 7),
-                    TimerEntry::Waker(Waker::noop().clone()),
-                )
-            })
-            .collect();
+        let keys = burst(&mut t, base, 7);
+        let n = keys.len();
         // Half removed (dropped sleeps), the rest fired.
         for key in keys.iter().step_by(2) {
             assert!(t.remove(key).is_some());
