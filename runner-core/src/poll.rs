@@ -11,13 +11,14 @@
 //! when it fired.
 //!
 //! Timeouts keep their sub-millisecond part, so that timers fire on time
-//! rather than up to a millisecond late: a timeout in whole milliseconds
-//! (or none) is an `epoll_pwait`; one with a finer part is an
+//! rather than up to a millisecond late: a wait with a timeout is an
 //! `epoll_pwait2` (Linux 5.11, nanoseconds), made with a raw system call
 //! because rustix uses it only when built for 5.11 and newer, in which
-//! case it would fail on older kernels. Where the kernel does not have it
-//! (`ENOSYS`, remembered for the process), a timerfd in the epoll set is
-//! armed to the exact timeout instead.
+//! case it would fail on older kernels, and asked for the timeout less
+//! the kernel's timer slack (`less_slack`). Where the kernel does not have
+//! it (`ENOSYS`, remembered for the process), a timerfd in the epoll set
+//! is armed to the exact timeout instead (a timerfd has no slack); a wait
+//! without a timeout, or with a zero one, is an `epoll_pwait`.
 //!
 //! Elsewhere (macOS, the BSDs: kqueue) it is the `polling` crate.
 
@@ -84,6 +85,33 @@ mod linux {
     /// Waits longer than this are in whole milliseconds anyway (the
     /// fraction does not matter, and `epoll_pwait` takes them).
     const MAX_WAIT: Duration = Duration::from_secs(3600);
+
+    /// A thread's timer slack when nobody changed it (`prctl(2)`,
+    /// `PR_SET_TIMERSLACK`).
+    const DEFAULT_TIMER_SLACK: Duration = Duration::from_micros(50);
+
+    /// The timeout to ask `epoll_pwait2` for, so that it returns on time.
+    ///
+    /// The kernel lets a wait's timer fire late by up to its "slack", so
+    /// that nearby wake-ups can share one interrupt: 0.1% of the timeout,
+    /// at least the thread's timer slack (`select_estimate_accuracy`), and
+    /// the timer fires at the end of that range unless another interrupt
+    /// comes first. Unasked, a 1 ms sleep would end ~50 µs late and a 1 s
+    /// one ~1 ms late (tokio's and asyncio's do). Asking for the timeout
+    /// less the slack makes the range end on time; a wake-up before it
+    /// (another interrupt came first) finds no timer due, and the loop
+    /// waits again for what is left: at most the slack, which it asks for
+    /// whole. A thread with a smaller slack (real-time, or set by
+    /// `prctl`) may so wake once more; one with a larger slack asked for
+    /// lateness.
+    pub(super) fn less_slack(timeout: Duration) -> Duration {
+        let slack = (timeout / 1000).max(DEFAULT_TIMER_SLACK);
+        if timeout > 2 * slack {
+            timeout - slack
+        } else {
+            timeout
+        }
+    }
 
     pub(crate) struct Poller {
         epoll: OwnedFd,
@@ -178,10 +206,11 @@ mod linux {
         pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
             events.list.clear();
             match timeout {
-                Some(t) if t.subsec_nanos() % 1_000_000 != 0 && t < MAX_WAIT => self.wait_precise(events, t)?,
+                Some(t) if !t.is_zero() && t < MAX_WAIT => self.wait_precise(events, t)?,
                 _ => {
-                    // Whole milliseconds (exactly, or capped where
-                    // `epoll_pwait` stops taking them).
+                    // None, zero, or past what `wait_precise` takes, in
+                    // whole milliseconds (capped where `epoll_pwait` stops
+                    // taking them).
                     let timeout = timeout.map(|t| {
                         let ms = t.as_millis().min(i32::MAX as u128) as i64;
                         Timespec {
@@ -209,10 +238,10 @@ mod linux {
             Ok(events.list.len())
         }
 
-        /// A wait whose timeout has a sub-millisecond part.
+        /// A wait with a timeout, to the nanosecond.
         fn wait_precise(&self, events: &mut Events, timeout: Duration) -> io::Result<()> {
             if PWAIT2.load(Ordering::Relaxed) != UNSUPPORTED {
-                match self.epoll_pwait2(events, timeout) {
+                match self.epoll_pwait2(events, less_slack(timeout)) {
                     Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => PWAIT2.store(UNSUPPORTED, Ordering::Relaxed),
                     other => return other,
                 }
@@ -530,8 +559,10 @@ mod tests {
 
     /// Timers fire on time, not up to a millisecond late: the median of 15
     /// waits of 300 µs stays under a millisecond (a timeout rounded up to
-    /// whole milliseconds would take at least one), and no wait is early.
-    /// `timerfd` forces the path of kernels without `epoll_pwait2` first.
+    /// whole milliseconds would take at least one), and no wait is early by
+    /// more than the slack `epoll_pwait2` is asked less for (the loop then
+    /// waits again; a timerfd is exact). `timerfd` forces the path of
+    /// kernels without `epoll_pwait2` first.
     #[cfg(target_os = "linux")]
     fn sub_millisecond_timeouts(timerfd: bool) {
         use super::linux::{Events, Poller};
@@ -548,11 +579,30 @@ mod tests {
             })
             .collect();
         took.sort();
-        assert!(took[0] >= Duration::from_micros(300), "never early: {took:?}");
+        let earliest = if timerfd { 300 } else { 250 };
+        assert!(took[0] >= Duration::from_micros(earliest), "too early: {took:?}");
         assert!(
             took[7] < Duration::from_millis(1),
             "the median is not rounded up to 1 ms: {took:?}"
         );
+    }
+
+    /// What `epoll_pwait2` is asked for: the timeout less the kernel's
+    /// slack for it (0.1%, at least 50 µs), so that the wait ends on time;
+    /// whole when the timeout is within twice the slack.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_wait_asks_for_the_timeout_less_the_kernels_slack() {
+        use super::linux::less_slack;
+        let us = Duration::from_micros;
+        assert_eq!(less_slack(Duration::from_secs(1)), Duration::from_millis(999));
+        assert_eq!(less_slack(Duration::from_secs(10)), Duration::from_millis(9_990));
+        assert_eq!(less_slack(Duration::from_millis(20)), us(19_950));
+        assert_eq!(less_slack(Duration::from_millis(1)), us(950));
+        assert_eq!(less_slack(us(101)), us(51));
+        assert_eq!(less_slack(us(100)), us(100));
+        assert_eq!(less_slack(us(30)), us(30));
+        assert_eq!(less_slack(Duration::from_nanos(1)), Duration::from_nanos(1));
     }
 
     #[cfg(target_os = "linux")]
