@@ -19,6 +19,7 @@ groups = sys.argv[1:] or [
     "ping_pong_channel_100k",
     "ping_pong_channel_main_100k",
     "timers_10k",
+    "sleep_1ms_x50",
     "timeouts_100k",
     "run_fresh_10k",
     "run_reused_10k",

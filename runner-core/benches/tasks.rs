@@ -20,6 +20,8 @@
 //!   that is the slot's number, a queue of numbers), not a peer but the
 //!   channel's own cost, so that a ratio's ceiling is measured too.
 //! - `timers_10k`: 10,000 tasks each sleep 1 to 10 ms (real time).
+//! - `sleep_1ms_x50`: 50 sleeps of 1 ms, one after another: the time
+//!   less 50 ms is how late they end.
 //! - `timeouts_100k`: 100,000 timeouts of 60 s around a future that
 //!   yields once (each timer inserted, then cancelled: the pattern of
 //!   per-request timeouts), while 10,000 other timers wait (idle
@@ -633,6 +635,45 @@ fn bench_timers(c: &mut Criterion) {
     g.finish();
 }
 
+const SLEEPS: u32 = 50;
+
+/// How late a sleep ends: `SLEEPS` sleeps of 1 ms one after another, on
+/// a fresh runtime each time (the time less 50 ms is their lateness).
+fn bench_sleep_lateness(c: &mut Criterion) {
+    let ms = Duration::from_millis(1);
+    let mut g = c.benchmark_group("sleep_1ms_x50");
+    g.sample_size(10);
+    g.bench_function(BenchmarkId::from_parameter("runner"), |b| {
+        b.iter(|| {
+            runner_core::run(async move {
+                for _ in 0..SLEEPS {
+                    runner_core::sleep(ms).await;
+                }
+            })
+            .unwrap()
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("tokio_current_thread"), |b| {
+        b.iter(|| {
+            tokio_rt().block_on(async move {
+                for _ in 0..SLEEPS {
+                    tokio::time::sleep(ms).await;
+                }
+            })
+        })
+    });
+    g.bench_function(BenchmarkId::from_parameter("smol"), |b| {
+        b.iter(|| {
+            async_io::block_on(async move {
+                for _ in 0..SLEEPS {
+                    async_io::Timer::after(ms).await;
+                }
+            })
+        })
+    });
+    g.finish();
+}
+
 const TIMEOUTS: u64 = 100_000;
 const IDLE_TIMERS: u64 = 10_000;
 
@@ -792,6 +833,7 @@ criterion_group! {
     name = benches;
     config = config();
     targets = bench_spawn_join, bench_spawn_join_ready, bench_yield, bench_yield_many_tasks, bench_ping_pong,
-        bench_ping_pong_channel, bench_ping_pong_channel_main, bench_timers, bench_timeouts, bench_run_fresh, bench_run_reused
+        bench_ping_pong_channel, bench_ping_pong_channel_main, bench_timers, bench_sleep_lateness, bench_timeouts, bench_run_fresh,
+        bench_run_reused
 }
 criterion_main!(benches);
