@@ -17,8 +17,9 @@
 //! case it would fail on older kernels, and asked for the timeout less
 //! the kernel's timer slack (`less_slack`). Where the kernel does not have
 //! it (`ENOSYS`, remembered for the process), a timerfd in the epoll set
-//! is armed to the exact timeout instead (a timerfd has no slack); a wait
-//! without a timeout, or with a zero one, is an `epoll_pwait`.
+//! is armed to the exact timeout instead (a timerfd has no slack) when
+//! the timeout has a sub-millisecond part; a wait without a timeout, with
+//! a zero one, or there with whole milliseconds, is an `epoll_pwait`.
 //!
 //! Elsewhere (macOS, the BSDs: kqueue) it is the `polling` crate.
 
@@ -205,11 +206,16 @@ mod linux {
 
         pub(crate) fn wait(&self, events: &mut Events, timeout: Option<Duration>) -> io::Result<usize> {
             events.list.clear();
+            // Where the kernel lacks `epoll_pwait2`, the timerfd costs a
+            // system call more: only for a timeout with a sub-millisecond
+            // part.
+            let precise =
+                |t: Duration| t.subsec_nanos() % 1_000_000 != 0 || PWAIT2.load(Ordering::Relaxed) != UNSUPPORTED;
             match timeout {
-                Some(t) if !t.is_zero() && t < MAX_WAIT => self.wait_precise(events, t)?,
+                Some(t) if !t.is_zero() && t < MAX_WAIT && precise(t) => self.wait_precise(events, t)?,
                 _ => {
-                    // None, zero, or past what `wait_precise` takes, in
-                    // whole milliseconds (capped where `epoll_pwait` stops
+                    // None, zero, or whole milliseconds on a kernel without
+                    // `epoll_pwait2` (capped where `epoll_pwait` stops
                     // taking them).
                     let timeout = timeout.map(|t| {
                         let ms = t.as_millis().min(i32::MAX as u128) as i64;
