@@ -90,14 +90,16 @@ mod linux {
     /// A thread's timer slack when nobody changed it (`prctl(2)`,
     /// `PR_SET_TIMERSLACK`).
     const DEFAULT_TIMER_SLACK: Duration = Duration::from_micros(50);
+    /// The most slack the kernel gives a wait (its `MAX_SLACK`).
+    const MAX_SLACK: Duration = Duration::from_millis(100);
 
     /// The timeout to ask `epoll_pwait2` for, so that it returns on time.
     ///
     /// The kernel lets a wait's timer fire late by up to its "slack", so
     /// that nearby wake-ups can share one interrupt: 0.1% of the timeout,
-    /// at least the thread's timer slack (`select_estimate_accuracy`), and
-    /// the timer fires at the end of that range unless another interrupt
-    /// comes first. Unasked, a 1 ms sleep would end ~50 µs late and a 1 s
+    /// at least the thread's timer slack, at most 100 ms
+    /// (`select_estimate_accuracy`); the timer fires at the end of that
+    /// range unless another interrupt comes first. Unasked, a 1 ms sleep would end ~50 µs late and a 1 s
     /// one ~1 ms late (tokio's and asyncio's do). Asking for the timeout
     /// less the slack makes the range end on time; a wake-up before it
     /// (another interrupt came first) finds no timer due, and the loop
@@ -106,7 +108,7 @@ mod linux {
     /// `prctl`) may so wake once more; one with a larger slack asked for
     /// lateness.
     pub(super) fn less_slack(timeout: Duration) -> Duration {
-        let slack = (timeout / 1000).max(DEFAULT_TIMER_SLACK);
+        let slack = (timeout / 1000).clamp(DEFAULT_TIMER_SLACK, MAX_SLACK);
         if timeout > 2 * slack {
             timeout - slack
         } else {
@@ -594,7 +596,8 @@ mod tests {
     }
 
     /// What `epoll_pwait2` is asked for: the timeout less the kernel's
-    /// slack for it (0.1%, at least 50 µs), so that the wait ends on time;
+    /// slack for it (0.1%, at least 50 µs, at most 100 ms), so that the
+    /// wait ends on time;
     /// whole when the timeout is within twice the slack.
     #[cfg(target_os = "linux")]
     #[test]
@@ -603,6 +606,8 @@ mod tests {
         let us = Duration::from_micros;
         assert_eq!(less_slack(Duration::from_secs(1)), Duration::from_millis(999));
         assert_eq!(less_slack(Duration::from_secs(10)), Duration::from_millis(9_990));
+        // The kernel's slack stops growing at 100 ms.
+        assert_eq!(less_slack(Duration::from_secs(1_000)), Duration::from_millis(999_900));
         assert_eq!(less_slack(Duration::from_millis(20)), us(19_950));
         assert_eq!(less_slack(Duration::from_millis(1)), us(950));
         assert_eq!(less_slack(us(101)), us(51));
