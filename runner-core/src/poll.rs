@@ -216,9 +216,9 @@ mod linux {
             match timeout {
                 Some(t) if !t.is_zero() && t < MAX_WAIT && precise(t) => self.wait_precise(events, t)?,
                 _ => {
-                    // None, zero, or whole milliseconds on a kernel without
-                    // `epoll_pwait2` (capped where `epoll_pwait` stops
-                    // taking them).
+                    // None, zero, an hour or more, or whole milliseconds
+                    // on a kernel without `epoll_pwait2` (capped where
+                    // `epoll_pwait` stops taking them).
                     let timeout = timeout.map(|t| {
                         let ms = t.as_millis().min(i32::MAX as u128) as i64;
                         Timespec {
