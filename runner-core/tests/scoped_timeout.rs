@@ -773,3 +773,52 @@ fn in_a_join_the_deadline_cancels_the_task_awaited_in_its_own_branch() {
         assert_eq!(other, Ok("theirs finished"), "timed branch first: {timed_first}");
     }
 }
+
+// In a join, one branch hands on a caught cancellation (`resume`) in the
+// same step as the deadline in the other branch fires: the timeout takes
+// its own cancellation, and the one handed on still goes on (the task
+// ends cancelled), in either order. Found by the cancellation fuzz: the
+// deadline's delivery cleared the cancellation handed on a moment before,
+// and the task waited forever in `resume`.
+#[test]
+fn in_a_join_a_cancellation_handed_on_as_the_siblings_deadline_fires_goes_on() {
+    for resumer_first in [true, false] {
+        let log: Log = Rc::default();
+        let l = log.clone();
+        let outcome = run(async move {
+            let worker = spawn(async move {
+                let (l1, l2) = (l.clone(), l.clone());
+                let resumer = async move {
+                    if let Err(cancelled) = cancellable(sleep(ms(10_000))).await {
+                        // Ends at 10 ms, as the sibling's deadline.
+                        sleep(ms(10)).await;
+                        push(&l1, "resumed");
+                        cancelled.resume().await;
+                        push(&l1, "never: resume returned");
+                    }
+                };
+                let timed = async move {
+                    // No scope yet when the task is cancelled at 0 ms.
+                    sleep(ms(1)).await;
+                    let r = scoped_timeout(ms(9), sleep(ms(10_000))).await;
+                    push(&l2, format!("timed out: {}", r.is_err()));
+                };
+                if resumer_first {
+                    futures::future::join(resumer, timed).await;
+                } else {
+                    futures::future::join(timed, resumer).await;
+                }
+                push(&l, "never: the join ended");
+            });
+            yield_now().await;
+            worker.cancel();
+            // On a paused clock: a lost cancellation is an hour, not a hang.
+            runner_core::timeout(ms(3_600_000), worker).await
+        });
+        let ended = outcome.map(|r| r.map_err(|e| e.is_cancelled()));
+        assert_eq!(ended, Ok(Err(true)), "resumer first: {resumer_first}, log {log:?}");
+        let mut got = log.take();
+        got.sort();
+        assert_eq!(got, ["resumed", "timed out: true"], "resumer first: {resumer_first}");
+    }
+}

@@ -694,3 +694,65 @@ fn in_a_join_a_groups_cancellation_of_its_body_stays_in_its_branch() {
         );
     }
 }
+
+// In a join, one branch hands on a caught cancellation (`resume`) in the
+// same step as a child's failure cancels the group's body in the other
+// branch: the body takes the group's cancellation, the group ends with
+// the failure, and the one handed on still goes on (the task ends
+// cancelled, even with its request taken back), in either order.
+#[test]
+fn in_a_join_a_cancellation_handed_on_as_the_siblings_group_fails_goes_on() {
+    for resumer_first in [true, false] {
+        let log: Log = Rc::default();
+        let l = log.clone();
+        let outcome = run(async move {
+            let worker = spawn(async move {
+                let (l1, l2) = (l.clone(), l.clone());
+                // The child tells the other branch as it fails: both land
+                // in the task's next step.
+                let (tx, rx) = futures::channel::oneshot::channel::<()>();
+                let resumer = async move {
+                    if let Err(cancelled) = cancellable(sleep(ms(10_000))).await {
+                        // Its request taken back: the group's is the only
+                        // one left when the group ends.
+                        current_task().unwrap().uncancel();
+                        let _ = rx.await;
+                        l1.borrow_mut().push("resumed".into());
+                        cancelled.resume().await;
+                        l1.borrow_mut().push("never: resume returned".into());
+                    }
+                };
+                let group = async move {
+                    // No scope yet when the task is cancelled at 0 ms.
+                    sleep(ms(1)).await;
+                    let r = task_group(|tg| async move {
+                        tg.spawn(async move {
+                            sleep(ms(9)).await;
+                            let _ = tx.send(());
+                            Err::<(), _>(Boom("child"))
+                        });
+                        let _ = cancellable(sleep(ms(10_000))).await;
+                        Ok::<_, BoxError>(())
+                    })
+                    .await;
+                    l2.borrow_mut().push(format!("group failed: {}", r.is_err()));
+                };
+                if resumer_first {
+                    futures::future::join(resumer, group).await;
+                } else {
+                    futures::future::join(group, resumer).await;
+                }
+                l.borrow_mut().push("never: the join ended".into());
+            });
+            yield_now().await;
+            worker.cancel();
+            // On a paused clock: a lost cancellation is an hour, not a hang.
+            timeout(ms(3_600_000), worker).await
+        });
+        let ended = outcome.map(|r| r.map_err(|e| e.is_cancelled()));
+        assert_eq!(ended, Ok(Err(true)), "resumer first: {resumer_first}, log {log:?}");
+        let mut got = log.take();
+        got.sort();
+        assert_eq!(got, ["group failed: true", "resumed"], "resumer first: {resumer_first}");
+    }
+}

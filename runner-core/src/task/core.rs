@@ -140,6 +140,12 @@ struct Scratch {
     shields: Cell<u16>,
     /// The branches the poll passes through (`branches`).
     branches: branches::Record,
+    /// The task's own code made a cancellation of it pending during this
+    /// poll (a branch of a `join!` cancelled the task, or handed on one it
+    /// caught): a delivery to a scope later in the same poll is the
+    /// earlier one's, and leaves this one pending (see
+    /// [`TaskCore::consume_delivered`]).
+    pended: Cell<bool>,
 }
 
 thread_local! {
@@ -152,6 +158,7 @@ thread_local! {
             shielded: Cell::new(false),
             shields: Cell::new(0),
             branches: branches::Record::new(),
+            pended: Cell::new(false),
         }
     };
 }
@@ -442,7 +449,10 @@ impl TaskCore {
 
     /// A cancellation pending for the task's next suspension only: if the
     /// task finishes first, its output stands (see [`AT_SUSPENSION`]).
+    /// Asked by the task's own code, during its poll (a task group it
+    /// owns hands on a cancellation from outside).
     pub(crate) fn pend_at_suspension(&self) {
+        Self::mark_pended();
         self.set_flag(CANCEL_PENDING, true);
         self.set_state_bit(AT_SUSPENSION, true);
         self.set_state_bit(IN_FLIGHT, false);
@@ -454,6 +464,22 @@ impl TaskCore {
         self.set_flag(CANCEL_PENDING, true);
         self.set_state_bit(AT_SUSPENSION, false);
         self.set_state_bit(IN_FLIGHT, true);
+    }
+
+    /// Notes that the code being polled made a cancellation of its own
+    /// task pending (see `Scratch::pended`).
+    pub(crate) fn mark_pended() {
+        SCRATCH.with(|s| s.pended.set(true));
+    }
+
+    /// A cancellation delivered to a scope during this poll was caught
+    /// there: it is no longer pending, unless another was made pending
+    /// since the poll began (see `Scratch::pended`), which stays pending
+    /// for its own delivery.
+    pub(crate) fn consume_delivered(&self) {
+        if !SCRATCH.with(|s| s.pended.get()) {
+            self.set_flag(CANCEL_PENDING, false);
+        }
     }
 
     /// Whether the pending cancellation is one in flight (see
@@ -513,6 +539,7 @@ impl TaskCore {
             s.catch_scope.set(0);
             s.shielded.set(false);
             s.shields.set(0);
+            s.pended.set(false);
             branches::begin_poll(&s.branches);
         });
     }
@@ -579,7 +606,10 @@ impl TaskCore {
         SCRATCH.with(|s| {
             if s.deliver_to.get() == *scope {
                 s.deliver_to.set(0);
-                self.set_flag(CANCEL_PENDING, false);
+                // As `consume_delivered`.
+                if !s.pended.get() {
+                    self.set_flag(CANCEL_PENDING, false);
+                }
                 return None;
             }
             let depth = s.depth.get();
@@ -647,6 +677,7 @@ impl TaskCore {
         let target = self.enclosing_scope();
         SCRATCH.with(|s| branches::aim_now(&s.branches, target));
         self.pend_in_flight();
+        Self::mark_pended();
     }
 
     /// Who the task is, for reports (`name` from the loop's side table,

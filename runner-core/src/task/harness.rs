@@ -168,7 +168,8 @@ pub(crate) fn finish<T>(
 impl RawTask {
     /// Requests the task's cancellation; `false` when it is done.
     pub(crate) fn cancel(&self) -> bool {
-        self.requested(self.core().request_cancel())
+        let polled_now = sched::current_raw() == Some(*self);
+        self.requested(self.core().request_cancel(), polled_now)
     }
 
     /// Requests the task's cancellation, meant for its `cancellable` scope
@@ -177,16 +178,20 @@ impl RawTask {
     /// task is done.
     pub(crate) fn cancel_in(&self, target: u32) -> bool {
         let polled_now = sched::current_raw() == Some(*self);
-        self.requested(self.core().request_cancel_in(target, polled_now))
+        self.requested(self.core().request_cancel_in(target, polled_now), polled_now)
     }
 
-    /// What a request did: a pending one schedules the task to deliver it.
-    fn requested(&self, requested: Requested) -> bool {
+    /// What a request did: a pending one schedules the task to deliver it
+    /// (`polled_now`: the task asked it of itself, during its poll).
+    fn requested(&self, requested: Requested, polled_now: bool) -> bool {
         match requested {
             Requested::Done => false,
             // The awaited task wakes this one when it ends.
             Requested::Forwarded => true,
             Requested::Pending => {
+                if polled_now {
+                    TaskCore::mark_pended();
+                }
                 self.wake();
                 true
             }

@@ -39,7 +39,9 @@
 //! (`join!`, `select!`) has several innermost scopes; a cancellation meant
 //! for one scope (a `scoped_timeout`'s deadline, a task group's
 //! cancellation of its body, one handed on) goes to the branch inside it
-//! (`branches`). Cancellation requests are counted: `cancelling()`
+//! (`branches`). Two in one step are two: a scope that catches the one
+//! delivered to it leaves pending one that another branch made pending
+//! earlier in the same poll. Cancellation requests are counted: `cancelling()`
 //! says how many are outstanding and `uncancel()` takes one back (the last
 //! one withdraws a cancellation not delivered yet), as in Python 3.13; the
 //! runner uses this to tell Ctrl-C from other cancellations.

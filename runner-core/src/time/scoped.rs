@@ -551,7 +551,7 @@ fn step<F: Future>(this: &mut Projection<'_, F>, cx: &mut Context<'_>) -> Poll<R
         // No request beyond those the task had on entering: the
         // cancellation was the deadline's, and ends here.
         Err(Cancelled) if remaining <= *this.entered_with => {
-            sched::with_current_task(|core| core.set_cancel_pending(false));
+            sched::with_current_task(|core| core.consume_delivered());
             Poll::Ready(Err(elapsed))
         }
         // Also cancelled by something else: that goes on.
