@@ -482,3 +482,74 @@ fn resume_returns_at_once_where_the_cancellation_cannot_go_on() {
     .unwrap();
     assert_eq!(out.unwrap(), "went on inside the shield");
 }
+
+// A task that awaited a handle in a `select!` whose other branch won, and
+// cancels itself in the same step, keeps the cancellation: the task whose
+// handle it dropped (detached, still running) is not cancelled in its
+// place, and the cancellation lands at once.
+#[test]
+fn a_handle_dropped_by_the_select_that_awaited_it_takes_no_cancellation() {
+    let finished = Rc::new(Cell::new(false));
+    let f = finished.clone();
+    let caught_at = common::run_paused(async move {
+        let started = runner_core::get_running_loop().unwrap().time();
+        let other = spawn(async move {
+            sleep(Duration::from_millis(20)).await;
+            f.set(true);
+        });
+        let worker = spawn(async move {
+            // The handle is polled (and awaited) before the sleep wins,
+            // then dropped with the select's output, in the same step.
+            match futures::future::select(other, Box::pin(sleep(Duration::from_millis(1)))).await {
+                futures::future::Either::Left(_) => unreachable!("the other task sleeps 20 ms"),
+                futures::future::Either::Right(_) => {}
+            }
+            current_task().unwrap().cancel();
+            cancellable(sleep(Duration::from_millis(5))).await.is_err()
+        });
+        let caught = worker.await.unwrap();
+        let at = runner_core::get_running_loop().unwrap().time() - started;
+        // The dropped handle's task runs to its end.
+        sleep(Duration::from_millis(30)).await;
+        caught.then_some(at)
+    });
+    assert!(finished.get(), "the detached task was cancelled in the worker's place");
+    assert_eq!(caught_at, Some(Duration::from_millis(1)), "caught at once");
+}
+
+// The same with another handle still awaited in a sibling branch of a
+// join: the cancellation is handed to that one, as to any handle the task
+// awaits, and the dropped one's task runs to its end.
+#[test]
+fn with_a_handle_dropped_the_cancellation_goes_to_the_one_still_awaited() {
+    let dropped_finished = Rc::new(Cell::new(false));
+    let f = dropped_finished.clone();
+    let awaited = common::run_paused(async move {
+        let still_awaited = spawn(async {
+            match cancellable(sleep(Duration::from_millis(20))).await {
+                Ok(()) => "finished",
+                Err(_) => "cancelled",
+            }
+        });
+        let dropped = spawn(async move {
+            sleep(Duration::from_millis(20)).await;
+            f.set(true);
+        });
+        let worker = spawn(async move {
+            let other_branch = async move {
+                match futures::future::select(dropped, Box::pin(sleep(Duration::from_millis(1)))).await {
+                    futures::future::Either::Left(_) => unreachable!("the task sleeps 20 ms"),
+                    futures::future::Either::Right(_) => {}
+                }
+                current_task().unwrap().cancel();
+                sleep(Duration::from_millis(2)).await;
+            };
+            futures::future::join(still_awaited, other_branch).await.0
+        });
+        let out = worker.await;
+        sleep(Duration::from_millis(30)).await;
+        out
+    });
+    assert_eq!(awaited.unwrap().map_err(|e| e.to_string()), Ok("cancelled"));
+    assert!(dropped_finished.get(), "the dropped handle's task was cancelled");
+}

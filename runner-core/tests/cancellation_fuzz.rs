@@ -18,9 +18,11 @@
 //! consumed inside another generator's step, both left open at close: the
 //! inner one's closer took its body over and the outer step that waited
 //! on it was never woken. With blocking jobs, a third: a paused clock
-//! jumped past a job's result still on its way to the loop. A run over
-//! wider ranges (change the range, build with `--release`) found a fourth:
-//! see `FOUND_ELSEWHERE`.
+//! jumped past a job's result still on its way to the loop. Runs over
+//! wider ranges (change the range, build with `--release`) found two more:
+//! a cancellation handed on in one branch of a join, lost to a delivery in
+//! the other in the same step; and a handle dropped by a race still taking
+//! its task's cancellation (see `FOUND_ELSEWHERE`).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -74,10 +76,11 @@ fn run_seed(seed: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Seeds past the range run here that hung once (a run over
-/// 5,000,000..5,400,000 found them): a cancellation handed on in one
-/// branch of a join, lost to a delivery in the other in the same step.
-const FOUND_ELSEWHERE: [u64; 3] = [5_037_827, 5_055_712, 5_151_919];
+/// Seeds past the range run here that failed once (a run over
+/// 1..1,000,000 found them when races joined the programs): a task that
+/// dropped an awaited handle (a race's losing branch) still handed its
+/// cancellation to that handle's task, and waited for it, or hung.
+const FOUND_ELSEWHERE: [u64; 6] = [104_806, 164_674, 177_680, 394_933, 723_703, 916_998];
 
 #[test]
 fn random_programs_of_cancellations_all_end_and_close_cleanly() {

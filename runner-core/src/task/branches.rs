@@ -233,6 +233,37 @@ pub(crate) fn note_await(r: &Record, depth: u16, awaited: RawTask) {
     }
 }
 
+/// The handle of `awaited`, awaited earlier in this poll, was dropped in
+/// it (a `select!` whose other branch won): that await is no end of a
+/// branch any more. The last await of this poll left, if any.
+pub(crate) fn forget_await(r: &Record, awaited: RawTask) -> Option<RawTask> {
+    match r.awaited.get() {
+        0 => None,
+        1 => {
+            let first = r.first_await.get().map(|(_, t)| t);
+            if first == Some(awaited) {
+                r.first_await.set(None);
+                r.awaited.set(0);
+                return None;
+            }
+            first
+        }
+        _ => LISTS.with(|l| {
+            // Several: all of them are in the list.
+            let mut awaits = l.awaits.borrow_mut();
+            awaits.retain(|(_, t)| *t != awaited);
+            r.awaited.set(awaits.len() as u32);
+            let last = awaits.last().map(|(_, t)| *t);
+            if awaits.len() <= 1 {
+                // One left (or none): kept in the cells, as `note_await`
+                // keeps the first.
+                r.first_await.set(awaits.pop());
+            }
+            last
+        }),
+    }
+}
+
 /// A cancellation of the task polled, requested during its poll, is meant
 /// for `target` (a scope enclosing, or being, the code that asks).
 pub(crate) fn aim_now(r: &Record, target: u32) {

@@ -18,7 +18,7 @@ use std::cell::Cell;
 use std::panic::Location;
 
 use super::branches::{self, Aim};
-use super::raw::TaskRef;
+use super::raw::{RawTask, TaskRef};
 use crate::context::{Map, TaskContext};
 use crate::runtime::{TaskId, TaskInfo};
 
@@ -524,6 +524,16 @@ impl TaskCore {
     pub(crate) fn await_task(&self, awaited: TaskRef) {
         SCRATCH.with(|s| branches::note_await(&s.branches, s.depth.get(), awaited.raw()));
         self.set_awaiting(Some(awaited));
+    }
+
+    /// The task, being polled, dropped the handle of `awaited` (still
+    /// running) that it awaited: a cancellation is no longer handed to
+    /// it, but to the handle it awaited before in this poll, if any.
+    pub(crate) fn forget_await(&self, awaited: RawTask) {
+        let left = SCRATCH.with(|s| branches::forget_await(&s.branches, awaited));
+        if self.with_awaited(|a| a.raw() == awaited) == Some(true) {
+            self.set_awaiting(left.map(|t| t.task_ref()));
+        }
     }
 
     // --- a poll ---

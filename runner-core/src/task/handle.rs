@@ -219,6 +219,12 @@ impl<T: 'static> Drop for JoinHandle<T> {
                 // its output when it finishes.
                 self.core().mark_detached();
                 self.task.join_slot().clear();
+                // Dropped by the task that awaited it (`select!` lost that
+                // branch): that task's cancellation is no longer handed on
+                // to this one.
+                if let Some(current) = sched::current_raw() {
+                    current.core().forget_await(self.task);
+                }
             }
         }
         if self.is_done() && self.core().is_named() {

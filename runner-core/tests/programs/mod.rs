@@ -2,7 +2,8 @@
 //! spawns, joins, task groups (some ended early by `TaskGroup::cancel`),
 //! `timeout`, `scoped_timeout` (its deadline moved by the code inside,
 //! too), `wait_for`, `cancellable` (with resume), `shield`, self-cancels,
-//! `uncancel`, `as_completed`, async generators, cancels from another
+//! `uncancel`, `as_completed`, joins and races of two programs in one
+//! task, async generators, cancels from another
 //! thread and blocking jobs, drawn from a seed. Every wait in them is a
 //! timer (or a job or thread that ends at once), so every program ends.
 //!
@@ -155,9 +156,14 @@ pub fn node(rng: Rc<Rng>, depth: u32) -> Node {
                 let handle = spawn(child());
                 Ok(wait_for(rng.ms(15), handle).await.is_ok().into())
             }
-            11 => {
+            11 if rng.below(2) == 0 => {
+                // Both, polled together in this task.
                 let (a, b) = Zip::new(child(), child()).await;
                 Ok(a.unwrap_or(0) + b.unwrap_or(0))
+            }
+            11 => {
+                // The first of two to finish; the other is dropped.
+                Race::new(child(), child()).await
             }
             12 => {
                 let me = current_task().unwrap();
@@ -276,6 +282,42 @@ impl<A: Future, B: Future> Future for Zip<A, B> {
         }
         if this.a_out.is_some() && this.b_out.is_some() {
             return Poll::Ready((this.a_out.take().unwrap(), this.b_out.take().unwrap()));
+        }
+        Poll::Pending
+    }
+}
+
+/// The first of two futures to finish, polled together in one task; the
+/// other is dropped then (a `select!`'s losing branch).
+pub struct Race<A, B> {
+    a: Option<Pin<Box<A>>>,
+    b: Option<Pin<Box<B>>>,
+}
+
+impl<A, B> Race<A, B> {
+    pub fn new(a: A, b: B) -> Race<A, B> {
+        Race {
+            a: Some(Box::pin(a)),
+            b: Some(Box::pin(b)),
+        }
+    }
+}
+
+impl<A, B> Unpin for Race<A, B> {}
+
+impl<T, A: Future<Output = T>, B: Future<Output = T>> Future for Race<A, B> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        if let Poll::Ready(out) = self.a.as_mut().unwrap().as_mut().poll(cx) {
+            self.a = None;
+            self.b = None;
+            return Poll::Ready(out);
+        }
+        if let Poll::Ready(out) = self.b.as_mut().unwrap().as_mut().poll(cx) {
+            self.a = None;
+            self.b = None;
+            return Poll::Ready(out);
         }
         Poll::Pending
     }
