@@ -331,6 +331,70 @@ fn cancelling_an_awaiting_task_cancels_the_awaited_one_and_frees_both() {
     lp.close().unwrap();
 }
 
+// Handles awaited in one step, one of them then dropped in it (a race's
+// losing branch): the poll's record lets go of it and keeps a reference
+// to the other, which takes the cancellation; all three tasks are freed.
+#[test]
+fn a_handle_dropped_in_the_step_that_awaited_it_is_let_go_and_the_other_takes_the_cancel() {
+    let (alive, dropped_on) = counters();
+    let lp = EventLoop::new().unwrap();
+    let (a, d) = (alive.clone(), dropped_on.clone());
+    lp.run_until_complete(async move {
+        let (go, waker) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(None)));
+        let t = Tracked::new(&a, &d);
+        let (g, w) = (go.clone(), waker.clone());
+        let kept = spawn(async move {
+            let _t = t;
+            Parked { waker: w, go: g }.await;
+        });
+        let t = Tracked::new(&a, &d);
+        let dropped = spawn(async move {
+            let _t = t;
+            YieldOnce(false).await;
+            YieldOnce(false).await;
+        });
+        let t = Tracked::new(&a, &d);
+        let outer = spawn(async move {
+            let _t = t;
+            let race = async {
+                // Both handles polled in one step, then this one dropped.
+                let mut dropped = dropped;
+                let mut first = YieldOnce(false);
+                std::future::poll_fn(|cx| {
+                    let _ = Pin::new(&mut dropped).poll(cx);
+                    Pin::new(&mut first).poll(cx)
+                })
+                .await;
+                drop(dropped);
+                current_task().unwrap().cancel();
+                std::future::pending::<()>().await;
+            };
+            let (kept, ()) = futures_lite::future::zip(kept, race).await;
+            kept
+        });
+        yield_now().await;
+        // Bounded: a cancellation handed to the dropped one would leave
+        // the awaiting task waiting for a wake that never comes.
+        let out = runner_core::timeout(Duration::from_secs(10), outer).await;
+        let out = out.expect("the awaiting task ended");
+        assert!(
+            out.is_err_and(|e| e.is_cancelled()),
+            "the kept one ended cancelled, and so did the awaiting one"
+        );
+        yield_now().await;
+        yield_now().await;
+        assert_eq!(
+            a.load(Ordering::SeqCst),
+            0,
+            "every task freed (the dropped one ran to its end)"
+        );
+        assert!(!go.load(Ordering::SeqCst));
+        drop(waker);
+    })
+    .unwrap();
+    lp.close().unwrap();
+}
+
 #[test]
 fn panics_in_a_poll_and_in_a_destructor_end_the_task_panicked() {
     struct PanicOnDrop;
