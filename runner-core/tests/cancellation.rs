@@ -553,3 +553,26 @@ fn with_a_handle_dropped_the_cancellation_goes_to_the_one_still_awaited() {
     assert_eq!(awaited.unwrap().map_err(|e| e.to_string()), Ok("cancelled"));
     assert!(dropped_finished.get(), "the dropped handle's task was cancelled");
 }
+
+// A `shield` dropped while pending (a `select!`'s losing branch) holds no
+// cancellation back: one that waited for the shield's end lands at the
+// task's next suspension, not after a shield that is gone.
+#[test]
+fn a_shield_dropped_while_pending_holds_no_cancellation_back() {
+    let outcome = common::run_paused(async {
+        let worker = spawn(async {
+            let shielded = Box::pin(shield(sleep(Duration::from_millis(20))));
+            match futures::future::select(shielded, Box::pin(sleep(Duration::from_millis(1)))).await {
+                futures::future::Either::Left(_) => unreachable!("the shielded sleep is longer"),
+                futures::future::Either::Right(_) => {}
+            }
+            std::future::pending::<()>().await;
+        });
+        yield_now().await;
+        // Held back: the worker is inside the shield.
+        worker.cancel();
+        // On a paused clock: a cancellation held back is an hour, not a hang.
+        timeout(Duration::from_secs(3600), worker).await
+    });
+    assert!(outcome.expect("the worker ended").unwrap_err().is_cancelled());
+}

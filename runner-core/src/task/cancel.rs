@@ -216,6 +216,7 @@ impl<F: Future> Future for Cancellable<F> {
 pub fn shield<F: IntoFuture>(fut: F) -> Shield<F::IntoFuture> {
     Shield {
         inner: fut.into_future(),
+        pending: false,
     }
 }
 
@@ -225,6 +226,22 @@ pin_project! {
     pub struct Shield<F> {
         #[pin]
         inner: F,
+        // Its last poll returned `Pending`.
+        pending: bool,
+    }
+
+    impl<F> PinnedDrop for Shield<F> {
+        fn drop(this: Pin<&mut Self>) {
+            if this.pending {
+                // Dropped while pending (a `select!`'s losing branch): the
+                // task polling it may have been recorded as suspended in
+                // it, holding a cancellation back for a shield that is
+                // gone. Its next poll finds where it really is.
+                if let Some(task) = sched::current_raw() {
+                    task.wake();
+                }
+            }
+        }
     }
 }
 
@@ -239,10 +256,12 @@ impl<F: Future> Future for Shield<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<F::Output> {
         let in_task = sched::with_current_task(|core| core.enter_shield()).is_some();
-        let poll = self.project().inner.poll(cx);
+        let this = self.project();
+        let poll = this.inner.poll(cx);
         if in_task {
             sched::with_current_task(|core| core.leave_shield());
         }
+        *this.pending = poll.is_pending();
         if poll.is_pending() {
             sched::with_current_task(|core| core.shield_pending());
         }
