@@ -822,3 +822,58 @@ fn in_a_join_a_cancellation_handed_on_as_the_siblings_deadline_fires_goes_on() {
         assert_eq!(got, ["resumed", "timed out: true"], "resumer first: {resumer_first}");
     }
 }
+
+// A timeout dropped after its deadline fired, before the cancellation
+// reached the code inside (a `select!` whose other branch won in the same
+// step), takes its request back, as asyncio's `__aexit__` does whatever
+// ends the block: the task is not cancelled by a timeout that is gone.
+#[test]
+fn a_timeout_dropped_after_its_deadline_fired_takes_its_cancellation_back() {
+    let (survived, count) = run(async {
+        let worker = spawn(async {
+            // The other branch is polled first, and wins at the deadline.
+            let timed = Box::pin(scoped_timeout(ms(10), sleep(ms(100))));
+            match futures::future::select(Box::pin(sleep(ms(10))), timed).await {
+                futures::future::Either::Left(_) => {}
+                futures::future::Either::Right(_) => unreachable!("the other branch is polled first"),
+            }
+            sleep(ms(1)).await;
+            cancelling()
+        });
+        let out = worker.await;
+        (out.is_ok(), out.unwrap_or(u32::MAX))
+    });
+    assert!(survived, "the task was cancelled by a timeout that was dropped");
+    assert_eq!(count, 0);
+}
+
+// The same around a task's handle whose task ended cancelled by the
+// deadline before the drop: the cancellation that came back out of it is
+// the timeout's, and goes with it.
+#[test]
+fn a_timeout_dropped_after_the_task_it_awaited_ended_cancelled_takes_that_back() {
+    let (survived, awaited_cancelled) = run(async {
+        let awaited = spawn(sleep(ms(100)));
+        let awaited_id = awaited.id();
+        let worker = spawn(async move {
+            // The other branch: polled first, its timer set after the
+            // deadline's, so that at 10 ms the awaited task is cancelled
+            // and ends before this task's step.
+            let other = Box::pin(async {
+                yield_now().await;
+                sleep(ms(10)).await;
+            });
+            let timed = Box::pin(scoped_timeout(ms(10), awaited));
+            match futures::future::select(other, timed).await {
+                futures::future::Either::Left(_) => {}
+                futures::future::Either::Right(_) => unreachable!("the other branch is polled first"),
+            }
+            sleep(ms(1)).await;
+        });
+        let out = worker.await;
+        let gone = runner_core::all_tasks().iter().all(|t| t.id() != awaited_id);
+        (out.is_ok(), gone)
+    });
+    assert!(awaited_cancelled, "the deadline cancelled the awaited task");
+    assert!(survived, "the task was cancelled by a timeout that was dropped");
+}

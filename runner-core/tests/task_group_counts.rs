@@ -756,3 +756,37 @@ fn in_a_join_a_cancellation_handed_on_as_the_siblings_group_fails_goes_on() {
         assert_eq!(got, ["group failed: true", "resumed"], "resumer first: {resumer_first}");
     }
 }
+
+// A group dropped after a child's failure asked to cancel its owner, before
+// the scope could take that request back (a `select!` whose other branch
+// won in that step): the drop takes it back, and the owner is not
+// cancelled by a group that is gone.
+#[test]
+fn a_group_dropped_after_it_asked_to_cancel_its_owner_takes_that_back() {
+    let (survived, count) = run(async {
+        let worker = spawn(async {
+            // The child tells the other branch as it fails: both land in
+            // the task's next step, and the other branch is polled first.
+            let (tx, rx) = futures::channel::oneshot::channel::<()>();
+            let group = Box::pin(task_group(|tg| async move {
+                tg.spawn(async move {
+                    sleep(ms(10)).await;
+                    let _ = tx.send(());
+                    Err::<(), _>(Boom("child"))
+                });
+                sleep(ms(10_000)).await;
+                Ok::<_, BoxError>(())
+            }));
+            match futures::future::select(rx, group).await {
+                futures::future::Either::Left(_) => {}
+                futures::future::Either::Right(_) => unreachable!("the other branch is polled first"),
+            }
+            sleep(ms(1)).await;
+            cancelling()
+        });
+        let out = worker.await;
+        (out.is_ok(), out.unwrap_or(u32::MAX))
+    });
+    assert!(survived, "the task was cancelled by a group that was dropped");
+    assert_eq!(count, 0);
+}

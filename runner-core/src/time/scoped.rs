@@ -55,9 +55,11 @@ use crate::task::{cancellable, Cancellable, Cancelled, WatchFlight};
 /// Inside a [`shield`](crate::shield) the deadline waits for the shield to
 /// end, as any cancellation does, and lands at the next suspension; if
 /// `fut` finishes first, its output stands (asyncio 3.13: the timeout's
-/// `uncancel` withdraws a cancellation never delivered). Polled
-/// outside a task (no cancellation to deliver), it drops `fut` at the
-/// deadline, as `timeout` does.
+/// `uncancel` withdraws a cancellation never delivered). Dropped before
+/// it returns (a `select!`'s losing branch) after its deadline fired, it
+/// takes its request back, as asyncio's `__aexit__` does whatever ends the
+/// block. Polled outside a task (no cancellation to deliver), it drops
+/// `fut` at the deadline, as `timeout` does.
 ///
 /// No allocation: the deadline is an entry in the loop's timers that
 /// cancels the task when it fires.
@@ -444,7 +446,25 @@ pin_project! {
 
     impl<F> PinnedDrop for ScopedTimeout<F> {
         fn drop(this: Pin<&mut Self>) {
-            this.project().slot.exit();
+            let this = this.project();
+            let slot = this.slot.get();
+            let unreturned = matches!(slot.phase.get(), Phase::Entered | Phase::Expiring);
+            this.slot.exit();
+            if unreturned && !*this.detached && slot.fired() {
+                // Dropped (a `select!`'s losing branch) after its deadline
+                // cancelled the task, before it returned: its request is
+                // taken back, as asyncio's `__aexit__` does whatever ends
+                // the block; and, with no request left beyond those the
+                // task had on entering, the cancellation it caused (not
+                // delivered yet, or come back out of a task it awaited)
+                // goes with it, as `step` would have caught it.
+                let entered_with = *this.entered_with;
+                sched::with_current_task(|core| {
+                    if core.uncancel() <= entered_with {
+                        core.consume_delivered();
+                    }
+                });
+            }
         }
     }
 }

@@ -555,6 +555,19 @@ impl Drop for CloseOnDrop {
         if !self.0.closed.get() {
             self.0.closed.set(true);
             self.0.abort();
+            if self.0.parent_cancel_requested.replace(false) {
+                if let Some(owner) = &self.0.owner {
+                    // The group asked to cancel its owner (a failure, or
+                    // `TaskGroup::cancel`) and is dropped before it could
+                    // take that back (a `select!`'s losing branch): taken
+                    // back now, as the scope's end does; with no request
+                    // left, the cancellation it caused goes with it, so
+                    // that a group that is gone cancels nothing.
+                    if owner.core().uncancel() == 0 && sched::current_raw() == Some(owner.raw()) {
+                        owner.core().consume_delivered();
+                    }
+                }
+            }
         }
     }
 }
