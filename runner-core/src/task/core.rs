@@ -472,8 +472,9 @@ impl TaskCore {
         SCRATCH.with(|s| s.pended.set(true));
     }
 
-    /// A cancellation delivered to a scope during this poll was caught
-    /// there: it is no longer pending, unless another was made pending
+    /// A cancellation meant for a scope ends there (delivered to it during
+    /// this poll and caught, or gone with the scope, dropped before it
+    /// returned): it is no longer pending, unless another was made pending
     /// since the poll began (see `Scratch::pended`), which stays pending
     /// for its own delivery.
     pub(crate) fn consume_delivered(&self) {
