@@ -617,10 +617,7 @@ impl TaskCore {
         SCRATCH.with(|s| {
             if s.deliver_to.get() == *scope {
                 s.deliver_to.set(0);
-                // As `consume_delivered`.
-                if !s.pended.get() {
-                    self.set_flag(CANCEL_PENDING, false);
-                }
+                self.consume_delivered();
                 return None;
             }
             let depth = s.depth.get();
