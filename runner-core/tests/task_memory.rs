@@ -395,6 +395,49 @@ fn a_handle_dropped_in_the_step_that_awaited_it_is_let_go_and_the_other_takes_th
     lp.close().unwrap();
 }
 
+// A task's future dropped without a poll (cancelled where nothing catches
+// it, or dropped by a close) drops the handle of a task it awaited. What
+// the last poll of another task recorded, the handles it awaited, must not
+// be taken for this one's: here that task awaited C, and C was freed by
+// the time Y's handle of D is dropped (Miri reports a use-after-free if
+// the record is read; found by the randomized programs, closing at once).
+#[test]
+fn a_future_dropped_without_a_poll_reads_nothing_of_another_tasks_poll() {
+    let (alive, dropped_on) = counters();
+    let lp = EventLoop::new().unwrap();
+    let pending = |a: &Arc<AtomicUsize>, d: &Arc<Mutex<Vec<thread::ThreadId>>>| {
+        let t = Tracked::new(a, d);
+        async move {
+            let _t = t;
+            std::future::pending::<()>().await;
+        }
+    };
+    // Spawn order is the order a close drops them in: C, X, Y, D.
+    let c = lp.spawn(pending(&alive, &dropped_on));
+    let stopper = lp.clone();
+    let t = Tracked::new(&alive, &dropped_on);
+    let x = lp.spawn(async move {
+        let _t = t;
+        yield_now().await;
+        // The last step before the loop stops: it awaits C.
+        stopper.stop();
+        let _ = c.await;
+    });
+    let d_handle: std::rc::Rc<std::cell::Cell<Option<JoinHandle<()>>>> = Default::default();
+    let d_slot = d_handle.clone();
+    let t = Tracked::new(&alive, &dropped_on);
+    let y = lp.spawn(async move {
+        let _t = t;
+        let _ = d_slot.take().unwrap().await;
+    });
+    d_handle.set(Some(lp.spawn(pending(&alive, &dropped_on))));
+    lp.run_forever().unwrap();
+    assert_eq!(alive.load(Ordering::SeqCst), 4);
+    lp.close().unwrap();
+    assert_eq!(alive.load(Ordering::SeqCst), 0, "every task's future dropped");
+    assert!(x.is_cancelled() && y.is_cancelled());
+}
+
 #[test]
 fn panics_in_a_poll_and_in_a_destructor_end_the_task_panicked() {
     struct PanicOnDrop;

@@ -124,7 +124,7 @@ pub(crate) struct Entered {
 }
 
 /// What a poll records as it goes (the scopes it passes through), reset
-/// before each poll. Polls do not nest, so one per thread, not one per
+/// before each step of a task (a poll, or a drop of its future). Polls do not nest, so one per thread, not one per
 /// task: the core keeps only what must survive between polls.
 struct Scratch {
     /// The scope a pending cancellation is delivered to during this poll.
@@ -161,6 +161,20 @@ thread_local! {
             pended: Cell::new(false),
         }
     };
+}
+
+/// Resets the record of a poll for a step of a task: a poll (`deliver_to`
+/// its delivery) or a drop of its future.
+fn begin_step(deliver_to: u32) {
+    SCRATCH.with(|s| {
+        s.deliver_to.set(deliver_to);
+        s.depth.set(0);
+        s.catch_scope.set(0);
+        s.shielded.set(false);
+        s.shields.set(0);
+        s.pended.set(false);
+        branches::begin_poll(&s.branches);
+    });
 }
 
 impl TaskCore {
@@ -544,15 +558,16 @@ impl TaskCore {
     pub(crate) fn begin_poll(&self, deliver_to: Option<u32>) {
         drop(self.awaiting.take());
         self.set_flag(POLLED, true);
-        SCRATCH.with(|s| {
-            s.deliver_to.set(deliver_to.unwrap_or(0));
-            s.depth.set(0);
-            s.catch_scope.set(0);
-            s.shielded.set(false);
-            s.shields.set(0);
-            s.pended.set(false);
-            branches::begin_poll(&s.branches);
-        });
+        begin_step(deliver_to.unwrap_or(0));
+    }
+
+    /// Prepares a step that drops the future without polling it (a
+    /// cancellation nothing catches, a close): the record of a poll is
+    /// this thread's, and still holds the last poll's, another task's,
+    /// whose awaited tasks may be freed by now. The handles dropped with
+    /// the future must find it empty, as at the start of a poll.
+    pub(crate) fn begin_drop(&self) {
+        begin_step(0);
     }
 
     /// Records where the poll that just returned `Pending` left the task.

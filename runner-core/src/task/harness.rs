@@ -102,10 +102,14 @@ pub(crate) fn poll_task<F: Future>(
     let mut deliver_to = None;
     if core.cancel_pending() {
         match core.suspended() {
-            _ if core.is_forced() => return Poll::Ready(Err(JoinError::cancelled())),
-            Suspended::Bare => return Poll::Ready(Err(JoinError::cancelled())),
-            Suspended::Catch(scope) => deliver_to = Some(scope),
-            Suspended::Shielded => {}
+            Suspended::Catch(scope) if !core.is_forced() => deliver_to = Some(scope),
+            Suspended::Shielded if !core.is_forced() => {}
+            _ => {
+                // Dropped unpolled (by the caller, next): what the future's
+                // destructors do sees a fresh record, not the last poll's.
+                core.begin_drop();
+                return Poll::Ready(Err(JoinError::cancelled()));
+            }
         }
     }
     core.begin_poll(deliver_to);
