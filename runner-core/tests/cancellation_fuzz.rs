@@ -4,7 +4,10 @@
 //! generators (dropped, closed or drained mid-way), cancels from another
 //! thread and blocking jobs (these two make the interleaving, and so the
 //! program a seed draws, depend on thread timing), built from a seed, run
-//! by a `Runner` on a paused clock. Every program must end (no lost
+//! by a `Runner` on a paused clock; the wider programs also hand handles
+//! to other tasks and keep task-group children's, run twice on one
+//! `Runner`, and half of them are closed at once (what is left dropped).
+//! Every program must end (no lost
 //! cancellation, no lost wake-up: each wait is a timer, and a program's
 //! sleeps sum to well under a virtual hour), the runner's close must
 //! finish what the program left (its tasks cancelled and driven, its
@@ -25,7 +28,8 @@
 //! still taking its task's cancellation (see `FOUND_ELSEWHERE`); and a
 //! shield dropped by a race still holding a cancellation back (seed
 //! 2,068,326, in release builds only: a blocking job's timing decides; its
-//! test is in `cancellation.rs`).
+//! test is in `cancellation.rs`). The wider programs found a use-after-free
+//! (see `WIDER_FOUND_ELSEWHERE`).
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -39,35 +43,57 @@ use programs::{node, Rng};
 
 /// Runs seed `seed`'s program; `Err` says what went wrong.
 fn run_seed(seed: u64) -> Result<(), String> {
+    run_program(seed, false)
+}
+
+/// Runs seed `seed`'s program, or with `wider` its wider program
+/// (`Rng::wider`): a first one, then a second on the same `Runner` (the
+/// first one's tasks still running), and for even seeds a close that gives
+/// up at once, dropping what is left (`close_timeout` zero).
+fn run_program(seed: u64, wider: bool) -> Result<(), String> {
     let lp = EventLoop::builder().start_paused(true).build().unwrap();
     let trouble = Rc::new(std::cell::RefCell::new(Vec::<String>::new()));
     let seen = trouble.clone();
+    let close_at_once = wider && seed % 2 == 0;
     lp.set_exception_handler(move |_, report| {
         // The program makes no panic of its own: a report with one is the
-        // runtime's, as is a close that gave up on something.
-        if report.panic.is_some() || report.message.contains("gave up") {
+        // runtime's, as is a close that gave up on something (unless it
+        // was told to).
+        if report.panic.is_some() || (report.message.contains("gave up") && !close_at_once) {
             seen.borrow_mut()
                 .push(format!("{}: {:?}", report.message, report.panic));
         }
     });
-    let rng = Rc::new(Rng::new(seed));
+    let rng = Rc::new(if wider { Rng::wider(seed) } else { Rng::new(seed) });
     let factory_loop = lp.clone();
-    let out = Builder::new()
+    let runner = Builder::new()
         // Real time: only something that waits for nothing reaches it
         // (a program's close takes microseconds).
-        .close_timeout(Duration::from_secs(1))
+        .close_timeout(if close_at_once {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(1)
+        })
         .loop_factory(move || Ok(factory_loop.clone()))
-        .run(async move {
-            // Far more than any program's sleeps add up to: reaching it
-            // means the program waits for something that never comes.
-            timeout(Duration::from_secs(3600), node(rng, 7)).await.is_ok()
-        });
-    match out {
-        Ok(true) => {}
-        Ok(false) => return Err("stuck: still waiting after a virtual hour".into()),
-        // The program may cancel the main task itself (and not catch it).
-        Err(e) if e.is_cancelled() => {}
-        Err(e) => return Err(format!("run failed: {e}")),
+        .build();
+    // Far more than any program's sleeps add up to: reaching it means the
+    // program waits for something that never comes.
+    let program = |depth| {
+        let rng = rng.clone();
+        async move { timeout(Duration::from_secs(3600), node(rng, depth)).await.is_ok() }
+    };
+    let runs = if wider { vec![5, 7] } else { vec![7] };
+    for depth in runs {
+        match runner.run(program(depth)) {
+            Ok(true) => {}
+            Ok(false) => return Err("stuck: still waiting after a virtual hour".into()),
+            // The program may cancel the main task itself (and not catch it).
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => return Err(format!("run failed: {e}")),
+        }
+    }
+    if let Err(e) = runner.close() {
+        return Err(format!("close failed: {e}"));
     }
     if !lp.is_closed() {
         return Err("the runner did not close its loop".into());
@@ -85,13 +111,33 @@ fn run_seed(seed: u64) -> Result<(), String> {
 /// cancellation to that handle's task, and waited for it, or hung.
 const FOUND_ELSEWHERE: [u64; 6] = [104_806, 164_674, 177_680, 394_933, 723_703, 916_998];
 
+// The bound is for a lost wake-up (a hang), far above the half minute
+// or so each takes on a 2-core machine, even a loaded one.
 #[test]
 fn random_programs_of_cancellations_all_end_and_close_cleanly() {
-    let failures: Vec<String> = common::within_wall_time(Duration::from_secs(120), || {
+    let failures: Vec<String> = common::within_wall_time(Duration::from_secs(600), || {
         (1..=30_000u64)
             // Seeds that once failed, found by runs over wider ranges.
             .chain(FOUND_ELSEWHERE)
             .filter_map(|seed| run_seed(seed).err().map(|e| format!("seed {seed}: {e}")))
+            .collect()
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A wider seed past the range run here that once failed: closing at once,
+/// a task dropped unpolled read what another task's poll had recorded of
+/// the tasks it awaited, one of them freed by then (a use-after-free: an
+/// abort without a word in a release build, an error under
+/// AddressSanitizer; `task_memory.rs` has its test, which Miri checks).
+const WIDER_FOUND_ELSEWHERE: [u64; 1] = [867_434];
+
+#[test]
+fn wider_programs_run_twice_on_one_runner_end_and_close_cleanly_or_at_once() {
+    let failures: Vec<String> = common::within_wall_time(Duration::from_secs(600), || {
+        (1..=30_000u64)
+            .chain(WIDER_FOUND_ELSEWHERE)
+            .filter_map(|seed| run_program(seed, true).err().map(|e| format!("wider seed {seed}: {e}")))
             .collect()
     });
     assert!(failures.is_empty(), "{failures:#?}");

@@ -4,7 +4,9 @@
 //! too), `wait_for`, `cancellable` (with resume), `shield`, self-cancels,
 //! `uncancel`, `as_completed`, joins and races of two programs in one
 //! task, async generators, cancels from another
-//! thread and blocking jobs, drawn from a seed. Every wait in them is a
+//! thread and blocking jobs, drawn from a seed; the wider ones
+//! ([`Rng::wider`]) also hand handles to other tasks to await, and keep the
+//! handles of task-group children to await or cancel. Every wait in them is a
 //! timer (or a job or thread that ends at once), so every program ends.
 //!
 //! Shared by `runner-core/tests/cancellation_fuzz.rs` and the Ctrl-C
@@ -25,23 +27,40 @@ use runner_core::{
 };
 
 /// xorshift64: small, and the same sequence everywhere.
-pub struct Rng(Cell<u64>);
+pub struct Rng {
+    state: Cell<u64>,
+    /// The programs also hand handles to other tasks and keep the handles
+    /// of task-group children (draws of their own: without them, a seed
+    /// gives the program it always gave).
+    wider: bool,
+}
 
 impl Rng {
     pub fn new(seed: u64) -> Rng {
-        let rng = Rng(Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1));
+        let rng = Rng {
+            state: Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            wider: false,
+        };
         for _ in 0..8 {
             rng.next();
         }
         rng
     }
 
+    /// The generator of the wider programs (see `wider`).
+    pub fn wider(seed: u64) -> Rng {
+        Rng {
+            wider: true,
+            ..Rng::new(seed)
+        }
+    }
+
     pub fn next(&self) -> u64 {
-        let mut x = self.0.get();
+        let mut x = self.state.get();
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        self.0.set(x);
+        self.state.set(x);
         x
     }
 
@@ -93,7 +112,29 @@ pub fn node(rng: Rc<Rng>, depth: u32) -> Node {
                         yield_now().await;
                         handle.cancel();
                     }
-                    _ => drop(handle),
+                    _ if !rng.wider || rng.below(2) == 0 => drop(handle),
+                    _ => {
+                        // Handed to another task, which awaits it; that
+                        // one is cancelled, awaited or dropped.
+                        let waiter = spawn(async move { handle.await.map_err(BoxError::from) });
+                        match rng.below(4) {
+                            0 => {
+                                sleep(rng.ms(5)).await;
+                                waiter.cancel();
+                                let _ = waiter.await;
+                            }
+                            1 => {
+                                let _ = waiter.await;
+                            }
+                            2 => {
+                                yield_now().await;
+                                let cancel = waiter.cancel_handle();
+                                drop(waiter);
+                                cancel.cancel();
+                            }
+                            _ => drop(waiter),
+                        }
+                    }
                 }
                 Ok(1)
             }
@@ -102,9 +143,20 @@ pub fn node(rng: Rc<Rng>, depth: u32) -> Node {
                 // Sometimes a child (or the body) ends the group early:
                 // `TaskGroup::cancel` after a while.
                 let stop_after = (rng.below(4) == 0).then(|| rng.ms(15));
+                let brng = rng.clone();
                 let r = task_group(|tg| async move {
+                    // Some children's handles kept, to be awaited or
+                    // cancelled by the body; some cancelled at once.
+                    let mut kept = Vec::new();
                     for _ in 0..children {
-                        tg.spawn(child());
+                        let h = tg.spawn(child());
+                        match brng.wider.then(|| brng.below(4)) {
+                            Some(0) => kept.push(h),
+                            Some(1) => {
+                                h.cancel();
+                            }
+                            _ => drop(h),
+                        }
                     }
                     if let Some(after) = stop_after {
                         let stop = tg.clone();
@@ -114,7 +166,15 @@ pub fn node(rng: Rc<Rng>, depth: u32) -> Node {
                             Ok::<u32, BoxError>(0)
                         });
                     }
-                    child().await
+                    let out = child().await;
+                    for h in kept {
+                        if brng.below(2) == 0 {
+                            let _ = h.await;
+                        } else {
+                            h.cancel();
+                        }
+                    }
+                    out
                 })
                 .await;
                 Ok(r.map_or(0, |_| 1))
