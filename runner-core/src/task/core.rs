@@ -124,8 +124,9 @@ pub(crate) struct Entered {
 }
 
 /// What a poll records as it goes (the scopes it passes through), reset
-/// before each step of a task (a poll, or a drop of its future). Polls do not nest, so one per thread, not one per
-/// task: the core keeps only what must survive between polls.
+/// before each step of a task (a poll, or a drop of its future). Polls do
+/// not nest, so one per thread, not one per task: the core keeps only what
+/// must survive between polls.
 struct Scratch {
     /// The scope a pending cancellation is delivered to during this poll.
     deliver_to: Cell<u32>,
