@@ -22,8 +22,9 @@
 //! inner one's closer took its body over and the outer step that waited
 //! on it was never woken. With blocking jobs, a third: a paused clock
 //! jumped past a job's result still on its way to the loop. Runs over
-//! wider ranges (change the range, build with `--release`) found three
-//! more: a cancellation handed on in one branch of a join, lost to a
+//! wider ranges (`scripts/fuzz-wide.sh`: a release build, under
+//! AddressSanitizer with `--asan`) found three more: a cancellation
+//! handed on in one branch of a join, lost to a
 //! delivery in the other in the same step; a handle dropped by a race
 //! still taking its task's cancellation (see `FOUND_ELSEWHERE`); and a
 //! shield dropped by a race still holding a cancellation back (seed
@@ -31,6 +32,7 @@
 //! test is in `cancellation.rs`). The wider programs found a use-after-free
 //! (see `WIDER_FOUND_ELSEWHERE`).
 
+use std::ops::RangeInclusive;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -111,12 +113,32 @@ fn run_program(seed: u64, wider: bool) -> Result<(), String> {
 /// cancellation to that handle's task, and waited for it, or hung.
 const FOUND_ELSEWHERE: [u64; 6] = [104_806, 164_674, 177_680, 394_933, 723_703, 916_998];
 
-// The bound is for a lost wake-up (a hang), far above the half minute
-// or so each takes on a 2-core machine, even a loaded one.
+/// The seeds to run: `default`, or the range environment variable `var`
+/// gives as `FIRST-LAST` (the wide runs of `scripts/fuzz-wide.sh`).
+fn seeds(var: &str, default: RangeInclusive<u64>) -> RangeInclusive<u64> {
+    let Ok(range) = std::env::var(var) else {
+        return default;
+    };
+    let parsed = range
+        .split_once('-')
+        .and_then(|(first, last)| Some(first.trim().parse().ok()?..=last.trim().parse().ok()?));
+    parsed.unwrap_or_else(|| panic!("{var}={range:?}: give the seeds as FIRST-LAST, say 1-1000000"))
+}
+
+/// The watchdog's bound, for a lost wake-up (a hang): far above the half
+/// minute or so the ranges of CI take on a 2-core machine, even a loaded
+/// one; for a wide run, 3 ms a seed (an AddressSanitizer build runs a
+/// seed in about 1 ms).
+fn bound(seeds: &RangeInclusive<u64>) -> Duration {
+    let n = seeds.end().saturating_sub(*seeds.start());
+    Duration::from_secs(600).max(Duration::from_millis(n.saturating_mul(3)))
+}
+
 #[test]
 fn random_programs_of_cancellations_all_end_and_close_cleanly() {
-    let failures: Vec<String> = common::within_wall_time(Duration::from_secs(600), || {
-        (1..=30_000u64)
+    let range = seeds("RUNNER_FUZZ_SEEDS", 1..=30_000);
+    let failures: Vec<String> = common::within_wall_time(bound(&range), || {
+        range
             // Seeds that once failed, found by runs over wider ranges.
             .chain(FOUND_ELSEWHERE)
             .filter_map(|seed| run_seed(seed).err().map(|e| format!("seed {seed}: {e}")))
@@ -134,8 +156,9 @@ const WIDER_FOUND_ELSEWHERE: [u64; 1] = [867_434];
 
 #[test]
 fn wider_programs_run_twice_on_one_runner_end_and_close_cleanly_or_at_once() {
-    let failures: Vec<String> = common::within_wall_time(Duration::from_secs(600), || {
-        (1..=30_000u64)
+    let range = seeds("RUNNER_FUZZ_WIDER_SEEDS", 1..=30_000);
+    let failures: Vec<String> = common::within_wall_time(bound(&range), || {
+        range
             .chain(WIDER_FOUND_ELSEWHERE)
             .filter_map(|seed| run_program(seed, true).err().map(|e| format!("wider seed {seed}: {e}")))
             .collect()
