@@ -7,8 +7,8 @@
 #
 #   scripts/fuzz-wide.sh [--asan] [FIRST-LAST [WIDER_FIRST-WIDER_LAST]]
 #
-# Defaults: 1-1000000 for both. A plain build runs about 5,000 seeds a
-# second, an AddressSanitizer build about 1,200 (2-core machine). A failing
+# Defaults: 1-1000000 for both. A plain build runs about 3,000 seeds a
+# second, an AddressSanitizer build about 1,300 (2-core machine). A failing
 # seed is printed; replay it alone with the same range syntax (N-N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
