@@ -9,7 +9,9 @@
 #
 # Defaults: 1-1000000 for both. A plain build runs about 3,000 seeds a
 # second, an AddressSanitizer build about 1,300 (2-core machine). A failing
-# seed is printed; replay it alone with the same range syntax (N-N).
+# seed is printed; replay it alone with the same range syntax (N-N). A seed
+# that crashes the process is the last one printed with RUNNER_FUZZ_TRACE=1
+# set (each seed is printed as it starts).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -125,6 +125,16 @@ fn seeds(var: &str, default: RangeInclusive<u64>) -> RangeInclusive<u64> {
     parsed.unwrap_or_else(|| panic!("{var}={range:?}: give the seeds as FIRST-LAST, say 1-1000000"))
 }
 
+/// `seed`, printed first when `RUNNER_FUZZ_TRACE` is set (`trace`): a
+/// seed that crashes the process (an abort, a report of AddressSanitizer)
+/// is then the last one printed.
+fn traced(seed: u64, trace: bool) -> u64 {
+    if trace {
+        eprintln!("seed {seed}");
+    }
+    seed
+}
+
 /// The watchdog's bound, for a lost wake-up (a hang): far above the half
 /// minute or so the ranges of CI take on a 2-core machine, even a loaded
 /// one; for a wide run, 3 ms a seed (an AddressSanitizer build runs a
@@ -137,10 +147,12 @@ fn bound(seeds: &RangeInclusive<u64>) -> Duration {
 #[test]
 fn random_programs_of_cancellations_all_end_and_close_cleanly() {
     let range = seeds("RUNNER_FUZZ_SEEDS", 1..=30_000);
+    let trace = std::env::var_os("RUNNER_FUZZ_TRACE").is_some();
     let failures: Vec<String> = common::within_wall_time(bound(&range), || {
         range
             // Seeds that once failed, found by runs over wider ranges.
             .chain(FOUND_ELSEWHERE)
+            .map(|seed| traced(seed, trace))
             .filter_map(|seed| run_seed(seed).err().map(|e| format!("seed {seed}: {e}")))
             .collect()
     });
@@ -157,9 +169,11 @@ const WIDER_FOUND_ELSEWHERE: [u64; 1] = [867_434];
 #[test]
 fn wider_programs_run_twice_on_one_runner_end_and_close_cleanly_or_at_once() {
     let range = seeds("RUNNER_FUZZ_WIDER_SEEDS", 1..=30_000);
+    let trace = std::env::var_os("RUNNER_FUZZ_TRACE").is_some();
     let failures: Vec<String> = common::within_wall_time(bound(&range), || {
         range
             .chain(WIDER_FOUND_ELSEWHERE)
+            .map(|seed| traced(seed, trace))
             .filter_map(|seed| run_program(seed, true).err().map(|e| format!("wider seed {seed}: {e}")))
             .collect()
     });
