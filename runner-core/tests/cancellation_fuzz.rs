@@ -43,11 +43,6 @@ mod programs;
 
 use programs::{node, Rng};
 
-/// Runs seed `seed`'s program; `Err` says what went wrong.
-fn run_seed(seed: u64) -> Result<(), String> {
-    run_program(seed, false)
-}
-
 /// Runs seed `seed`'s program, or with `wider` its wider program
 /// (`Rng::wider`): a first one, then a second on the same `Runner` (the
 /// first one's tasks still running), and for even seeds a close that gives
@@ -125,16 +120,6 @@ fn seeds(var: &str, default: RangeInclusive<u64>) -> RangeInclusive<u64> {
     parsed.unwrap_or_else(|| panic!("{var}={range:?}: give the seeds as FIRST-LAST, say 1-1000000"))
 }
 
-/// `seed`, printed first when `RUNNER_FUZZ_TRACE` is set (`trace`): a
-/// seed that crashes the process (an abort, a report of AddressSanitizer)
-/// is then the last one printed.
-fn traced(seed: u64, trace: bool) -> u64 {
-    if trace {
-        eprintln!("seed {seed}");
-    }
-    seed
-}
-
 /// The watchdog's bound, for a lost wake-up (a hang): far above the half
 /// minute or so the ranges of CI take on a 2-core machine, even a loaded
 /// one; for a wide run, 3 ms a seed (an AddressSanitizer build runs a
@@ -144,19 +129,33 @@ fn bound(seeds: &RangeInclusive<u64>) -> Duration {
     Duration::from_secs(600).max(Duration::from_millis(n.saturating_mul(3)))
 }
 
-#[test]
-fn random_programs_of_cancellations_all_end_and_close_cleanly() {
-    let range = seeds("RUNNER_FUZZ_SEEDS", 1..=30_000);
+/// Runs the programs (`wider`: the wider ones) of seeds 1 to 30,000, or
+/// of the range environment variable `var` gives, then the seeds that once
+/// failed (`found`, found by runs over wider ranges); fails with every
+/// seed that went wrong. With `RUNNER_FUZZ_TRACE` set, each seed is
+/// printed as it starts: a seed that crashes the process (an abort, a
+/// report of AddressSanitizer) is then the last one printed.
+fn run_all(var: &str, found: &[u64], wider: bool) {
+    let range = seeds(var, 1..=30_000);
     let trace = std::env::var_os("RUNNER_FUZZ_TRACE").is_some();
+    let kind = if wider { "wider seed" } else { "seed" };
     let failures: Vec<String> = common::within_wall_time(bound(&range), || {
         range
-            // Seeds that once failed, found by runs over wider ranges.
-            .chain(FOUND_ELSEWHERE)
-            .map(|seed| traced(seed, trace))
-            .filter_map(|seed| run_seed(seed).err().map(|e| format!("seed {seed}: {e}")))
+            .chain(found.iter().copied())
+            .filter_map(|seed| {
+                if trace {
+                    eprintln!("{kind} {seed}");
+                }
+                run_program(seed, wider).err().map(|e| format!("{kind} {seed}: {e}"))
+            })
             .collect()
     });
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+#[test]
+fn random_programs_of_cancellations_all_end_and_close_cleanly() {
+    run_all("RUNNER_FUZZ_SEEDS", &FOUND_ELSEWHERE, false);
 }
 
 /// A wider seed past the range run here that once failed: closing at once,
@@ -168,14 +167,5 @@ const WIDER_FOUND_ELSEWHERE: [u64; 1] = [867_434];
 
 #[test]
 fn wider_programs_run_twice_on_one_runner_end_and_close_cleanly_or_at_once() {
-    let range = seeds("RUNNER_FUZZ_WIDER_SEEDS", 1..=30_000);
-    let trace = std::env::var_os("RUNNER_FUZZ_TRACE").is_some();
-    let failures: Vec<String> = common::within_wall_time(bound(&range), || {
-        range
-            .chain(WIDER_FOUND_ELSEWHERE)
-            .map(|seed| traced(seed, trace))
-            .filter_map(|seed| run_program(seed, true).err().map(|e| format!("wider seed {seed}: {e}")))
-            .collect()
-    });
-    assert!(failures.is_empty(), "{failures:#?}");
+    run_all("RUNNER_FUZZ_WIDER_SEEDS", &WIDER_FOUND_ELSEWHERE, true);
 }
