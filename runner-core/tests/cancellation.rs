@@ -500,10 +500,8 @@ fn a_handle_dropped_by_the_select_that_awaited_it_takes_no_cancellation() {
         let worker = spawn(async move {
             // The handle is polled (and awaited) before the sleep wins,
             // then dropped with the select's output, in the same step.
-            match futures::future::select(other, Box::pin(sleep(Duration::from_millis(1)))).await {
-                futures::future::Either::Left(_) => unreachable!("the other task sleeps 20 ms"),
-                futures::future::Either::Right(_) => {}
-            }
+            let wins = Box::pin(sleep(Duration::from_millis(1)));
+            common::select_won_by(common::Won::Second, other, wins, "the other task sleeps 20 ms").await;
             current_task().unwrap().cancel();
             cancellable(sleep(Duration::from_millis(5))).await.is_err()
         });
@@ -537,10 +535,8 @@ fn with_a_handle_dropped_the_cancellation_goes_to_the_one_still_awaited() {
         });
         let worker = spawn(async move {
             let other_branch = async move {
-                match futures::future::select(dropped, Box::pin(sleep(Duration::from_millis(1)))).await {
-                    futures::future::Either::Left(_) => unreachable!("the task sleeps 20 ms"),
-                    futures::future::Either::Right(_) => {}
-                }
+                let wins = Box::pin(sleep(Duration::from_millis(1)));
+                common::select_won_by(common::Won::Second, dropped, wins, "the task sleeps 20 ms").await;
                 current_task().unwrap().cancel();
                 sleep(Duration::from_millis(2)).await;
             };
@@ -562,10 +558,8 @@ fn a_shield_dropped_while_pending_holds_no_cancellation_back() {
     let outcome = common::run_paused(async {
         let worker = spawn(async {
             let shielded = Box::pin(shield(sleep(Duration::from_millis(20))));
-            match futures::future::select(shielded, Box::pin(sleep(Duration::from_millis(1)))).await {
-                futures::future::Either::Left(_) => unreachable!("the shielded sleep is longer"),
-                futures::future::Either::Right(_) => {}
-            }
+            let wins = Box::pin(sleep(Duration::from_millis(1)));
+            common::select_won_by(common::Won::Second, shielded, wins, "the shielded sleep is longer").await;
             std::future::pending::<()>().await;
         });
         yield_now().await;

@@ -833,10 +833,8 @@ fn a_timeout_dropped_after_its_deadline_fired_takes_its_cancellation_back() {
         let worker = spawn(async {
             // The other branch is polled first, and wins at the deadline.
             let timed = Box::pin(scoped_timeout(ms(10), sleep(ms(100))));
-            match futures::future::select(Box::pin(sleep(ms(10))), timed).await {
-                futures::future::Either::Left(_) => {}
-                futures::future::Either::Right(_) => unreachable!("the other branch is polled first"),
-            }
+            let other = Box::pin(sleep(ms(10)));
+            common::select_won_by(common::Won::First, other, timed, "the other branch is polled first").await;
             sleep(ms(1)).await;
             cancelling()
         });
@@ -864,10 +862,7 @@ fn a_timeout_dropped_after_the_task_it_awaited_ended_cancelled_takes_that_back()
                 sleep(ms(10)).await;
             });
             let timed = Box::pin(scoped_timeout(ms(10), awaited));
-            match futures::future::select(other, timed).await {
-                futures::future::Either::Left(_) => {}
-                futures::future::Either::Right(_) => unreachable!("the other branch is polled first"),
-            }
+            common::select_won_by(common::Won::First, other, timed, "the other branch is polled first").await;
             sleep(ms(1)).await;
         });
         let out = worker.await;

@@ -777,10 +777,7 @@ fn a_group_dropped_after_it_asked_to_cancel_its_owner_takes_that_back() {
                 sleep(ms(10_000)).await;
                 Ok::<_, BoxError>(())
             }));
-            match futures::future::select(rx, group).await {
-                futures::future::Either::Left(_) => {}
-                futures::future::Either::Right(_) => unreachable!("the other branch is polled first"),
-            }
+            common::select_won_by(common::Won::First, rx, group, "the other branch is polled first").await;
             sleep(ms(1)).await;
             cancelling()
         });

@@ -5,6 +5,29 @@ use std::rc::Rc;
 
 use runner_core::{EventLoop, ExceptionContext};
 
+/// Which branch of [`select_won_by`] must win.
+#[allow(dead_code)]
+pub enum Won {
+    First,
+    Second,
+}
+
+/// `futures::future::select(first, second)` that must end by the branch
+/// `won` names (`why` says why it does): the other is dropped unfinished,
+/// a `select!`'s losing branch. `first` is polled first.
+#[allow(dead_code)]
+pub async fn select_won_by<A, B>(won: Won, first: A, second: B, why: &str)
+where
+    A: std::future::Future + Unpin,
+    B: std::future::Future + Unpin,
+{
+    let first_won = matches!(
+        futures::future::select(first, second).await,
+        futures::future::Either::Left(_)
+    );
+    assert_eq!(first_won, matches!(won, Won::First), "the other branch won: {why}");
+}
+
 /// Routes `lp`'s reports to a list the test can read.
 #[allow(dead_code)] // not every test file uses every helper
 pub fn capture_reports(lp: &EventLoop) -> Rc<RefCell<Vec<ExceptionContext>>> {
